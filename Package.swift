@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+//
+// SwiftDDP: distributed data-parallel training with synchronized batch normalization, on MPI.
+// Targets, bottom-up (Docs/architecture.md explains each):
+//   CMPI, COpenBLAS, CZlib   C system libraries found with pkg-config (ompi-c, openblas, zlib)
+//   MPI                      Swift bindings for Open MPI: errors, communicators, typed collectives
+//   Collectives              the ProcessGroup seam: MPI-backed and in-process (test) implementations
+//   BLAS                     thin typed wrapper over CBLAS (sgemm and the level-1 calls)
+//   ddp, mpi-selftest        executables
+import PackageDescription
+
+let package = Package(
+    name: "SwiftDDP",
+    products: [
+        .executable(name: "ddp", targets: ["ddp"]),
+        .executable(name: "mpi-selftest", targets: ["mpi-selftest"]),
+        .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(
+            name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "MPI", dependencies: ["CMPI"]),
+        .target(name: "Collectives", dependencies: ["MPI"]),
+        .target(name: "BLAS", dependencies: ["COpenBLAS"]),
+
+        .executableTarget(
+            name: "ddp",
+            dependencies: [
+                "MPI", "Collectives", "BLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives"]),
+
+        .testTarget(
+            name: "SwiftDDPTests",
+            dependencies: ["MPI", "Collectives", "BLAS"]),
+    ]
+)

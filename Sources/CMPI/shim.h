@@ -1,0 +1,45 @@
+// Open MPI spells its predefined handles as macros that expand to addresses of internal
+// globals (e.g. MPI_COMM_WORLD is ((MPI_Comm) &ompi_mpi_comm_world)); Swift cannot import
+// such macros, so each one is exposed here as a static inline getter.
+#ifndef SWIFTDDP_CMPI_SHIM_H
+#define SWIFTDDP_CMPI_SHIM_H
+
+#include <mpi.h>
+
+// Communicators
+static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }
+static inline MPI_Comm cmpi_comm_self(void) { return MPI_COMM_SELF; }
+static inline MPI_Comm cmpi_comm_null(void) { return MPI_COMM_NULL; }
+
+// Datatypes
+static inline MPI_Datatype cmpi_float(void) { return MPI_FLOAT; }
+static inline MPI_Datatype cmpi_double(void) { return MPI_DOUBLE; }
+static inline MPI_Datatype cmpi_int32(void) { return MPI_INT32_T; }
+static inline MPI_Datatype cmpi_int64(void) { return MPI_INT64_T; }
+static inline MPI_Datatype cmpi_byte(void) { return MPI_BYTE; }
+static inline MPI_Datatype cmpi_char(void) { return MPI_CHAR; }
+
+// Reduction operations
+static inline MPI_Op cmpi_op_sum(void) { return MPI_SUM; }
+static inline MPI_Op cmpi_op_max(void) { return MPI_MAX; }
+static inline MPI_Op cmpi_op_min(void) { return MPI_MIN; }
+static inline MPI_Op cmpi_op_prod(void) { return MPI_PROD; }
+
+// Special values
+static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
+static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Errhandler cmpi_errors_are_fatal(void) { return MPI_ERRORS_ARE_FATAL; }
+static inline MPI_Request cmpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Status *cmpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+
+// Integer constants (plain #defines import fine, but keeping them here gives one place to look)
+static inline int cmpi_success(void) { return MPI_SUCCESS; }
+static inline int cmpi_undefined(void) { return MPI_UNDEFINED; }
+static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline int cmpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
+static inline int cmpi_thread_single(void) { return MPI_THREAD_SINGLE; }
+static inline int cmpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline int cmpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
+static inline int cmpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+
+#endif

@@ -1,0 +1,200 @@
+import Foundation
+import MPI
+
+/// A `ProcessGroup` whose members are threads of this process: N "ranks" in one process, for
+/// tests of distributed logic without `mpirun`. Collectives are exact and deterministic
+/// (reductions run in rank order) and check that every member passed the same length, so a
+/// mismatch throws on every member instead of corrupting memory.
+///
+/// Use `LocalProcessGroup.run(worldSize:_:)` to start the members; a group of size 1
+/// (`LocalProcessGroup.single()`) stands in for a one-process run.
+public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
+    public let rank: Int
+    public var worldSize: Int { world.size }
+    public let hostName: String
+    private let world: LocalWorld
+
+    init(rank: Int, world: LocalWorld, hostName: String = "localhost") {
+        self.rank = rank
+        self.world = world
+        self.hostName = hostName
+    }
+
+    /// A group with one member, this thread.
+    public static func single() -> LocalProcessGroup {
+        LocalProcessGroup(rank: 0, world: LocalWorld(size: 1))
+    }
+
+    /// Runs `body` once per rank, each on its own thread, and returns the results in rank
+    /// order. Throws the lowest rank's error if any member threw.
+    public static func run<R: Sendable>(
+        worldSize: Int, _ body: @escaping @Sendable (LocalProcessGroup) throws -> R
+    ) throws -> [R] {
+        precondition(worldSize >= 1, "worldSize must be at least 1")
+        let world = LocalWorld(size: worldSize)
+        let results = ResultBox<R>(count: worldSize)
+        let done = DispatchGroup()
+        for rank in 0..<worldSize {
+            done.enter()
+            // One real thread per rank: members block on each other, so a thread pool capped at
+            // the core count could deadlock.
+            let thread = Thread {
+                let group = LocalProcessGroup(rank: rank, world: world)
+                let outcome = Result { try body(group) }
+                if case .failure = outcome { world.poison() }
+                results.set(rank, outcome)
+                done.leave()
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        done.wait()
+        return try results.values()
+    }
+
+    // MARK: Collectives
+
+    public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws {
+        let all = try exchangeSameLength(Array(buffer), what: "allReduce")
+        for i in 0..<buffer.count {
+            var acc = all[0][i]
+            for r in 1..<all.count {
+                let v = all[r][i]
+                switch op {
+                case .sum: acc += v
+                case .product: acc *= v
+                case .max: acc = Swift.max(acc, v)
+                case .min: acc = Swift.min(acc, v)
+                }
+            }
+            buffer[i] = acc
+        }
+    }
+
+    public func startAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
+        -> any PendingCollective
+    {
+        // Completes before returning: every member issues its collectives in the same order,
+        // so eager completion is a valid schedule of a non-blocking all-reduce.
+        try allReduce(buffer, op: op)
+        return CompletedCollective()
+    }
+
+    public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
+        guard (0..<worldSize).contains(root) else {
+            throw ProcessGroupError("broadcast root \(root) is outside 0..<\(worldSize)")
+        }
+        let all = try exchangeSameLength(Array(buffer), what: "broadcast")
+        _ = buffer.update(fromContentsOf: all[root])
+    }
+
+    public func allGather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>)
+        throws
+    {
+        guard receive.count == send.count * worldSize else {
+            throw ProcessGroupError(
+                "allGather receive buffer has \(receive.count) elements, expected \(send.count) × \(worldSize)")
+        }
+        let all = try exchangeSameLength(Array(send), what: "allGather")
+        _ = receive.update(fromContentsOf: all.joined())
+    }
+
+    public func barrier() throws {
+        _ = try world.exchange(rank: rank, value: 0)
+    }
+
+    public func split(color: Int, key: Int) throws -> any ProcessGroup {
+        guard color >= 0 else { throw ProcessGroupError("split color must be non-negative, got \(color)") }
+        let requests = try world.exchange(rank: rank, value: [color, key]).map { $0 as! [Int] }
+        let members = (0..<worldSize).filter { requests[$0][0] == color }
+            .sorted { (requests[$0][1], $0) < (requests[$1][1], $1) }
+        // The first member of each new group creates its world; a second exchange hands it out.
+        let leader = members[0]
+        let created: LocalWorld? = rank == leader ? LocalWorld(size: members.count) : nil
+        let worlds = try world.exchange(rank: rank, value: created as Any)
+        let subWorld = worlds[leader] as! LocalWorld
+        return LocalProcessGroup(rank: members.firstIndex(of: rank)!, world: subWorld, hostName: hostName)
+    }
+
+    /// Exchanges `values` with every member and checks that all passed the same length.
+    private func exchangeSameLength<T>(_ values: [T], what: String) throws -> [[T]] {
+        let all = try world.exchange(rank: rank, value: values).map { $0 as! [T] }
+        if let bad = all.firstIndex(where: { $0.count != values.count }) {
+            throw ProcessGroupError(
+                "\(what): rank \(rank) passed \(values.count) elements but rank \(bad) passed \(all[bad].count)")
+        }
+        return all
+    }
+}
+
+final class CompletedCollective: PendingCollective {
+    func wait() throws {}
+}
+
+/// The rendezvous shared by the members of one local group: each collective is an exchange in
+/// which every member deposits a value and receives everybody's.
+final class LocalWorld: @unchecked Sendable {
+    let size: Int
+    private let condition = NSCondition()
+    private var slots: [Any?]
+    private var arrived = 0
+    private var generation = 0
+    private var completed: [Any] = []
+    private var poisoned = false
+
+    init(size: Int) {
+        self.size = size
+        slots = Array(repeating: nil, count: size)
+    }
+
+    /// Deposits `value` for `rank`, waits for every member, and returns all values in rank order.
+    /// Throws if another member failed, so the survivors do not wait forever.
+    func exchange(rank: Int, value: Any) throws -> [Any] {
+        condition.lock()
+        defer { condition.unlock() }
+        if poisoned { throw ProcessGroupError("another rank of the local group failed") }
+        slots[rank] = value
+        arrived += 1
+        let myGeneration = generation
+        if arrived == size {
+            completed = slots.map { $0! }
+            slots = Array(repeating: nil, count: size)
+            arrived = 0
+            generation += 1
+            condition.broadcast()
+            return completed
+        }
+        while generation == myGeneration && !poisoned { condition.wait() }
+        if generation == myGeneration { throw ProcessGroupError("another rank of the local group failed") }
+        return completed
+    }
+
+    /// Marks the world failed and wakes every waiting member.
+    func poison() {
+        condition.lock()
+        poisoned = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// Per-rank results written from the member threads.
+final class ResultBox<R>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<R, any Error>?]
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+    func set(_ rank: Int, _ result: Result<R, any Error>) {
+        lock.lock(); results[rank] = result; lock.unlock()
+    }
+    func values() throws -> [R] {
+        lock.lock(); defer { lock.unlock() }
+        // Report the first real failure rather than a "another rank failed" echo.
+        let failures = results.compactMap { r -> (any Error)? in
+            if case .failure(let e)? = r { return e } else { return nil }
+        }
+        if let first = failures.first(where: { !("\($0)".hasPrefix("another rank")) }) ?? failures.first {
+            throw first
+        }
+        return results.map { try! $0!.get() }
+    }
+}

@@ -1,0 +1,69 @@
+import MPI
+
+/// The ranks that train together, and the collectives they perform. This is the seam between
+/// the trainer and the transport: `MPIProcessGroup` runs over an MPI communicator, and
+/// `LocalProcessGroup` runs N ranks as threads of one process, so layer logic such as
+/// SyncBatchNorm can be tested without `mpirun`.
+///
+/// Every member must call the same collectives in the same order with buffers of the same
+/// length (as with MPI); implementations throw on arguments they can see are invalid.
+public protocol ProcessGroup: AnyObject, Sendable {
+    /// This member's rank, 0..<worldSize.
+    var rank: Int { get }
+    /// The number of members.
+    var worldSize: Int { get }
+    /// A name for the host this member runs on.
+    var hostName: String { get }
+
+    /// Element-wise reduction of `buffer` over all members, result in `buffer` on every member.
+    func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
+    /// Starts an all-reduce that may complete in the background; `buffer` must stay valid and
+    /// untouched until `wait()` returns.
+    func startAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
+        -> any PendingCollective
+    /// Copies `buffer` from `root` to every member.
+    func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws
+    /// Concatenates every member's `send` in rank order into `receive` (`send.count × worldSize`).
+    func allGather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>) throws
+    /// Waits until every member has arrived.
+    func barrier() throws
+    /// Partitions the members: those passing the same `color` (≥ 0) form a new group, ordered
+    /// by `key` then by rank. Collective over this group.
+    func split(color: Int, key: Int) throws -> any ProcessGroup
+}
+
+/// A collective started by `ProcessGroup.startAllReduce`.
+public protocol PendingCollective: AnyObject {
+    /// Blocks until the collective has completed.
+    func wait() throws
+}
+
+/// Invalid arguments detected by a process group before communicating.
+public struct ProcessGroupError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+// MARK: - Array conveniences
+
+extension ProcessGroup {
+    /// In-place all-reduce of an array.
+    public func allReduce<T: MPIScalar>(_ array: inout [T], op: ReductionOp = .sum) throws {
+        try array.withUnsafeMutableBufferPointer { try allReduce($0, op: op) }
+    }
+
+    /// Broadcast of an array from `root`.
+    public func broadcast<T: MPIScalar>(_ array: inout [T], root: Int) throws {
+        try array.withUnsafeMutableBufferPointer { try broadcast($0, root: root) }
+    }
+
+    /// All-gather of equal-length arrays, concatenated in rank order.
+    public func allGather<T: MPIScalar>(_ send: [T]) throws -> [T] {
+        var result = [T](repeating: 0, count: send.count * worldSize)
+        try send.withUnsafeBufferPointer { s in
+            try result.withUnsafeMutableBufferPointer { try allGather(s, into: $0) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Locates the package's built executables and runs them, under `mpirun` or directly.
+///
+/// The executables are looked up in `$DDP_BIN_DIR` when set (scripts/test.sh points it at the
+/// release build), else beside the running test bundle (the build folder `swift test` used).
+enum Executables {
+    static var binDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["DDP_BIN_DIR"], !dir.isEmpty {
+            return URL(fileURLWithPath: dir)
+        }
+        return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
+    static func path(_ name: String) -> String { binDirectory.appendingPathComponent(name).path }
+
+    struct Outcome {
+        let status: Int32
+        let output: String
+        let timedOut: Bool
+    }
+
+    /// Runs `executable` with `arguments`, collecting stdout and stderr together.
+    static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
+                    timeout: TimeInterval = 300) throws -> Outcome
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        environment["OPENBLAS_NUM_THREADS"] = environment["OPENBLAS_NUM_THREADS"] ?? "1"
+        for (k, v) in extra { environment[k] = v }
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let collected = OutputCollector()
+        pipe.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData) }
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        var timedOut = false
+        while process.isRunning {
+            if Date() > deadline {
+                timedOut = true
+                process.terminate()
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        process.waitUntilExit()
+        pipe.fileHandleForReading.readabilityHandler = nil
+        collected.append(pipe.fileHandleForReading.readDataToEndOfFile())
+        return Outcome(status: process.terminationStatus, output: collected.text, timedOut: timedOut)
+    }
+
+    /// Runs a package executable under `mpirun -np N --oversubscribe`.
+    static func mpirun(np: Int, _ name: String, _ arguments: [String] = [], timeout: TimeInterval = 300) throws
+        -> Outcome
+    {
+        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        } ?? "/usr/bin/mpirun"
+        return try run(mpirun, ["-np", String(np), "--oversubscribe", "--bind-to", "none",
+                                "-x", "OPENBLAS_NUM_THREADS", path(name)] + arguments, timeout: timeout)
+    }
+}
+
+final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func append(_ chunk: Data) { lock.lock(); data.append(chunk); lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs `ddp SUBCOMMAND ...` under mpirun.
+#
+#   scripts/launch.sh -np N [--hostfile FILE] [other mpirun options] -- SUBCOMMAND [options]
+#
+# - builds the release executable first when sources are newer than it;
+# - adds --allow-run-as-root when run as root;
+# - adds --oversubscribe only when N exceeds the available slots (the hostfile's slots, or
+#   this machine's cores);
+# - sets OPENBLAS_NUM_THREADS=1 for every rank unless already set, and exports it;
+# - binds ranks to cores (--bind-to core --map-by core) unless oversubscribed or the caller
+#   chose a binding;
+# - passes every other mpirun option through untouched and prints the mpirun line it runs.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+usage() { echo "usage: scripts/launch.sh -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2; exit 2; }
+
+np=""
+hostfile=""
+user_binding=0
+mpi_opts=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --) shift; break ;;
+        -np|-n|--np|-c)
+            [ $# -ge 2 ] || usage
+            np="$2"; shift 2 ;;
+        --hostfile|-hostfile|--machinefile|-machinefile)
+            [ $# -ge 2 ] || usage
+            hostfile="$2"; shift 2 ;;
+        --bind-to|--map-by|-bind-to|-map-by)
+            user_binding=1; mpi_opts+=("$1" "$2"); shift 2 ;;
+        *) mpi_opts+=("$1"); shift ;;
+    esac
+done
+[ $# -ge 1 ] || usage
+[ -n "$np" ] || { echo "launch: -np N is required" >&2; exit 2; }
+[[ "$np" =~ ^[1-9][0-9]*$ ]] || { echo "launch: -np must be a positive integer, got '$np'" >&2; exit 2; }
+
+# Available slots: the hostfile's, else this machine's cores.
+if [ -n "$hostfile" ]; then
+    [ -r "$hostfile" ] || { echo "launch: cannot read hostfile '$hostfile'" >&2; exit 2; }
+    slots=$(awk -v file="$hostfile" '
+        /^[[:space:]]*(#|$)/ { next }
+        {
+            n = 1
+            for (i = 2; i <= NF; i++) {
+                if ($i ~ /^#/) break
+                if ($i ~ /^slots=[0-9]+$/) { split($i, kv, "="); n = kv[2] }
+                else if ($i !~ /^max[-_]slots=[0-9]+$/) { printf "launch: %s:%d: cannot parse \"%s\"\n", file, NR, $i > "/dev/stderr"; bad = 1 }
+            }
+            total += n
+        }
+        END { if (bad) exit 1; print total + 0 }' "$hostfile") || exit 2
+    [ "$slots" -gt 0 ] || { echo "launch: hostfile '$hostfile' lists no hosts" >&2; exit 2; }
+    mpi_opts=(--hostfile "$hostfile" "${mpi_opts[@]}")
+else
+    slots=$(nproc)
+fi
+
+bin_dir="$root/.build/release"
+if [ ! -x "$bin_dir/ddp" ] || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$bin_dir/ddp" -print -quit)" ]; then
+    echo "launch: building release" >&2
+    (cd "$root" && swift build -c release >/dev/null) || { echo "launch: release build failed (run: swift build -c release)" >&2; exit 1; }
+fi
+
+extra=()
+[ "$(id -u)" -eq 0 ] && extra+=(--allow-run-as-root)
+if [ "$np" -gt "$slots" ]; then
+    extra+=(--oversubscribe)
+    [ "$user_binding" -eq 1 ] || extra+=(--bind-to none)
+elif [ "$user_binding" -eq 0 ]; then
+    extra+=(--map-by core --bind-to core)
+fi
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+
+cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS "${mpi_opts[@]}" "$bin_dir/ddp" "$@")
+echo "+ ${cmd[*]}" >&2
+exec "${cmd[@]}"
