@@ -6,6 +6,10 @@
 //   MPI                      Swift bindings for Open MPI: errors, communicators, typed collectives
 //   Collectives              the ProcessGroup seam: MPI-backed and in-process (test) implementations
 //   BLAS                     thin typed wrapper over CBLAS (sgemm and the level-1 calls)
+//   SafeTensors              the safetensors checkpoint format, validated
+//   NN                       layers with forward/backward, BatchNorm/SyncBN, losses, optimizers
+//   Datasets                 IDX (gzip) reader, Fashion-MNIST, synthetic data
+//   Training                 DistributedSampler, gradient synchronization, the Trainer
 //   ddp, mpi-selftest        executables
 import PackageDescription
 
@@ -14,10 +18,11 @@ let package = Package(
     products: [
         .executable(name: "ddp", targets: ["ddp"]),
         .executable(name: "mpi-selftest", targets: ["mpi-selftest"]),
-        .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS"]),
+        .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -33,17 +38,26 @@ let package = Package(
         .target(name: "MPI", dependencies: ["CMPI"]),
         .target(name: "Collectives", dependencies: ["MPI"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
+        .target(name: "SafeTensors"),
+        .target(
+            name: "NN",
+            dependencies: [
+                "BLAS", "Collectives", "SafeTensors",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]),
+        .target(name: "Datasets", dependencies: ["CZlib", "NN"]),
+        .target(name: "Training", dependencies: ["Collectives", "NN", "Datasets", "SafeTensors"]),
 
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "MPI", "Collectives", "BLAS",
+                "MPI", "Collectives", "BLAS", "NN", "Datasets", "SafeTensors", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives"]),
 
         .testTarget(
             name: "SwiftDDPTests",
-            dependencies: ["MPI", "Collectives", "BLAS"]),
+            dependencies: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "CZlib"]),
     ]
 )

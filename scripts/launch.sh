@@ -73,7 +73,9 @@ elif [ "$user_binding" -eq 0 ]; then
     extra+=(--map-by core --bind-to core)
 fi
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+# Ranks see a pseudo-terminal under mpirun; tell them whether the user's stdout really is one.
+if [ -t 1 ]; then export DDP_STDOUT_TTY=1; else export DDP_STDOUT_TTY=0; fi
 
-cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS "${mpi_opts[@]}" "$bin_dir/ddp" "$@")
+cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "${mpi_opts[@]}" "$bin_dir/ddp" "$@")
 echo "+ ${cmd[*]}" >&2
 exec "${cmd[@]}"

@@ -129,6 +129,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
 
 final class CompletedCollective: PendingCollective {
     func wait() throws {}
+    func test() throws -> Bool { true }
 }
 
 /// The rendezvous shared by the members of one local group: each collective is an exchange in

@@ -56,4 +56,5 @@ final class MPIPendingCollective: PendingCollective {
     let request: Request
     init(request: Request) { self.request = request }
     func wait() throws { try request.wait() }
+    func test() throws -> Bool { try request.test() }
 }

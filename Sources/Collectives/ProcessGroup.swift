@@ -36,6 +36,9 @@ public protocol ProcessGroup: AnyObject, Sendable {
 public protocol PendingCollective: AnyObject {
     /// Blocks until the collective has completed.
     func wait() throws
+    /// Returns whether the collective has completed, without blocking; calling it also lets
+    /// MPI make progress on the operation.
+    func test() throws -> Bool
 }
 
 /// Invalid arguments detected by a process group before communicating.

@@ -1,0 +1,316 @@
+import Collectives
+import MPI
+
+/// Batch normalization over the features of a [B, C] input, like `torch.nn.BatchNorm1d`, and —
+/// when given a process group — synchronized across ranks like `torch.nn.SyncBatchNorm`
+/// (which, unlike this one, refuses CPU tensors).
+///
+/// Training: y = γ·(x − μ)/sqrt(σ²_b + eps) + β with the batch mean μ and the *biased* batch
+/// variance σ²_b; running statistics are updated with momentum 0.1 using the *unbiased*
+/// variance, and `num_batches_tracked` counts updates. Evaluation uses the running statistics
+/// (no communication). eps = 1e-5. State-dict keys: `weight`, `bias`, `running_mean`,
+/// `running_var`, `num_batches_tracked`, as in PyTorch.
+///
+/// Synchronized mode (`group` set, more than one member):
+/// - forward: each rank's (count, mean, M2) per channel, computed in Double, are all-gathered
+///   in one collective and merged in rank order with Chan et al.'s parallel formula, so the
+///   statistics are exact for uneven per-rank batches, a rank with no rows, and features whose
+///   mean is far larger than their spread;
+/// - backward: one all-reduce of [Σdy | Σdy·x̂] (2C values), divided by the global count.
+///   dγ and dβ stay local: the data-parallel gradient all-reduce averages them like every other
+///   parameter gradient.
+/// Every member must call forward and backward, even with an empty batch.
+///
+/// ### References
+/// - Ioffe & Szegedy, "Batch Normalization" (2015), https://arxiv.org/abs/1502.03167
+/// - Chan, Golub & LeVeque, "Updating formulae and a pairwise algorithm for computing sample
+///   variances" (1979).
+/// - PyTorch `SyncBatchNorm`: https://pytorch.org/docs/stable/generated/torch.nn.SyncBatchNorm.html
+public final class BatchNorm1d: Layer {
+    public let features: Int
+    public let eps: Double
+    /// Running-average factor; nil means a cumulative average (PyTorch's `momentum=None`).
+    public let momentum: Double?
+    public let affine: Bool
+    public let trackRunningStats: Bool
+    /// The ranks whose statistics are combined; nil (or one member) is local BatchNorm.
+    public var group: (any ProcessGroup)?
+
+    public let weightSlot: TensorSlot?
+    public let biasSlot: TensorSlot?
+    public let runningMeanSlot: TensorSlot?
+    public let runningVarSlot: TensorSlot?
+    public let batchesTrackedIndex: Int?
+    private let store: ParameterStore
+
+    private let output = Workspace()
+    private let normalized = Workspace()  // x̂, kept for backward
+    private let gradInput = Workspace()
+    private let localStats: DoubleScratch  // [n, mean(C), M2(C)] of this rank
+    private let gatheredStats: DoubleScratch  // all ranks' localStats
+    private let gradSums: DoubleScratch  // [Σdy (C) | Σdy·x̂ (C)]
+    private let mean: DoubleScratch
+    private let invStd: DoubleScratch
+    private let mergedM2: DoubleScratch
+    private let unbiasedVariance: DoubleScratch
+    private let constants: UnsafeMutablePointer<Float>  // 4C float32 per-channel constants
+    private var lastBatch: (rows: Int, globalCount: Int, usedBatchStats: Bool)?
+    private var gatheredCapacity: Int
+
+    /// Seconds spent in this layer's collectives since the last `resetTimers()`.
+    public private(set) var communicationSeconds = 0.0
+
+    /// - Parameters:
+    ///   - features: C, the number of channels.
+    ///   - store: the model's parameter store; parameters and buffers are reserved there.
+    ///   - prefix: the state-dict prefix (the layer's index in a `Sequential`).
+    ///   - eps: added to the variance for stability (PyTorch: 1e-5).
+    ///   - momentum: running-statistics factor (PyTorch: 0.1); nil for a cumulative average.
+    ///   - affine: learn γ and β (PyTorch: true).
+    ///   - trackRunningStats: keep running statistics for evaluation (PyTorch: true).
+    ///   - group: synchronize statistics over these ranks (SyncBatchNorm); nil for local BN.
+    public init(features: Int, store: ParameterStore, prefix: String, eps: Double = 1e-5, momentum: Double? = 0.1,
+                affine: Bool = true, trackRunningStats: Bool = true, group: (any ProcessGroup)? = nil)
+    {
+        precondition(features > 0, "BatchNorm1d needs at least one feature")
+        self.features = features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.trackRunningStats = trackRunningStats
+        self.group = group
+        self.store = store
+        weightSlot = affine ? store.reserveParameter("\(prefix).weight", shape: [features]) : nil
+        biasSlot = affine ? store.reserveParameter("\(prefix).bias", shape: [features]) : nil
+        runningMeanSlot = trackRunningStats ? store.reserveBuffer("\(prefix).running_mean", shape: [features]) : nil
+        runningVarSlot = trackRunningStats ? store.reserveBuffer("\(prefix).running_var", shape: [features]) : nil
+        batchesTrackedIndex = trackRunningStats ? store.reserveCounter("\(prefix).num_batches_tracked") : nil
+        localStats = DoubleScratch(count: 2 * features + 1)
+        gradSums = DoubleScratch(count: 2 * features)
+        mean = DoubleScratch(count: features)
+        invStd = DoubleScratch(count: features)
+        mergedM2 = DoubleScratch(count: features)
+        unbiasedVariance = DoubleScratch(count: features)
+        constants = .allocate(capacity: 4 * features)
+        constants.initialize(repeating: 0, count: 4 * features)
+        gatheredCapacity = (2 * features + 1) * max(group?.worldSize ?? 1, 1)
+        gatheredStats = DoubleScratch(count: gatheredCapacity)
+    }
+
+    deinit { constants.deallocate() }
+
+    public var description: String {
+        let name = isSynchronized ? "SyncBatchNorm" : "BatchNorm1d"
+        return "\(name)(\(features), eps=\(eps), momentum=\(momentum.map { "\($0)" } ?? "None"), affine=\(affine ? "True" : "False"), track_running_stats=\(trackRunningStats ? "True" : "False"))"
+    }
+
+    public var isSynchronized: Bool { (group?.worldSize ?? 1) > 1 }
+
+    public func outputFeatures(forInput features: Int) -> Int { features }
+
+    /// γ = 1, β = 0, running mean 0, running variance 1, no batches tracked (PyTorch's reset).
+    public func resetParameters() {
+        if let w = weightSlot { store.parameter(w).update(repeating: 1, count: features) }
+        if let b = biasSlot { store.parameter(b).update(repeating: 0, count: features) }
+        resetRunningStats()
+    }
+
+    public func resetRunningStats() {
+        if let m = runningMeanSlot { store.buffer(m).update(repeating: 0, count: features) }
+        if let v = runningVarSlot { store.buffer(v).update(repeating: 1, count: features) }
+        if let i = batchesTrackedIndex { store.counters[i] = 0 }
+    }
+
+    public func resetTimers() { communicationSeconds = 0 }
+
+    /// This rank's last local batch mean and biased variance per channel (diagnostics: the
+    /// difference to the global statistics is the noise SyncBN removes).
+    public func lastLocalStatistics() -> (count: Int, mean: [Double], variance: [Double]) {
+        let n = Int(localStats.pointer[0])
+        let m = Array(UnsafeBufferPointer(start: localStats.pointer + 1, count: features))
+        let v = (0..<features).map { n > 0 ? localStats.pointer[1 + features + $0] / Double(n) : 0 }
+        return (n, m, v)
+    }
+
+    /// The statistics used to normalize in the last training forward (global when synchronized).
+    public func lastBatchStatistics() -> (mean: [Double], variance: [Double]) {
+        let m = Array(mean.buffer)
+        let v = invStd.buffer.map { 1 / ($0 * $0) - eps }
+        return (m, v)
+    }
+
+    // MARK: Forward
+
+    public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
+        try checkInput(input, features: features, layer: "BatchNorm1d")
+        let useBatchStats = training || !trackRunningStats
+        let globalCount: Int
+        if useBatchStats {
+            globalCount = try computeBatchStatistics(input)
+            if training, trackRunningStats { updateRunningStatistics(globalCount: globalCount) }
+        } else {
+            // Evaluation with running statistics: no communication.
+            let rm = store.buffer(runningMeanSlot!), rv = store.buffer(runningVarSlot!)
+            for c in 0..<features {
+                mean.pointer[c] = Double(rm[c])
+                invStd.pointer[c] = 1 / (Double(rv[c]) + eps).squareRoot()
+            }
+            globalCount = input.rows
+        }
+        let xhat = normalized.matrix(rows: input.rows, cols: features)
+        let y = output.matrix(rows: input.rows, cols: features)
+        let C = features
+        // Float copies of the per-channel constants keep the inner loop in float32.
+        let meanF = constants
+        let invF = meanF + C, gammaF = meanF + 2 * C, betaF = meanF + 3 * C
+        for c in 0..<C {
+            meanF[c] = Float(mean.pointer[c])
+            invF[c] = Float(invStd.pointer[c])
+            gammaF[c] = weightSlot.map { store.parameter($0)[c] } ?? 1
+            betaF[c] = biasSlot.map { store.parameter($0)[c] } ?? 0
+        }
+        for r in 0..<input.rows {
+            let x = input.row(r), h = xhat.row(r), out = y.row(r)
+            for c in 0..<C {
+                let v = (x[c] - meanF[c]) * invF[c]
+                h[c] = v
+                out[c] = gammaF[c] * v + betaF[c]
+            }
+        }
+        lastBatch = (input.rows, globalCount, useBatchStats)
+        return y
+    }
+
+    /// Fills `mean` and `invStd` from this batch (merged over the group); returns the global
+    /// row count.
+    private func computeBatchStatistics(_ input: Matrix) throws -> Int {
+        let C = features, n = input.rows
+        let stats = localStats.pointer
+        let localMean = stats + 1, localM2 = stats + 1 + C
+        localStats.zero()
+        stats[0] = Double(n)
+        // Two passes in Double: the mean, then Σ(x − mean)²; exact enough for |mean| ≫ std.
+        for r in 0..<n {
+            let x = input.row(r)
+            for c in 0..<C { localMean[c] += Double(x[c]) }
+        }
+        if n > 0 { for c in 0..<C { localMean[c] /= Double(n) } }
+        for r in 0..<n {
+            let x = input.row(r)
+            for c in 0..<C {
+                let d = Double(x[c]) - localMean[c]
+                localM2[c] += d * d
+            }
+        }
+
+        var total = n
+        let m2 = mergedM2.pointer
+        if let group, group.worldSize > 1 {
+            let W = group.worldSize, stride = 2 * C + 1
+            precondition(stride * W <= gatheredCapacity, "process group grew after construction")
+            let start = monotonicSeconds()
+            try group.allGather(UnsafeBufferPointer(localStats.buffer),
+                                into: UnsafeMutableBufferPointer(rebasing: gatheredStats.buffer[0..<stride * W]))
+            communicationSeconds += monotonicSeconds() - start
+            // Chan's merge, in rank order so every rank computes identical bits.
+            total = 0
+            mean.zero()
+            mergedM2.zero()
+            for r in 0..<W {
+                let s = gatheredStats.pointer + r * stride
+                let nr = Int(s[0])
+                guard nr > 0 else { continue }
+                let newTotal = total + nr
+                let wNew = Double(nr) / Double(newTotal)
+                let cross = Double(total) * Double(nr) / Double(newTotal)
+                for c in 0..<C {
+                    let delta = s[1 + c] - mean.pointer[c]
+                    mean.pointer[c] += delta * wNew
+                    m2[c] += s[1 + C + c] + delta * delta * cross
+                }
+                total = newTotal
+            }
+        } else {
+            mean.pointer.update(from: localMean, count: C)
+            m2.update(from: localM2, count: C)
+        }
+        guard total > 0 else { throw NNError("BatchNorm1d: the batch is empty on every rank") }
+        guard total > 1 else {
+            throw NNError("BatchNorm1d: expected more than 1 value per channel when training, got input of size [1, \(C)]")
+        }
+        for c in 0..<C {
+            invStd.pointer[c] = 1 / (m2[c] / Double(total) + eps).squareRoot()
+        }
+        // Keep the unbiased variance for the running update.
+        for c in 0..<C { unbiasedVariance.pointer[c] = m2[c] / Double(total - 1) }
+        return total
+    }
+
+    private func updateRunningStatistics(globalCount: Int) {
+        guard let meanSlot = runningMeanSlot, let varSlot = runningVarSlot, let idx = batchesTrackedIndex else { return }
+        store.counters[idx] += 1
+        let factor = momentum ?? 1 / Double(store.counters[idx])
+        let rm = store.buffer(meanSlot), rv = store.buffer(varSlot)
+        for c in 0..<features {
+            rm[c] = Float((1 - factor) * Double(rm[c]) + factor * mean.pointer[c])
+            rv[c] = Float((1 - factor) * Double(rv[c]) + factor * unbiasedVariance.pointer[c])
+        }
+    }
+
+    // MARK: Backward
+
+    public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
+        guard let last = lastBatch else { throw NNError("BatchNorm1d.backward called before forward") }
+        guard gradOutput.rows == last.rows, gradOutput.cols == features else {
+            throw NNError("BatchNorm1d.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], expected [\(last.rows), \(features)]")
+        }
+        let C = features
+        let xhat = normalized.matrix(rows: last.rows, cols: C)
+        gradSums.zero()
+        let s1 = gradSums.pointer, s2 = gradSums.pointer + C
+        for r in 0..<last.rows {
+            let g = gradOutput.row(r), h = xhat.row(r)
+            for c in 0..<C {
+                s1[c] += Double(g[c])
+                s2[c] += Double(g[c]) * Double(h[c])
+            }
+        }
+        if let w = weightSlot { let dw = store.gradient(w); for c in 0..<C { dw[c] = Float(s2[c]) } }
+        if let b = biasSlot { let db = store.gradient(b); for c in 0..<C { db[c] = Float(s1[c]) } }
+
+        // All members join the collective, even if this one needs no input gradient.
+        if last.usedBatchStats, let group, group.worldSize > 1 {
+            let start = monotonicSeconds()
+            try group.allReduce(gradSums.buffer, op: .sum)
+            communicationSeconds += monotonicSeconds() - start
+        }
+        guard needsInputGradient else { return nil }
+        let dx = gradInput.matrix(rows: last.rows, cols: C)
+        if last.usedBatchStats {
+            let invN = 1 / Double(last.globalCount)
+            // dx = γ·invstd·(dy − S1/N − x̂·S2/N), constants per channel in float32
+            let coef = constants
+            for c in 0..<C {
+                let gamma = weightSlot.map { Double(store.parameter($0)[c]) } ?? 1
+                coef[c] = Float(gamma * invStd.pointer[c])
+                coef[C + c] = Float(s1[c] * invN)
+                coef[2 * C + c] = Float(s2[c] * invN)
+            }
+            for r in 0..<last.rows {
+                let g = gradOutput.row(r), h = xhat.row(r), d = dx.row(r)
+                for c in 0..<C { d[c] = coef[c] * (g[c] - coef[C + c] - h[c] * coef[2 * C + c]) }
+            }
+        } else {
+            // Running statistics are constants: dx = dy·γ·invstd.
+            let coef = constants
+            for c in 0..<C {
+                coef[c] = (weightSlot.map { store.parameter($0)[c] } ?? 1) * Float(invStd.pointer[c])
+            }
+            for r in 0..<last.rows {
+                let g = gradOutput.row(r), d = dx.row(r)
+                for c in 0..<C { d[c] = g[c] * coef[c] }
+            }
+        }
+        return dx
+    }
+}

@@ -1,0 +1,99 @@
+import Collectives
+import NN
+
+/// How gradients are averaged across ranks.
+public enum GradientSyncMode: String, CaseIterable, Sendable, Codable {
+    /// One all-reduce of the whole flat gradient buffer after backward.
+    case flat
+    /// Buckets of consecutive layers whose non-blocking all-reduces start as soon as backward
+    /// has produced their gradients, overlapping communication with the rest of backward
+    /// (PyTorch DDP's gradient buckets).
+    case bucketed
+}
+
+/// Averages the flat gradient buffer over the ranks of a process group, so N ranks with
+/// per-rank batch B take the same step as one process with batch N·B.
+///
+/// Bucketed mode: parameters of consecutive layers form buckets of at least `bucketBytes`,
+/// built from the last layer backwards (the order backward produces them). A bucket is a
+/// contiguous range of the flat buffer because layers own consecutive slots. Both modes sum
+/// the same values in the same collective algorithm per element, and give the same result.
+public final class GradientSynchronizer {
+    public let mode: GradientSyncMode
+    private let group: any ProcessGroup
+    private let store: ParameterStore
+    /// Flat-buffer range of each layer's parameters (nil for layers without parameters).
+    private let layerRanges: [Range<Int>?]
+    /// Buckets: flat-buffer range and the lowest layer index whose backward completes it.
+    public let buckets: [(range: Range<Int>, firstLayer: Int)]
+    private var pending: [(any PendingCollective)?]
+    /// Seconds spent starting, testing and waiting on gradient collectives since `resetTimers`.
+    public private(set) var communicationSeconds = 0.0
+
+    public init(model: Sequential, group: any ProcessGroup, mode: GradientSyncMode, bucketBytes: Int = 1 << 20) {
+        self.mode = mode
+        self.group = group
+        store = model.store
+        let slotsByPrefix = Dictionary(grouping: model.store.parameterSlots) { String($0.name.split(separator: ".")[0]) }
+        layerRanges = model.layers.indices.map { i in
+            guard let slots = slotsByPrefix[String(i)], let lo = slots.map(\.offset).min(),
+                  let hi = slots.map({ $0.offset + $0.count }).max() else { return nil }
+            return lo..<hi
+        }
+        var built: [(Range<Int>, Int)] = []
+        var current: Range<Int>? = nil
+        var first = 0
+        for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
+            guard let r = layerRanges[i] else { continue }
+            current = current.map { r.lowerBound..<$0.upperBound } ?? r
+            first = i
+            if current!.count * MemoryLayout<Float>.size >= bucketBytes {
+                built.append((current!, first))
+                current = nil
+            }
+        }
+        if let current { built.append((current, first)) }
+        buckets = built.map { (range: $0.0, firstLayer: $0.1) }
+        pending = Array(repeating: nil, count: built.count)
+    }
+
+    public func resetTimers() { communicationSeconds = 0 }
+
+    /// Called by the model after layer `layer`'s backward (bucketed mode): starts the
+    /// all-reduce of every bucket that is now complete and lets earlier ones progress.
+    public func gradientsReady(layer: Int) throws {
+        guard mode == .bucketed, group.worldSize > 1 else { return }
+        let start = monotonicSeconds()
+        for (b, bucket) in buckets.enumerated() where bucket.firstLayer == layer && pending[b] == nil {
+            let range = bucket.range
+            pending[b] = try group.startAllReduce(
+                UnsafeMutableBufferPointer(rebasing: store.gradients[range]), op: .sum)
+        }
+        for p in pending { _ = try p?.test() }
+        communicationSeconds += monotonicSeconds() - start
+    }
+
+    /// Completes the averaging after backward: waits for the buckets (bucketed) or runs the
+    /// single all-reduce (flat), then divides by the world size.
+    public func finish() throws {
+        let W = group.worldSize
+        guard W > 1 else { return }
+        let start = monotonicSeconds()
+        switch mode {
+        case .flat:
+            try group.allReduce(store.gradients, op: .sum)
+        case .bucketed:
+            for b in pending.indices {
+                guard let p = pending[b] else {
+                    throw NNError("gradient bucket \(b) was never started: the model skipped a layer's backward")
+                }
+                try p.wait()
+                pending[b] = nil
+            }
+        }
+        communicationSeconds += monotonicSeconds() - start
+        let scale = 1 / Float(W)
+        let g = store.gradients.baseAddress!
+        for i in 0..<store.parameterCount { g[i] *= scale }
+    }
+}

@@ -1,0 +1,321 @@
+import Collectives
+import Datasets
+import Foundation
+import NN
+import SafeTensors
+
+/// Where the time of the training steps went (seconds, summed over steps).
+public struct StepTimings: Sendable, Codable, Equatable {
+    public var data = 0.0
+    public var forward = 0.0
+    public var backward = 0.0
+    public var gradientSync = 0.0
+    public var syncBNCommunication = 0.0
+    public var optimizer = 0.0
+    public var bufferBroadcast = 0.0
+    public var total = 0.0
+}
+
+/// What a finished run reports (identical on every rank).
+public struct TrainingSummary: Sendable {
+    public var steps = 0
+    public var epochs = 0
+    public var trainingSeconds = 0.0
+    public var wallSeconds = 0.0
+    /// Training samples processed by all ranks per second of training time.
+    public var samplesPerSecond = 0.0
+    public var finalLoss = Double.nan
+    public var testLoss: Double? = nil
+    public var testAccuracy: Double? = nil
+    /// Global mean training loss of every step, in order.
+    public var stepLosses: [Double] = []
+    public var timings = StepTimings()
+}
+
+/// Data-parallel training of one model replica per rank, in lockstep:
+///
+/// 1. every rank checks that all ranks hold the same configuration;
+/// 2. rank 0's parameters and buffers are broadcast, so every replica starts identical;
+/// 3. each step, every rank takes its shard of the global batch (`DistributedSampler`), runs
+///    forward and backward (SyncBatchNorm layers communicate inside), the gradients are
+///    averaged over the world (`GradientSynchronizer`), and every rank applies the same update.
+public final class Trainer {
+    public let config: TrainingConfiguration
+    public let group: any ProcessGroup
+    public let model: Sequential
+    public let optimizer: any Optimizer
+    public let synchronizer: GradientSynchronizer
+    public let train: Dataset
+    public let test: Dataset
+    /// The group SyncBN layers reduce over (the world, or this rank's subgroup).
+    public let syncBNGroup: (any ProcessGroup)?
+    public var log: (String) -> Void
+    public var metrics: MetricsWriter?
+    /// Called after every optimizer step with (step, epoch, global loss); for diagnostics.
+    public var afterStep: ((Int, Int, Double) throws -> Void)?
+    /// Show a redrawn progress line (rank 0 on a terminal) instead of periodic lines.
+    public var interactiveProgress = false
+
+    private let loss = SoftmaxCrossEntropy()
+    private let batchInputs = Workspace()
+    private var batchLabels: [Int32]
+    private let schedule: LearningRateSchedule
+
+    /// - Parameters:
+    ///   - config: the run; validated here.
+    ///   - group: the ranks training together.
+    ///   - train, test: the data; every rank holds the whole set and reads its shard.
+    ///   - initialState: a state dict to start from (`--init-from`), loaded before the broadcast.
+    public init(config: TrainingConfiguration, group: any ProcessGroup, train: Dataset, test: Dataset,
+                initialState: [String: TensorData]? = nil, log: @escaping (String) -> Void = { _ in }) throws
+    {
+        try config.validate(worldSize: group.worldSize)
+        guard train.features == config.model.inputFeatures, test.features == train.features else {
+            throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
+        }
+        guard train.classes == config.model.classes else {
+            throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
+        }
+        self.config = config
+        self.group = group
+        self.train = train
+        self.test = test
+        self.log = log
+
+        // 1. Same configuration everywhere, or nobody starts.
+        let fingerprints = try group.allGather([config.fingerprint])
+        if let odd = fingerprints.firstIndex(where: { $0 != fingerprints[0] }) {
+            throw TrainingError("the configuration of rank \(odd) differs from rank 0's: every rank must get the same options")
+        }
+
+        // 2. SyncBN groups: the whole world, or consecutive blocks of G ranks.
+        if config.model.norm == .syncbn {
+            if let g = config.syncBNGroupSize, g < group.worldSize {
+                syncBNGroup = try group.split(color: group.rank / g, key: group.rank)
+            } else {
+                syncBNGroup = group
+            }
+        } else {
+            syncBNGroup = nil
+        }
+        model = Sequential.mlp(config.model, seed: config.seed, syncGroup: syncBNGroup, rank: group.rank)
+        if let initialState {
+            do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
+        }
+        try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: true)
+
+        switch config.optimizer {
+        case .sgd:
+            optimizer = try SGD(store: model.store, learningRate: config.learningRate, momentum: config.momentum,
+                                dampening: config.dampening, nesterov: config.nesterov, weightDecay: config.weightDecay)
+        case .adam, .adamw:
+            optimizer = try Adam(store: model.store, learningRate: config.learningRate, weightDecay: config.weightDecay,
+                                 decoupledWeightDecay: config.optimizer == .adamw)
+        }
+        let kind: LearningRateSchedule.Kind
+        switch config.schedule {
+        case .constant: kind = .constant
+        case .step: kind = .step(stepSize: config.stepSize, gamma: config.gamma)
+        case .cosine:
+            let steps = Trainer.totalSteps(config: config, datasetSize: train.count, worldSize: group.worldSize)
+            kind = .cosine(totalSteps: max(1, steps - config.warmupSteps), minimum: 0)
+        }
+        schedule = LearningRateSchedule(base: config.learningRate, kind: kind, warmupSteps: config.warmupSteps)
+        synchronizer = GradientSynchronizer(model: model, group: group, mode: config.gradSync, bucketBytes: config.bucketBytes)
+        batchLabels = [Int32](repeating: 0, count: config.batchSize)
+        let sync = synchronizer
+        model.onGradientsReady = { layer in try sync.gradientsReady(layer: layer) }
+    }
+
+    public var sampler: DistributedSampler {
+        DistributedSampler(datasetSize: train.count, worldSize: group.worldSize, rank: group.rank,
+                           shuffle: config.shuffle, seed: config.seed, dropLast: config.dropLast)
+    }
+
+    public var stepsPerEpoch: Int { (sampler.samplesPerRank + config.batchSize - 1) / config.batchSize }
+
+    public var totalSteps: Int { Trainer.totalSteps(config: config, datasetSize: train.count, worldSize: group.worldSize) }
+
+    /// Optimizer steps of a run: all epochs, or `maxSteps` if that is fewer.
+    public static func totalSteps(config: TrainingConfiguration, datasetSize: Int, worldSize: Int) -> Int {
+        let sampler = DistributedSampler(datasetSize: datasetSize, worldSize: worldSize, rank: 0,
+                                          shuffle: false, dropLast: config.dropLast)
+        let all = (sampler.samplesPerRank + config.batchSize - 1) / config.batchSize * config.epochs
+        return min(all, config.maxSteps ?? all)
+    }
+
+    /// Copies rank `root`'s buffers (and, if asked, parameters) to every rank: one collective
+    /// per flat store.
+    static func broadcastState(_ store: ParameterStore, from root: Int, in group: any ProcessGroup,
+                               includeParameters: Bool) throws
+    {
+        guard group.worldSize > 1 else { return }
+        if includeParameters { try group.broadcast(store.parameters, root: root) }
+        try group.broadcast(store.buffers, root: root)
+        if !store.counters.isEmpty { try group.broadcast(&store.counters, root: root) }
+    }
+
+    // MARK: Training
+
+    /// Runs the configured epochs (or `maxSteps`), evaluating after each epoch.
+    public func run() throws -> TrainingSummary {
+        var summary = TrainingSummary()
+        let wallStart = monotonicSeconds()
+        let W = group.worldSize
+        let total = totalSteps
+        var step = 0
+        var timings = StepTimings()
+        let broadcastLocalBuffers = config.broadcastBuffers && config.model.norm == .bn && W > 1
+        var windowSamples = 0, windowSeconds = 0.0
+        var samplesProcessed = 0
+        epochs: for epoch in 0..<config.epochs {
+            let indices = sampler.indices(epoch: epoch)
+            var position = 0
+            while position < indices.count {
+                if step >= total { break epochs }
+                let stepStart = monotonicSeconds()
+                let end = min(position + config.batchSize, indices.count)
+                let rows = end - position
+                let x = batchInputs.matrix(rows: rows, cols: train.features)
+                batchLabels.withUnsafeMutableBufferPointer { labels in
+                    train.gather(indices[position..<end], inputs: x.base, labels: labels.baseAddress!)
+                }
+                position = end
+                var t = monotonicSeconds()
+                timings.data += t - stepStart
+
+                if broadcastLocalBuffers {
+                    try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: false)
+                    let now = monotonicSeconds(); timings.bufferBroadcast += now - t; t = now
+                }
+                for bn in model.batchNormLayers { bn.resetTimers() }
+                synchronizer.resetTimers()
+
+                let logits = try model.forward(x, training: true)
+                let (localLoss, _) = try batchLabels.withUnsafeBufferPointer { labels in
+                    try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: labels[0..<rows]))
+                }
+                var now = monotonicSeconds(); timings.forward += now - t; t = now
+
+                try model.backward(loss.backward())
+                let syncbnSeconds = model.batchNormLayers.reduce(0) { $0 + $1.communicationSeconds }
+                now = monotonicSeconds()
+                timings.backward += now - t - synchronizer.communicationSeconds
+                t = now
+                try synchronizer.finish()
+                now = monotonicSeconds()
+                timings.gradientSync += synchronizer.communicationSeconds
+                timings.syncBNCommunication += syncbnSeconds
+                t = now
+
+                optimizer.learningRate = schedule.learningRate(at: step)
+                optimizer.step()
+                now = monotonicSeconds(); timings.optimizer += now - t
+                timings.total += now - stepStart
+                windowSeconds += now - stepStart
+                windowSamples += rows
+                samplesProcessed += rows
+
+                // The global loss: mean of the ranks' batch means (what the averaged gradient descends).
+                var lossSum = [localLoss]
+                try group.allReduce(&lossSum, op: .sum)
+                let globalLoss = lossSum[0] / Double(W)
+                summary.stepLosses.append(globalLoss)
+                summary.finalLoss = globalLoss
+                step += 1
+
+                if step % config.logEvery == 0 || step == total {
+                    var window = [Double(windowSamples), windowSeconds]
+                    try group.allReduce(&window, op: .max)  // slowest rank sets the pace
+                    let throughput = window[1] > 0 ? Double(windowSamples * W) / window[1] : 0
+                    windowSamples = 0
+                    windowSeconds = 0
+                    metrics?.write(["kind": "step", "step": step, "epoch": epoch, "loss": globalLoss,
+                                    "lr": Double(optimizer.learningRate), "samples_per_second": throughput])
+                    progress(step: step, total: total, epoch: epoch, loss: globalLoss, throughput: throughput)
+                }
+                try afterStep?(step, epoch, globalLoss)
+            }
+            summary.epochs = epoch + 1
+            if config.evaluate && (epoch + 1 < config.epochs) && step < total {
+                try evaluateAndReport(epoch: epoch, into: &summary)
+            }
+        }
+        if interactiveProgress { log("") }
+        summary.steps = step
+        summary.timings = timings
+        var trainTime = [timings.total]
+        try group.allReduce(&trainTime, op: .max)
+        summary.trainingSeconds = trainTime[0]
+        let samples = Double(samplesProcessed * W)  // the sampler gives every rank the same count
+        summary.samplesPerSecond = trainTime[0] > 0 ? samples / trainTime[0] : 0
+        if config.evaluate { try evaluateAndReport(epoch: summary.epochs - 1, into: &summary) }
+        summary.wallSeconds = monotonicSeconds() - wallStart
+        var record: [String: Any] = ["kind": "summary", "steps": summary.steps, "wall_seconds": summary.wallSeconds,
+                                     "training_seconds": summary.trainingSeconds,
+                                     "samples_per_second": summary.samplesPerSecond, "world_size": W,
+                                     "final_loss": summary.finalLoss]
+        if let acc = summary.testAccuracy { record["test_accuracy"] = acc }
+        if let l = summary.testLoss { record["test_loss"] = l }
+        metrics?.write(record)
+        return summary
+    }
+
+    private func evaluateAndReport(epoch: Int, into summary: inout TrainingSummary) throws {
+        let (testLoss, accuracy) = try evaluate()
+        summary.testLoss = testLoss
+        summary.testAccuracy = accuracy
+        metrics?.write(["kind": "eval", "epoch": epoch, "test_loss": testLoss, "test_accuracy": accuracy])
+        if interactiveProgress { log("") }
+        log(String(format: "epoch %d  test loss %.4f  test accuracy %.2f%%", epoch + 1, testLoss, accuracy * 100))
+    }
+
+    /// Loss and accuracy over the whole test set: each rank evaluates a contiguous shard with
+    /// the running statistics, and the sums are all-reduced.
+    public func evaluate() throws -> (loss: Double, accuracy: Double) {
+        if config.broadcastBuffers && config.model.norm == .bn {
+            try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: false)
+        }
+        let W = group.worldSize, r = group.rank, n = test.count
+        let lo = n * r / W, hi = n * (r + 1) / W
+        var lossSum = 0.0, correct = 0
+        var labels = [Int32](repeating: 0, count: config.evalBatchSize)
+        let inputs = Workspace()
+        var start = lo
+        while start < hi {
+            let end = min(start + config.evalBatchSize, hi)
+            let x = inputs.matrix(rows: end - start, cols: test.features)
+            labels.withUnsafeMutableBufferPointer { l in
+                test.gather(Array(start..<end)[...], inputs: x.base, labels: l.baseAddress!)
+            }
+            let logits = try model.forward(x, training: false)
+            let (batchLoss, batchCorrect) = try labels.withUnsafeBufferPointer {
+                try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: $0[0..<(end - start)]))
+            }
+            lossSum += batchLoss * Double(end - start)
+            correct += batchCorrect
+            start = end
+        }
+        var totals = [lossSum, Double(correct), Double(hi - lo)]
+        try group.allReduce(&totals, op: .sum)
+        return (totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1))
+    }
+
+    private func progress(step: Int, total: Int, epoch: Int, loss: Double, throughput: Double) {
+        if interactiveProgress {
+            let width = 30
+            let filled = total > 0 ? width * step / total : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            log(String(format: "\r\u{1B}[K[%@] %d/%d  epoch %d  loss %.4f  %.0f samples/s", bar, step, total, epoch + 1,
+                       loss, throughput))
+        } else {
+            log(String(format: "step %d/%d  epoch %d  loss %.4f  lr %.4g  %.0f samples/s", step, total, epoch + 1, loss,
+                       Double(optimizer.learningRate), throughput))
+        }
+    }
+
+    /// The model's state dict with the configuration as metadata, written atomically.
+    public func saveModel(to path: String) throws {
+        try SafeTensors.write(model.stateDict(), metadata: ["format": "pt", "swiftddp_config": config.json], to: path)
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import NN
+
+/// Everything that determines a training run. Every rank must hold the same configuration;
+/// the trainer compares a hash of it across ranks before training.
+public struct TrainingConfiguration: Codable, Sendable, Equatable {
+    public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case sgd, adam, adamw }
+    public enum ScheduleKind: String, Codable, Sendable, CaseIterable { case constant, step, cosine }
+
+    public var model = MLPConfiguration()
+    /// Fashion-MNIST directory, or nil for synthetic data.
+    public var dataDirectory: String? = "/usr/share/datasets/fashion-mnist"
+    public var syntheticTrainCount = 4096
+    public var syntheticTestCount = 1024
+    /// Per-rank batch size.
+    public var batchSize = 64
+    public var epochs = 3
+    /// Stop after this many optimizer steps (nil: run all epochs).
+    public var maxSteps: Int? = nil
+    public var optimizer = OptimizerKind.sgd
+    public var learningRate: Float = 0.05
+    public var momentum: Float = 0.9
+    public var dampening: Float = 0
+    public var nesterov = false
+    public var weightDecay: Float = 0
+    public var schedule = ScheduleKind.cosine
+    public var warmupSteps = 0
+    public var stepSize = 1000
+    public var gamma: Float = 0.1
+    public var seed: UInt64 = 0
+    public var shuffle = true
+    public var dropLast = false
+    public var gradSync = GradientSyncMode.flat
+    public var bucketBytes = 1 << 20
+    /// Ranks per SyncBN group (nil: the whole world).
+    public var syncBNGroupSize: Int? = nil
+    /// Broadcast rank 0's BatchNorm buffers before each forward (PyTorch DDP's default).
+    public var broadcastBuffers = true
+    /// Evaluate on the test set after every epoch (and at the end).
+    public var evaluate = true
+    public var evalBatchSize = 1000
+    /// Write a step line every this many steps.
+    public var logEvery = 50
+
+    public init() {}
+
+    /// Checks values that would make no sense, with one clear message.
+    public func validate(worldSize: Int) throws {
+        func fail(_ message: String) throws -> Never { throw NNError(message) }
+        if batchSize < 1 { try fail("--batch-size must be at least 1, got \(batchSize)") }
+        if epochs < 1 { try fail("--epochs must be at least 1, got \(epochs)") }
+        if let m = maxSteps, m < 1 { try fail("--max-steps must be at least 1, got \(m)") }
+        if !(learningRate > 0) || !learningRate.isFinite { try fail("--lr must be a positive number, got \(learningRate)") }
+        if momentum < 0 || !momentum.isFinite { try fail("--momentum must be ≥ 0, got \(momentum)") }
+        if weightDecay < 0 || !weightDecay.isFinite { try fail("--weight-decay must be ≥ 0, got \(weightDecay)") }
+        if nesterov && (momentum == 0 || dampening != 0) { try fail("--nesterov needs --momentum > 0 and no dampening") }
+        if model.depth < 0 { try fail("--depth must be ≥ 0, got \(model.depth)") }
+        if model.width < 1 { try fail("--width must be at least 1, got \(model.width)") }
+        if !(0..<1).contains(model.dropout) { try fail("--dropout must be in [0, 1), got \(model.dropout)") }
+        if logEvery < 1 { try fail("--log-every must be at least 1, got \(logEvery)") }
+        if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
+        if let g = syncBNGroupSize {
+            if g < 1 || worldSize % g != 0 {
+                try fail("--syncbn-group-size \(g) must divide the world size \(worldSize)")
+            }
+        }
+        if model.norm != .none && batchSize * (model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1) < 2 {
+            try fail("BatchNorm needs more than one sample per batch: raise --batch-size (got \(batchSize))")
+        }
+    }
+
+    /// A stable 64-bit hash (FNV-1a of the sorted-key JSON encoding).
+    public var fingerprint: Int64 {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(self)) ?? Data()
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in data {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01B3
+        }
+        return Int64(bitPattern: hash)
+    }
+
+    /// The configuration as a compact JSON object (sorted keys).
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}

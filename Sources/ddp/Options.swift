@@ -1,0 +1,120 @@
+import ArgumentParser
+import NN
+import Training
+
+extension ActivationKind: ExpressibleByArgument {}
+extension NormKind: ExpressibleByArgument {}
+extension InitScheme: ExpressibleByArgument {}
+extension GradientSyncMode: ExpressibleByArgument {}
+extension TrainingConfiguration.OptimizerKind: ExpressibleByArgument {}
+extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
+
+enum ModelKind: String, ExpressibleByArgument, CaseIterable { case mlp }
+
+/// Where the data comes from.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Fashion-MNIST directory (IDX files, .gz or raw).")
+    var data = "/usr/share/datasets/fashion-mnist"
+
+    @Flag(help: "Use seeded synthetic data instead of Fashion-MNIST.")
+    var synthetic = false
+
+    @Option(help: "Synthetic training samples.")
+    var syntheticTrain = 4096
+
+    @Option(help: "Synthetic test samples.")
+    var syntheticTest = 1024
+}
+
+/// The network.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model family.")
+    var model = ModelKind.mlp
+
+    @Option(help: "Hidden layers.")
+    var depth = 2
+
+    @Option(help: "Units per hidden layer.")
+    var width = 256
+
+    @Option(help: "Hidden activation: \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var activation = ActivationKind.relu
+
+    @Option(help: "Normalization after each hidden Linear: none, bn (per-rank BatchNorm1d), syncbn (SyncBatchNorm).")
+    var norm = NormKind.syncbn
+
+    @Option(help: "Linear initialization: default (PyTorch's), xavier, kaiming.")
+    var `init` = InitScheme.default
+
+    @Option(help: "Dropout probability after each activation (0: none).")
+    var dropout: Float = 0
+}
+
+/// The optimizer and its schedule.
+struct OptimizerOptions: ParsableArguments {
+    @Option(help: "Optimizer: sgd, adam, adamw.")
+    var optimizer = TrainingConfiguration.OptimizerKind.sgd
+
+    @Option(help: "Learning rate.")
+    var lr: Float = 0.05
+
+    @Option(help: "SGD momentum.")
+    var momentum: Float = 0.9
+
+    @Flag(help: "Nesterov momentum (SGD).")
+    var nesterov = false
+
+    @Option(help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
+    var weightDecay: Float = 0
+
+    @Option(help: "Learning-rate schedule: constant, step, cosine (annealed to 0 over the run).")
+    var schedule = TrainingConfiguration.ScheduleKind.cosine
+
+    @Option(help: "Linear warm-up steps.")
+    var warmupSteps = 0
+
+    @Option(help: "StepLR: steps between decays.")
+    var stepSize = 1000
+
+    @Option(help: "StepLR: decay factor.")
+    var gamma: Float = 0.1
+}
+
+/// How the ranks cooperate.
+struct DistributedOptions: ParsableArguments {
+    @Option(help: "Gradient averaging: flat (one all-reduce) or bucketed (overlapped with backward).")
+    var gradSync = GradientSyncMode.flat
+
+    @Option(help: "Bucket size in MiB for --grad-sync bucketed.")
+    var bucketMb: Double = 1
+
+    @Option(help: "Synchronize SyncBN over consecutive groups of this many ranks (default: all).")
+    var syncbnGroupSize: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Broadcast rank 0's BatchNorm buffers before each forward (--norm bn).")
+    var broadcastBuffers = true
+}
+
+extension TrainingConfiguration {
+    init(data: DataOptions, model: ModelOptions, optimizer: OptimizerOptions, distributed: DistributedOptions) {
+        self.init()
+        self.model = MLPConfiguration(depth: model.depth, width: model.width, activation: model.activation,
+                                      norm: model.norm, initialization: model.`init`, dropout: model.dropout)
+        dataDirectory = data.synthetic ? nil : data.data
+        syntheticTrainCount = data.syntheticTrain
+        syntheticTestCount = data.syntheticTest
+        self.optimizer = optimizer.optimizer
+        learningRate = optimizer.lr
+        momentum = optimizer.optimizer == .sgd ? optimizer.momentum : 0
+        nesterov = optimizer.nesterov
+        weightDecay = optimizer.weightDecay
+        schedule = optimizer.schedule
+        warmupSteps = optimizer.warmupSteps
+        stepSize = optimizer.stepSize
+        gamma = optimizer.gamma
+        gradSync = distributed.gradSync
+        bucketBytes = Int(distributed.bucketMb * 1_048_576)
+        syncBNGroupSize = distributed.syncbnGroupSize
+        broadcastBuffers = distributed.broadcastBuffers
+    }
+}

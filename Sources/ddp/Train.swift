@@ -1,0 +1,148 @@
+import ArgumentParser
+import Collectives
+import Datasets
+import Foundation
+import MPI
+import NN
+import SafeTensors
+import Training
+
+/// `ddp train`: data-parallel training under mpirun.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model data-parallel over the MPI ranks (per-rank batch, averaged gradients, SyncBN).")
+
+    @OptionGroup(title: "Data") var data: DataOptions
+    @OptionGroup(title: "Model") var model: ModelOptions
+    @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
+    @OptionGroup(title: "Distributed") var distributed: DistributedOptions
+
+    @Option(help: "Per-rank batch size (the global batch is this × the world size).")
+    var batchSize = 64
+
+    @Option(help: "Epochs.")
+    var epochs = 3
+
+    @Option(help: "Stop after this many optimizer steps.")
+    var maxSteps: Int?
+
+    @Option(help: "Seed for initialization, shuffling and synthetic data.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Keep the data order (no shuffling).")
+    var noShuffle = false
+
+    @Flag(help: "Drop the tail of the data set that does not fill every rank evenly.")
+    var dropLast = false
+
+    @Option(help: "Initial model state (safetensors, PyTorch state-dict names).")
+    var initFrom: String?
+
+    @Option(help: "Write the final model state here (safetensors; rank 0).")
+    var save: String?
+
+    @Option(help: "Write metrics here (JSON lines; rank 0).")
+    var metrics: String?
+
+    @Option(help: "Report every N steps.")
+    var logEvery = 50
+
+    @Flag(help: "Skip the test-set evaluation.")
+    var noEval = false
+
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        if !(optimizer.lr > 0) { throw ValidationError("--lr must be positive, got \(optimizer.lr)") }
+        if logEvery < 1 { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
+        if let g = distributed.syncbnGroupSize, g < 1 { throw ValidationError("--syncbn-group-size must be at least 1, got \(g)") }
+    }
+
+    var trainingConfiguration: TrainingConfiguration {
+        var c = TrainingConfiguration(data: data, model: model, optimizer: optimizer, distributed: distributed)
+        c.batchSize = batchSize
+        c.epochs = epochs
+        c.maxSteps = maxSteps
+        c.seed = seed
+        c.shuffle = !noShuffle
+        c.dropLast = dropLast
+        c.logEvery = logEvery
+        c.evaluate = !noEval
+        return c
+    }
+
+    func run() throws {
+        let config = trainingConfiguration
+        try Job.run(setUp: { group -> Trainer in
+            let (train, test) = try loadData(config)
+            let initial = try initFrom.map { try SafeTensors.read($0).tensors }
+            if let save { try checkWritable(save, option: "--save") }
+            let trainer = try Trainer(config: config, group: group, train: train, test: test, initialState: initial)
+            if group.rank == 0, let metrics {
+                trainer.metrics = try MetricsWriter(path: metrics)
+            }
+            return trainer
+        }, work: { group, trainer in
+            let isRoot = group.rank == 0
+            let hosts = try hostSummary(group)
+            if isRoot {
+                trainer.interactiveProgress = Launch.stdoutIsTerminal
+                trainer.log = { line in
+                    if line.hasPrefix("\r") { print(line, terminator: ""); fflush(nil) } else { print(line) }
+                }
+                print("SwiftDDP train: world size \(group.worldSize) on \(hosts)")
+                print("data: \(config.dataDirectory ?? "synthetic") (\(trainer.train.count) train, \(trainer.test.count) test)")
+                print("model: MLP \(config.model.inputFeatures)-\(Array(repeating: String(config.model.width), count: config.model.depth).joined(separator: "-"))-\(config.model.classes), \(config.model.activation), norm \(config.model.norm.rawValue)\(trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? ""), init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
+                print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), schedule \(config.schedule.rawValue)")
+                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(config.gradSync.rawValue)")
+            }
+            let summary = try trainer.run()
+            if isRoot {
+                var line = String(format: "done: %d steps in %.2f s of training (%.0f samples/s), final loss %.4f",
+                                  summary.steps, summary.trainingSeconds, summary.samplesPerSecond, summary.finalLoss)
+                if let acc = summary.testAccuracy { line += String(format: ", test accuracy %.2f%%", acc * 100) }
+                print(line)
+                if let save {
+                    try trainer.saveModel(to: save)
+                    print("saved model state to \(save)")
+                }
+            }
+            try group.barrier()
+        })
+    }
+}
+
+/// Loads Fashion-MNIST, or makes synthetic data, as the configuration says.
+func loadData(_ config: TrainingConfiguration) throws -> (Dataset, Dataset) {
+    if let directory = config.dataDirectory {
+        return try FashionMNIST.load(directory: directory)
+    }
+    let train = try SyntheticData.make(count: config.syntheticTrainCount, seed: config.seed &+ 1)
+    let test = try SyntheticData.make(count: config.syntheticTestCount, seed: config.seed &+ 1, testSplit: true)
+    return (train, test)
+}
+
+/// Fails early if `path` cannot be written later (its directory is missing).
+func checkWritable(_ path: String, option: String) throws {
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("\(option) \(path): directory \(directory) does not exist")
+    }
+}
+
+/// "host (ranks 0-1), other (ranks 2-3)".
+func hostSummary(_ group: any ProcessGroup) throws -> String {
+    let width = 64
+    var row = [Int32](repeating: 0, count: width)
+    for (i, byte) in group.hostName.utf8.prefix(width).enumerated() { row[i] = Int32(byte) }
+    let all = try group.allGather(row)
+    var order: [String] = []
+    var ranks: [String: [Int]] = [:]
+    for r in 0..<group.worldSize {
+        let name = String(decoding: all[r * width..<(r + 1) * width].prefix { $0 != 0 }.map { UInt8($0) }, as: UTF8.self)
+        if ranks[name] == nil { order.append(name) }
+        ranks[name, default: []].append(r)
+    }
+    return order.map { "\($0) (\(ranks[$0]!.count) rank\(ranks[$0]!.count == 1 ? "" : "s"))" }.joined(separator: ", ")
+}
