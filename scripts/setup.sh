@@ -20,6 +20,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Python's reference safetensors implementation, for the interoperability tests.
+if ! python3 -c "import safetensors.numpy, numpy" 2>/dev/null; then
+    echo "setup: installing the Python packages safetensors and numpy"
+    python3 -m pip install --quiet safetensors numpy || echo "setup: warning: pip could not install safetensors" >&2
+fi
+
 command -v swift >/dev/null || { echo "setup: the Swift toolchain (6.x) is not on PATH" >&2; exit 1; }
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Applying)' || true
 test -x "$(swift build -c release --show-bin-path)/ddp" || { echo "setup: release build failed" >&2; exit 1; }

@@ -1,0 +1,140 @@
+import Collectives
+import NN
+import Testing
+
+/// BatchNorm1d semantics (PyTorch's) and SyncBatchNorm over in-process ranks.
+@Suite("BatchNorm and SyncBatchNorm")
+struct BatchNormTests {
+    /// Plain BatchNorm1d on a batch: returns (output, input gradient for dy, layer).
+    func runBN(_ x: [Float], rows: Int, features: Int, dy: [Float], group: (any ProcessGroup)? = nil,
+               gamma: [Float]? = nil) throws -> (y: [Float], dx: [Float], bn: BatchNorm1d, store: ParameterStore)
+    {
+        let store = ParameterStore()
+        let bn = BatchNorm1d(features: features, store: store, prefix: "1", group: group)
+        store.allocate()
+        bn.resetParameters()
+        if let gamma { store.parameter(bn.weightSlot!).update(from: gamma, count: features) }
+        var input = x, grad = dy
+        let y = try input.withUnsafeMutableBufferPointer {
+            try bn.forward(Matrix(base: $0.baseAddress!, rows: rows, cols: features), training: true).toArray()
+        }
+        let dx = try grad.withUnsafeMutableBufferPointer {
+            try bn.backward(Matrix(base: $0.baseAddress!, rows: rows, cols: features), needsInputGradient: true)!.toArray()
+        }
+        return (y, dx, bn, store)
+    }
+
+    @Test("training normalizes with the biased variance and updates running stats with the unbiased one")
+    func pytorchSemantics() throws {
+        // one channel: 1, 2, 3, 6 → mean 3, biased var 3.5, unbiased var 14/3
+        let (y, _, bn, store) = try runBN([1, 2, 3, 6], rows: 4, features: 1, dy: [0, 0, 0, 0])
+        let inv = 1 / (3.5 + 1e-5).squareRoot()
+        for (i, v) in [1.0, 2, 3, 6].enumerated() { #expect(abs(Double(y[i]) - (v - 3) * inv) < 1e-6) }
+        #expect(abs(store.buffer(bn.runningMeanSlot!)[0] - 0.3) < 1e-7)
+        #expect(abs(Double(store.buffer(bn.runningVarSlot!)[0]) - (0.9 + 0.1 * 14.0 / 3)) < 1e-6)
+        #expect(store.counters[bn.batchesTrackedIndex!] == 1)
+        // evaluation uses the running statistics
+        var x: [Float] = [1]
+        let out = try x.withUnsafeMutableBufferPointer {
+            try bn.forward(Matrix(base: $0.baseAddress!, rows: 1, cols: 1), training: false).toArray()
+        }
+        let rv = Double(store.buffer(bn.runningVarSlot!)[0])
+        #expect(abs(Double(out[0]) - (1 - 0.3) / (rv + 1e-5).squareRoot()) < 1e-6)
+        #expect(store.counters[bn.batchesTrackedIndex!] == 1, "evaluation does not count")
+    }
+
+    @Test("a single sample per channel in training is refused, as in PyTorch")
+    func singleSample() throws {
+        #expect(throws: NNError.self) { _ = try runBN([1, 2], rows: 1, features: 2, dy: [0, 0]) }
+    }
+
+    @Test("momentum nil gives a cumulative average")
+    func cumulativeAverage() throws {
+        let store = ParameterStore()
+        let bn = BatchNorm1d(features: 1, store: store, prefix: "0", momentum: nil)
+        store.allocate()
+        bn.resetParameters()
+        for batch in [[Float(0), 2], [4, 6]] {
+            var x = batch
+            _ = try x.withUnsafeMutableBufferPointer { try bn.forward(Matrix(base: $0.baseAddress!, rows: 2, cols: 1), training: true) }
+        }
+        #expect(store.buffer(bn.runningMeanSlot!)[0] == 3, "mean of the batch means 1 and 5")
+    }
+
+    @Test("statistics stay exact in float32 when |mean| ≫ std (mean 1e4, std 0.1)")
+    func largeMean() throws {
+        var rng = TestRandom(seed: 21)
+        let rows = 512, C = 3
+        let x = rng.normal(rows * C, mean: 10_000, std: 0.1)
+        let (y, _, _, _) = try runBN(x, rows: rows, features: C, dy: [Float](repeating: 0, count: rows * C))
+        for c in 0..<C {
+            let column = (0..<rows).map { Double(x[$0 * C + c]) }
+            let mean = column.reduce(0, +) / Double(rows)
+            let variance = column.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(rows)
+            #expect(abs(variance - 0.01) < 0.002, "true variance is about 0.01")
+            // normalized output has unit variance when the variance was computed right
+            let out = (0..<rows).map { Double(y[$0 * C + c]) }
+            let outVar = out.reduce(0) { $0 + $1 * $1 } / Double(rows)
+            #expect(abs(outVar - variance / (variance + 1e-5)) < 1e-3, "channel \(c): output variance \(outVar)")
+        }
+    }
+
+    @Test("SyncBN with uneven per-rank batches (5, 3, 0, 8) equals BatchNorm on the concatenation")
+    func syncUneven() throws {
+        let sizes = [5, 3, 0, 8], C = 4
+        var rng = TestRandom(seed: 31)
+        let total = sizes.reduce(0, +)
+        let x = rng.normal(total * C, mean: 2, std: 3)
+        let dy = rng.uniform(total * C)
+        let gamma: [Float] = [1.5, 0.5, -1, 2]
+        let reference = try runBN(x, rows: total, features: C, dy: dy, gamma: gamma)
+        let starts = sizes.indices.map { sizes[..<$0].reduce(0, +) }
+        let results = try LocalProcessGroup.run(worldSize: 4) { group -> ([Float], [Float], [Float], [Float], [Float]) in
+            let r = group.rank
+            let slice = starts[r] * C..<(starts[r] + sizes[r]) * C
+            let (y, dx, bn, store) = try runBN(Array(x[slice]), rows: sizes[r], features: C, dy: Array(dy[slice]),
+                                                group: group, gamma: gamma)
+            return (y, dx, Array(UnsafeBufferPointer(start: store.buffer(bn.runningMeanSlot!), count: C)),
+                    Array(UnsafeBufferPointer(start: store.buffer(bn.runningVarSlot!), count: C)),
+                    Array(UnsafeBufferPointer(start: store.gradient(bn.weightSlot!), count: C)))
+        }
+        let y = results.flatMap(\.0), dx = results.flatMap(\.1)
+        #expect(relativeError(y.map(Double.init), reference.y.map(Double.init)) < 1e-5)
+        #expect(relativeError(dx.map(Double.init), reference.dx.map(Double.init)) < 1e-5)
+        let refMean = Array(UnsafeBufferPointer(start: reference.store.buffer(reference.bn.runningMeanSlot!), count: C))
+        let refVar = Array(UnsafeBufferPointer(start: reference.store.buffer(reference.bn.runningVarSlot!), count: C))
+        for r in 0..<4 {
+            #expect(relativeError(results[r].2.map(Double.init), refMean.map(Double.init)) < 1e-5, "rank \(r) running mean")
+            #expect(relativeError(results[r].3.map(Double.init), refVar.map(Double.init)) < 1e-5, "rank \(r) running var (global unbiased)")
+        }
+        // dγ is local; the sum over ranks equals the single-process dγ
+        let dGammaSum = (0..<C).map { c in results.reduce(0.0) { $0 + Double($1.4[c]) } }
+        let refDGamma = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.weightSlot!), count: C)).map(Double.init)
+        #expect(relativeError(dGammaSum, refDGamma) < 1e-5)
+    }
+
+    @Test("SyncBN across ranks stays exact for mean 1e4, std 0.1")
+    func syncLargeMean() throws {
+        var rng = TestRandom(seed: 41)
+        let rows = 64, C = 2
+        let x = rng.normal(4 * rows * C, mean: 10_000, std: 0.1)
+        let reference = try runBN(x, rows: 4 * rows, features: C, dy: [Float](repeating: 0, count: 4 * rows * C))
+        let outputs = try LocalProcessGroup.run(worldSize: 4) { group in
+            try runBN(Array(x[group.rank * rows * C..<(group.rank + 1) * rows * C]), rows: rows, features: C,
+                      dy: [Float](repeating: 0, count: rows * C), group: group).y
+        }
+        #expect(relativeError(outputs.flatMap { $0 }.map(Double.init), reference.y.map(Double.init)) < 1e-4)
+    }
+
+    @Test("local BN (no group) on ranks differs from the global statistics")
+    func localDiffers() throws {
+        var rng = TestRandom(seed: 51)
+        let x = rng.normal(2 * 6 * 2, mean: 0, std: 1).enumerated().map { $0.offset < 12 ? $0.element : $0.element + 3 }
+        let reference = try runBN(x, rows: 12, features: 2, dy: [Float](repeating: 0, count: 24))
+        let local = try LocalProcessGroup.run(worldSize: 2) { group in
+            try runBN(Array(x[group.rank * 12..<(group.rank + 1) * 12]), rows: 6, features: 2,
+                      dy: [Float](repeating: 0, count: 12), group: nil).y
+        }
+        #expect(relativeError(local.flatMap { $0 }.map(Double.init), reference.y.map(Double.init)) > 0.1)
+    }
+}

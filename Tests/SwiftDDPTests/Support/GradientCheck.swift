@@ -1,0 +1,85 @@
+import NN
+import Testing
+
+/// Seeded values for tests.
+struct TestRandom {
+    var generator: SeededGenerator
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
+    mutating func uniform(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] {
+        (0..<n).map { _ in generator.uniform(lo, hi) }
+    }
+    mutating func normal(_ n: Int, mean: Float = 0, std: Float = 1) -> [Float] {
+        (0..<n).map { _ in mean + std * generator.normal() }
+    }
+}
+
+/// Relative error of two vectors: ‖a − b‖ / max(‖a‖, ‖b‖, floor).
+func relativeError(_ a: [Double], _ b: [Double], floor: Double = 1e-6) -> Double {
+    precondition(a.count == b.count)
+    var diff = 0.0, na = 0.0, nb = 0.0
+    for i in a.indices {
+        diff += (a[i] - b[i]) * (a[i] - b[i])
+        na += a[i] * a[i]
+        nb += b[i] * b[i]
+    }
+    return diff.squareRoot() / max(na.squareRoot(), nb.squareRoot(), floor)
+}
+
+/// Finite-difference check of a model's input and parameter gradients for the scalar
+/// L = Σ output ⊙ R with a fixed random R (so every output element matters).
+/// Returns the relative errors (input, parameters).
+func gradientCheck(model: Sequential, input: [Float], rows: Int, training: Bool = true, step: Float = 3e-3,
+                   seed: UInt64 = 99) throws -> (input: Double, parameters: Double)
+{
+    var x = input
+    let cols = input.count / max(rows, 1)
+    var rng = TestRandom(seed: seed)
+    let outCols = model.outputFeatures
+    let projection = rng.uniform(rows * outCols)
+
+    func loss(_ x: inout [Float]) throws -> Double {
+        try x.withUnsafeMutableBufferPointer { buffer in
+            let y = try model.forward(Matrix(base: buffer.baseAddress!, rows: rows, cols: cols), training: training)
+            var total = 0.0
+            for i in 0..<y.count { total += Double(y.base[i]) * Double(projection[i]) }
+            return total
+        }
+    }
+
+    // Analytic gradients.
+    var analyticInput: [Double] = []
+    try x.withUnsafeMutableBufferPointer { buffer in
+        _ = try model.forward(Matrix(base: buffer.baseAddress!, rows: rows, cols: cols), training: training)
+        var r = projection
+        try r.withUnsafeMutableBufferPointer { g in
+            let dx = try model.backward(Matrix(base: g.baseAddress!, rows: rows, cols: outCols), needsInputGradient: true)!
+            analyticInput = dx.toArray().map(Double.init)
+        }
+    }
+    let analyticParameters = model.store.gradients.map(Double.init)
+
+    // Central differences.
+    var numericInput: [Double] = []
+    for i in 0..<x.count {
+        let saved = x[i]
+        x[i] = saved + step
+        let plus = try loss(&x)
+        x[i] = saved - step
+        let minus = try loss(&x)
+        x[i] = saved
+        numericInput.append((plus - minus) / (2 * Double(step)))
+    }
+    var numericParameters: [Double] = []
+    let p = model.store.parameters
+    for i in 0..<p.count {
+        let saved = p[i]
+        p[i] = saved + step
+        let plus = try loss(&x)
+        p[i] = saved - step
+        let minus = try loss(&x)
+        p[i] = saved
+        numericParameters.append((plus - minus) / (2 * Double(step)))
+    }
+    return (relativeError(analyticInput, numericInput),
+            p.isEmpty ? 0 : relativeError(analyticParameters, numericParameters))
+}
