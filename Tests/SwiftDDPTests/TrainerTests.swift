@@ -1,0 +1,137 @@
+import Collectives
+import Datasets
+import NN
+import Testing
+import Training
+
+/// The data-parallel trainer over in-process ranks (threads): the same logic that runs under
+/// mpirun, checked without it.
+@Suite("Distributed sampler and trainer (in-process ranks)")
+struct TrainerTests {
+    @Test("sampler: PyTorch DistributedSampler semantics (padding, strided shards, shuffling)")
+    func sampler() {
+        // 10 samples, 4 ranks: 3 per rank, padded by wrapping: order 0...9, 0, 1
+        let shards = (0..<4).map { DistributedSampler(datasetSize: 10, worldSize: 4, rank: $0, shuffle: false).indices(epoch: 0) }
+        #expect(shards == [[0, 4, 8], [1, 5, 9], [2, 6, 0], [3, 7, 1]])
+        let dropped = (0..<4).map {
+            DistributedSampler(datasetSize: 10, worldSize: 4, rank: $0, shuffle: false, dropLast: true).indices(epoch: 0)
+        }
+        #expect(dropped == [[0, 4], [1, 5], [2, 6], [3, 7]])
+        // shuffled: a permutation, identical on every rank, different per epoch
+        let a = DistributedSampler(datasetSize: 1000, worldSize: 3, rank: 0, seed: 7)
+        #expect(Set(a.globalOrder(epoch: 0).prefix(1000)) == Set(0..<1000))
+        #expect(a.globalOrder(epoch: 0) == DistributedSampler(datasetSize: 1000, worldSize: 3, rank: 2, seed: 7).globalOrder(epoch: 0))
+        #expect(a.globalOrder(epoch: 0) != a.globalOrder(epoch: 1))
+        // at step t the union of the ranks' batches is positions [t·B·W, (t+1)·B·W) of the order
+        let W = 3, B = 4
+        let order = a.globalOrder(epoch: 2)
+        let perRank = (0..<W).map { DistributedSampler(datasetSize: 1000, worldSize: W, rank: $0, seed: 7).indices(epoch: 2) }
+        for t in 0..<5 {
+            let union = Set((0..<W).flatMap { perRank[$0][t * B..<(t + 1) * B] })
+            #expect(union == Set(order[t * B * W..<(t + 1) * B * W]))
+        }
+    }
+
+    static func configuration(norm: NormKind, batch: Int, sync: GradientSyncMode = .flat) -> TrainingConfiguration {
+        var c = TrainingConfiguration()
+        c.model = MLPConfiguration(inputFeatures: 20, depth: 2, width: 16, classes: 4, activation: .tanh, norm: norm)
+        c.dataDirectory = nil
+        c.batchSize = batch
+        c.epochs = 1
+        c.maxSteps = 12
+        c.learningRate = 0.1
+        c.momentum = 0.9
+        c.schedule = .constant
+        c.seed = 5
+        c.gradSync = sync
+        c.bucketBytes = 256  // several buckets in this small model
+        c.evaluate = false
+        return c
+    }
+
+    struct Outcome: Sendable {
+        var parameters: [Float]
+        var buffers: [Float]
+        var counters: [Int64]
+        var losses: [Double]
+    }
+
+    static func train(worldSize: Int, _ config: TrainingConfiguration) throws -> [Outcome] {
+        let data = try SyntheticData.make(count: 600, features: 20, classes: 4, noise: 0.4, seed: 2)
+        return try LocalProcessGroup.run(worldSize: worldSize) { group in
+            let trainer = try Trainer(config: config, group: group, train: data, test: data)
+            let summary = try trainer.run()
+            let store = trainer.model.store
+            return Outcome(parameters: Array(store.parameters), buffers: Array(store.buffers), counters: store.counters,
+                           losses: summary.stepLosses)
+        }
+    }
+
+    @Test("SyncBN on W ranks with batch B equals one rank with batch W·B", arguments: [2, 4])
+    func syncEquivalence(worldSize: Int) throws {
+        let single = try Self.train(worldSize: 1, Self.configuration(norm: .syncbn, batch: 8 * worldSize))[0]
+        let ranks = try Self.train(worldSize: worldSize, Self.configuration(norm: .syncbn, batch: 8))
+        #expect(single.losses.count == 12)
+        for (r, outcome) in ranks.enumerated() {
+            #expect(relativeError(outcome.parameters.map(Double.init), single.parameters.map(Double.init)) < 1e-4, "rank \(r) parameters")
+            #expect(relativeError(outcome.buffers.map(Double.init), single.buffers.map(Double.init)) < 1e-4, "rank \(r) running statistics")
+            #expect(outcome.counters == single.counters)
+            #expect(relativeError(outcome.losses, single.losses) < 1e-4, "rank \(r) losses")
+        }
+        #expect(ranks.allSatisfy { $0.parameters == ranks[0].parameters }, "ranks stay in lockstep, bit for bit")
+    }
+
+    @Test("local BN on W ranks does not equal the one-rank run")
+    func localDiffers() throws {
+        let single = try Self.train(worldSize: 1, Self.configuration(norm: .bn, batch: 16))[0]
+        let ranks = try Self.train(worldSize: 2, Self.configuration(norm: .bn, batch: 8))
+        #expect(relativeError(ranks[0].parameters.map(Double.init), single.parameters.map(Double.init)) > 1e-3)
+    }
+
+    @Test("flat and bucketed gradient synchronization give the same result")
+    func bucketedMatchesFlat() throws {
+        let flat = try Self.train(worldSize: 3, Self.configuration(norm: .syncbn, batch: 6, sync: .flat))
+        let bucketed = try Self.train(worldSize: 3, Self.configuration(norm: .syncbn, batch: 6, sync: .bucketed))
+        #expect(flat[0].parameters == bucketed[0].parameters)
+        #expect(flat[0].losses == bucketed[0].losses)
+    }
+
+    @Test("SyncBN subgroups: groups of 2 on 4 ranks equal two independent 2-rank SyncBN groups' statistics")
+    func subgroups() throws {
+        var config = Self.configuration(norm: .syncbn, batch: 8)
+        config.syncBNGroupSize = 2
+        let grouped = try Self.train(worldSize: 4, config)
+        let whole = try Self.train(worldSize: 4, Self.configuration(norm: .syncbn, batch: 8))
+        #expect(grouped.allSatisfy { $0.parameters == grouped[0].parameters }, "parameters stay identical")
+        #expect(grouped[0].buffers != grouped[2].buffers, "the two groups keep different running statistics")
+        #expect(grouped[0].buffers == grouped[1].buffers, "members of a group agree")
+        #expect(grouped[0].parameters != whole[0].parameters)
+    }
+
+    @Test("ranks with different configurations refuse to start")
+    func configurationMismatch() {
+        let data = try! SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
+        #expect {
+            _ = try LocalProcessGroup.run(worldSize: 2) { group in
+                var c = Self.configuration(norm: .syncbn, batch: 8)
+                if group.rank == 1 { c.learningRate = 0.2 }
+                _ = try Trainer(config: c, group: group, train: data, test: data)
+            }
+        } throws: { "\($0)".contains("configuration of rank 1 differs") }
+    }
+
+    @Test("invalid settings are refused with a clear message")
+    func invalidSettings() {
+        let data = try! SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
+        var grouped = Self.configuration(norm: .syncbn, batch: 8)
+        grouped.syncBNGroupSize = 3
+        let badGroup = grouped
+        #expect {
+            _ = try LocalProcessGroup.run(worldSize: 4) { group in _ = try Trainer(config: badGroup, group: group, train: data, test: data) }
+        } throws: { "\($0)".contains("must divide the world size 4") }
+        let c = Self.configuration(norm: .bn, batch: 0)
+        #expect { _ = try Trainer(config: c, group: LocalProcessGroup.single(), train: data, test: data) } throws: {
+            "\($0)".contains("--batch-size")
+        }
+    }
+}
