@@ -1,0 +1,136 @@
+import Foundation
+import SafeTensors
+import Testing
+
+/// `ddp train` under real mpirun jobs: N ranks × batch B against 1 rank × batch N·B.
+@Suite("ddp train under mpirun", .serialized)
+struct DistributedTrainingTests {
+    struct Run {
+        let state: [String: TensorData]
+        let losses: [Double]
+        let records: [[String: Any]]
+        let output: String
+    }
+
+    static let common = ["--synthetic", "--synthetic-train", "512", "--synthetic-test", "256", "--depth", "2",
+                         "--width", "32", "--activation", "tanh", "--lr", "0.05", "--momentum", "0.9",
+                         "--schedule", "constant", "--seed", "3", "--max-steps", "12", "--log-every", "1"]
+
+    static func train(np: Int, batch: Int, _ extra: [String]) throws -> Run {
+        let dir = TemporaryDirectory()
+        let model = dir.path + "/model.safetensors", metrics = dir.path + "/metrics.jsonl"
+        let outcome = try Executables.mpirun(
+            np: np, "ddp",
+            ["train"] + common + ["--batch-size", String(batch), "--save", model, "--metrics", metrics] + extra,
+            timeout: 240)
+        guard outcome.status == 0, !outcome.timedOut else {
+            Issue.record("mpirun -np \(np) ddp train failed (\(outcome.status)):\n\(outcome.output)")
+            throw CancellationError()
+        }
+        let records = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let losses = records.filter { $0["kind"] as? String == "step" }.map { $0["loss"] as! Double }
+        return Run(state: try SafeTensors.read(model).tensors, losses: losses, records: records, output: outcome.output)
+    }
+
+    static func floats(_ state: [String: TensorData], excluding: Set<String> = []) -> [Double] {
+        state.keys.sorted().filter { !excluding.contains($0) && state[$0]!.dtype == .f32 }
+            .flatMap { try! state[$0]!.floats().map(Double.init) }
+    }
+
+    @Test("SyncBN: 2 and 4 ranks equal 1 rank with the same global batch (parameters, running stats, losses)",
+          arguments: [2, 4])
+    func equivalence(np: Int) throws {
+        let single = try Self.train(np: 1, batch: 32, ["--norm", "syncbn"])
+        let multi = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn"])
+        #expect(single.losses.count == 12 && multi.losses.count == 12)
+        #expect(relativeError(Self.floats(multi.state), Self.floats(single.state)) < 1e-4)
+        for key in single.state.keys.sorted() {
+            let a = try? single.state[key]!.floats(), b = try? multi.state[key]!.floats()
+            if let a, let b {
+                #expect(relativeError(a.map(Double.init), b.map(Double.init)) < 1e-4, "\(key)")
+            } else {
+                #expect(try single.state[key]!.int64s() == multi.state[key]!.int64s(), "\(key)")
+            }
+        }
+        #expect(relativeError(multi.losses, single.losses) < 1e-4)
+        #expect(multi.output.contains("world size \(np)"))
+    }
+
+    @Test("local BN on 2 ranks differs from the 1-rank run")
+    func localBNDiffers() throws {
+        let single = try Self.train(np: 1, batch: 32, ["--norm", "bn"])
+        let multi = try Self.train(np: 2, batch: 16, ["--norm", "bn"])
+        #expect(relativeError(Self.floats(multi.state), Self.floats(single.state)) > 1e-3)
+    }
+
+    @Test("bucketed gradient sync equals flat under mpirun")
+    func bucketed() throws {
+        let flat = try Self.train(np: 4, batch: 8, ["--norm", "syncbn", "--grad-sync", "flat"])
+        let bucketed = try Self.train(np: 4, batch: 8, ["--norm", "syncbn", "--grad-sync", "bucketed", "--bucket-mb", "0.002"])
+        #expect(relativeError(Self.floats(bucketed.state), Self.floats(flat.state)) < 1e-5)
+        #expect(relativeError(bucketed.losses, flat.losses) < 1e-5)
+    }
+
+    @Test("--init-from starts from a saved state; metrics hold step, eval and summary lines")
+    func initFromAndMetrics() throws {
+        let first = try Self.train(np: 2, batch: 16, ["--norm", "syncbn"])
+        let dir = TemporaryDirectory()
+        let start = dir.path + "/start.safetensors"
+        try SafeTensors.write(first.state, to: start)
+        // zero steps of learning (lr tiny) from the saved state keeps the weights
+        let resumed = try Self.train(np: 2, batch: 16, ["--norm", "syncbn", "--init-from", start, "--lr", "1e-30"])
+        let weightsOnly: Set<String> = Set(first.state.keys.filter { $0.hasSuffix("running_mean") || $0.hasSuffix("running_var") })
+        #expect(relativeError(Self.floats(resumed.state, excluding: weightsOnly), Self.floats(first.state, excluding: weightsOnly)) < 1e-6)
+        #expect(try resumed.state["1.num_batches_tracked"]!.int64s() == [24], "12 + 12 batches tracked")
+        let kinds = first.records.map { $0["kind"] as! String }
+        #expect(kinds.filter { $0 == "step" }.count == 12)
+        #expect(kinds.last == "summary" && kinds.contains("eval"))
+        let summary = first.records.last!
+        #expect((summary["samples_per_second"] as! Double) > 0 && (summary["test_accuracy"] as! Double) > 0.3)
+        #expect(summary["steps"] as! Int == 12)
+    }
+
+    @Test("bad options end every rank with one clear error line", arguments: [
+        (["--batch-size", "0"], "--batch-size"),
+        (["--activation", "swish"], "swish"),
+        (["--syncbn-group-size", "3"], "must divide the world size 2"),
+        (["--lr", "-1"], "--lr"),
+    ])
+    func badOptions(arguments: [String], message: String) throws {
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--synthetic", "--max-steps", "2"] + arguments, timeout: 60)
+        #expect(!outcome.timedOut)
+        #expect(outcome.status != 0)
+        let errorLines = outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }
+        #expect(errorLines.count == 1, "exactly one error line naming the problem:\n\(outcome.output)")
+        #expect(!outcome.output.contains("Stack dump") && !outcome.output.contains("Fatal error"))
+    }
+
+    @Test("a missing data directory is one clear error")
+    func missingData() throws {
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--data", "/nonexistent/data"], timeout: 60)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.split(separator: "\n").filter { $0.contains("/nonexistent/data") && $0.contains("does not exist") }.count == 1,
+                "\(outcome.output)")
+    }
+}
+
+/// The real data set: the default MLP must reach 85% test accuracy in 3 epochs, in one process
+/// and on 2 ranks with SyncBN (the README's main job).
+@Suite("Fashion-MNIST accuracy", .serialized)
+struct FashionMNISTAccuracyTests {
+    @Test("default MLP, 3 epochs, reaches ≥ 85% test accuracy", arguments: [1, 2])
+    func accuracy(np: Int) throws {
+        let dir = TemporaryDirectory()
+        let metrics = dir.path + "/metrics.jsonl"
+        let outcome = try Executables.mpirun(np: np, "ddp", ["train", "--norm", "syncbn", "--epochs", "3",
+                                                             "--log-every", "500", "--metrics", metrics], timeout: 600)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        let summary = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last.map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let accuracy = summary?["test_accuracy"] as? Double ?? 0
+        #expect(accuracy >= 0.85, "test accuracy \(accuracy)")
+    }
+}
