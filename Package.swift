@@ -54,7 +54,7 @@ let package = Package(
                 "MPI", "Collectives", "BLAS", "NN", "Datasets", "SafeTensors", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives"]),
+        .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives", "NN"]),
 
         .testTarget(
             name: "SwiftDDPTests",

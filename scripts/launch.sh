@@ -59,9 +59,11 @@ else
 fi
 
 bin_dir="$root/.build/release"
-if [ ! -x "$bin_dir/ddp" ] || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$bin_dir/ddp" -print -quit)" ]; then
+stamp="$bin_dir/.launch-built"
+if [ ! -x "$bin_dir/ddp" ] || [ ! -e "$stamp" ] || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$stamp" -print -quit)" ]; then
     echo "launch: building release" >&2
     (cd "$root" && swift build -c release >/dev/null) || { echo "launch: release build failed (run: swift build -c release)" >&2; exit 1; }
+    touch "$stamp"
 fi
 
 extra=()

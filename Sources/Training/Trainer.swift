@@ -57,6 +57,9 @@ public final class Trainer {
     public var interactiveProgress = false
 
     private let loss = SoftmaxCrossEntropy()
+    private let batchNorms: [BatchNorm1d]
+    /// Scratch for the per-step loss all-reduce (kept to avoid an allocation per step).
+    private let lossScratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
     private let batchInputs = Workspace()
     private var batchLabels: [Int32]
     private let schedule: LearningRateSchedule
@@ -123,9 +126,12 @@ public final class Trainer {
         schedule = LearningRateSchedule(base: config.learningRate, kind: kind, warmupSteps: config.warmupSteps)
         synchronizer = GradientSynchronizer(model: model, group: group, mode: config.gradSync, bucketBytes: config.bucketBytes)
         batchLabels = [Int32](repeating: 0, count: config.batchSize)
+        batchNorms = model.batchNormLayers
         let sync = synchronizer
         model.onGradientsReady = { layer in try sync.gradientsReady(layer: layer) }
     }
+
+    deinit { lossScratch.deallocate() }
 
     public var sampler: DistributedSampler {
         DistributedSampler(datasetSize: train.count, worldSize: group.worldSize, rank: group.rank,
@@ -188,7 +194,7 @@ public final class Trainer {
                     try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: false)
                     let now = monotonicSeconds(); timings.bufferBroadcast += now - t; t = now
                 }
-                for bn in model.batchNormLayers { bn.resetTimers() }
+                for bn in batchNorms { bn.resetTimers() }
                 synchronizer.resetTimers()
 
                 let logits = try model.forward(x, training: true)
@@ -198,7 +204,8 @@ public final class Trainer {
                 var now = monotonicSeconds(); timings.forward += now - t; t = now
 
                 try model.backward(loss.backward())
-                let syncbnSeconds = model.batchNormLayers.reduce(0) { $0 + $1.communicationSeconds }
+                var syncbnSeconds = 0.0
+                for bn in batchNorms { syncbnSeconds += bn.communicationSeconds }
                 now = monotonicSeconds()
                 timings.backward += now - t - synchronizer.communicationSeconds
                 t = now
@@ -217,9 +224,9 @@ public final class Trainer {
                 samplesProcessed += rows
 
                 // The global loss: mean of the ranks' batch means (what the averaged gradient descends).
-                var lossSum = [localLoss]
-                try group.allReduce(&lossSum, op: .sum)
-                let globalLoss = lossSum[0] / Double(W)
+                lossScratch[0] = localLoss
+                try group.allReduce(UnsafeMutableBufferPointer(rebasing: lossScratch[0..<1]), op: .sum)
+                let globalLoss = lossScratch[0] / Double(W)
                 summary.stepLosses.append(globalLoss)
                 summary.finalLoss = globalLoss
                 step += 1
@@ -317,5 +324,20 @@ public final class Trainer {
     /// The model's state dict with the configuration as metadata, written atomically.
     public func saveModel(to path: String) throws {
         try SafeTensors.write(model.stateDict(), metadata: ["format": "pt", "swiftddp_config": config.json], to: path)
+    }
+
+    /// The optimizer's state (momentum buffers or Adam moments, keyed `state.<param>.<what>`)
+    /// in its own safetensors file, written atomically.
+    public func saveOptimizer(to path: String) throws {
+        try SafeTensors.write(optimizer.stateDict(), metadata: ["optimizer": config.optimizer.rawValue], to: path)
+    }
+
+    /// Restores optimizer state saved by `saveOptimizer`.
+    public func loadOptimizer(from path: String) throws {
+        let file = try SafeTensors.read(path)
+        if let kind = file.metadata["optimizer"], kind != config.optimizer.rawValue {
+            throw TrainingError("\(path) holds \(kind) state, but the optimizer is \(config.optimizer.rawValue)")
+        }
+        do { try optimizer.loadStateDict(file.tensors) } catch { throw TrainingError("\(path): \(error)") }
     }
 }

@@ -41,6 +41,12 @@ struct Train: ParsableCommand {
     @Option(help: "Write the final model state here (safetensors; rank 0).")
     var save: String?
 
+    @Option(help: "Initial optimizer state (safetensors written by --save-optimizer).")
+    var initOptimizerFrom: String?
+
+    @Option(help: "Write the final optimizer state here (safetensors; rank 0).")
+    var saveOptimizer: String?
+
     @Option(help: "Write metrics here (JSON lines; rank 0).")
     var metrics: String?
 
@@ -77,7 +83,9 @@ struct Train: ParsableCommand {
             let (train, test) = try loadData(config)
             let initial = try initFrom.map { try SafeTensors.read($0).tensors }
             if let save { try checkWritable(save, option: "--save") }
+            if let saveOptimizer { try checkWritable(saveOptimizer, option: "--save-optimizer") }
             let trainer = try Trainer(config: config, group: group, train: train, test: test, initialState: initial)
+            if let initOptimizerFrom { try trainer.loadOptimizer(from: initOptimizerFrom) }
             if group.rank == 0, let metrics {
                 trainer.metrics = try MetricsWriter(path: metrics)
             }
@@ -105,6 +113,10 @@ struct Train: ParsableCommand {
                 if let save {
                     try trainer.saveModel(to: save)
                     print("saved model state to \(save)")
+                }
+                if let saveOptimizer {
+                    try trainer.saveOptimizer(to: saveOptimizer)
+                    print("saved optimizer state to \(saveOptimizer)")
                 }
             }
             try group.barrier()

@@ -43,6 +43,20 @@ struct BatchNormTests {
         #expect(store.counters[bn.batchesTrackedIndex!] == 1, "evaluation does not count")
     }
 
+    @Test("without running statistics, evaluation normalizes with the batch statistics")
+    func noRunningStats() throws {
+        let store = ParameterStore()
+        let bn = BatchNorm1d(features: 1, store: store, prefix: "0", trackRunningStats: false)
+        store.allocate()
+        bn.resetParameters()
+        #expect(bn.runningMeanSlot == nil && store.counterNames.isEmpty, "no buffers, as in PyTorch")
+        var x: [Float] = [1, 3]
+        let y = try x.withUnsafeMutableBufferPointer {
+            try bn.forward(Matrix(base: $0.baseAddress!, rows: 2, cols: 1), training: false).toArray()
+        }
+        #expect(abs(y[0] + 1) < 1e-4 && abs(y[1] - 1) < 1e-4)
+    }
+
     @Test("a single sample per channel in training is refused, as in PyTorch")
     func singleSample() throws {
         #expect(throws: NNError.self) { _ = try runBN([1, 2], rows: 1, features: 2, dy: [0, 0]) }

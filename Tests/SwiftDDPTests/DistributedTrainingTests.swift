@@ -134,3 +134,34 @@ struct FashionMNISTAccuracyTests {
         #expect(accuracy >= 0.85, "test accuracy \(accuracy)")
     }
 }
+
+/// PyTorch itself, when Debian's python3-torch and pip's safetensors are installed for
+/// /usr/bin/python3 (they are not part of the required set-up, so the test is skipped
+/// elsewhere): torch loads a ddp checkpoint with load_state_dict(strict=True) and evaluates it
+/// to the accuracy ddp reported, and ddp trains from a torch-initialized state dict.
+@Suite("PyTorch interoperability", .serialized,
+       .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+                && (try? Executables.run("/usr/bin/python3", ["-c", "import torch, safetensors"], timeout: 60).status) == 0))
+struct TorchInteropTests {
+    @Test("torch.nn.Sequential loads ddp's checkpoint and ddp loads torch's")
+    func roundTrip() throws {
+        let dir = TemporaryDirectory()
+        let ours = dir.path + "/ours.safetensors", metrics = dir.path + "/m.jsonl", theirs = dir.path + "/torch.safetensors"
+        let trained = try Executables.mpirun(np: 2, "ddp", ["train", "--epochs", "1", "--max-steps", "200", "--width", "64",
+                                                            "--save", ours, "--metrics", metrics], timeout: 300)
+        #expect(trained.status == 0, "\(trained.output)")
+        let summary = try JSONSerialization.jsonObject(
+            with: Data(try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last!.utf8)) as! [String: Any]
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/torch_interop.py").path
+        let check = try Executables.run("/usr/bin/python3", [script, ours, "--width", "64", "--export", theirs], timeout: 300)
+        #expect(check.status == 0, "\(check.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(check.output.split(separator: "\n").first!.utf8)) as! [String: Any]
+        #expect(report["loaded_keys"] as? Int == 16)
+        #expect(abs((report["test_accuracy"] as! Double) - (summary["test_accuracy"] as! Double)) < 1e-9,
+                "torch evaluates the checkpoint to ddp's accuracy")
+        let fromTorch = try Executables.mpirun(np: 2, "ddp", ["train", "--width", "64", "--max-steps", "5", "--init-from", theirs],
+                                               timeout: 300)
+        #expect(fromTorch.status == 0, "\(fromTorch.output)")
+    }
+}

@@ -1,4 +1,5 @@
 import NN
+import SafeTensors
 import Testing
 
 /// SGD and Adam against steps computed by hand from PyTorch's update rules.
@@ -86,12 +87,13 @@ struct OptimizerTests {
         let first = try SGD(store: a, learningRate: 0.1, momentum: 0.9)
         _ = run(first, a, steps: 3)
         let second = try SGD(store: b, learningRate: 0.1, momentum: 0.9)
-        try second.loadStateDict(first.stateDict())
+        // through the safetensors encoding, as --save-optimizer / --init-optimizer-from do
+        try second.loadStateDict(try SafeTensors.decode(try SafeTensors.encode(first.stateDict())).tensors)
         b.parameters[0] = a.parameters[0]
         #expect(run(first, a, steps: 2) == run(second, b, steps: 2))
         let adamA = try Adam(store: a, learningRate: 0.01), adamB = try Adam(store: b, learningRate: 0.01)
         _ = run(adamA, a, steps: 4)
-        try adamB.loadStateDict(adamA.stateDict())
+        try adamB.loadStateDict(try SafeTensors.decode(try SafeTensors.encode(adamA.stateDict())).tensors)
         b.parameters[0] = a.parameters[0]
         #expect(adamB.stepCount == 4)
         #expect(run(adamA, a, steps: 2) == run(adamB, b, steps: 2))

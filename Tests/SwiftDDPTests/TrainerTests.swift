@@ -88,6 +88,22 @@ struct TrainerTests {
         #expect(relativeError(ranks[0].parameters.map(Double.init), single.parameters.map(Double.init)) > 1e-3)
     }
 
+    @Test("local BN with broadcast buffers evaluates with rank 0's running statistics on every rank",
+          arguments: [true, false])
+    func broadcastBuffers(broadcast: Bool) throws {
+        var settings = Self.configuration(norm: .bn, batch: 8)
+        settings.broadcastBuffers = broadcast
+        let config = settings
+        let data = try SyntheticData.make(count: 600, features: 20, classes: 4, noise: 0.4, seed: 2)
+        let buffers = try LocalProcessGroup.run(worldSize: 2) { group -> [Float] in
+            let trainer = try Trainer(config: config, group: group, train: data, test: data)
+            _ = try trainer.run()
+            _ = try trainer.evaluate()
+            return Array(trainer.model.store.buffers)
+        }
+        #expect((buffers[0] == buffers[1]) == broadcast)
+    }
+
     @Test("flat and bucketed gradient synchronization give the same result")
     func bucketedMatchesFlat() throws {
         let flat = try Self.train(worldSize: 3, Self.configuration(norm: .syncbn, batch: 6, sync: .flat))

@@ -182,6 +182,9 @@ func runChecks(_ c: Checks, world: Communicator) throws {
     let halves = try group.split(color: rank < size / 2 ? 0 : 1, key: rank)
     c.expect(halves.worldSize == (rank < size / 2 ? size / 2 : size - size / 2), "MPIProcessGroup split size")
     try group.barrier()
+
+    // SyncBatchNorm over MPI with uneven and empty per-rank batches
+    if size > 1 { try checkSyncBatchNorm(c, group: group) }
 }
 
 // MARK: main
