@@ -58,28 +58,21 @@ func gradientCheck(model: Sequential, input: [Float], rows: Int, training: Bool 
     }
     let analyticParameters = model.store.gradients.map(Double.init)
 
-    // Central differences.
-    var numericInput: [Double] = []
-    for i in 0..<x.count {
-        let saved = x[i]
-        x[i] = saved + step
-        let plus = try loss(&x)
-        x[i] = saved - step
-        let minus = try loss(&x)
-        x[i] = saved
-        numericInput.append((plus - minus) / (2 * Double(step)))
+    // Central differences over any set of values we can read and write.
+    func centralDifferences(count: Int, read: (Int) -> Float, write: (Int, Float) -> Void) throws -> [Double] {
+        try (0..<count).map { i in
+            let saved = read(i)
+            write(i, saved + step)
+            let plus = try loss(&x)
+            write(i, saved - step)
+            let minus = try loss(&x)
+            write(i, saved)
+            return (plus - minus) / (2 * Double(step))
+        }
     }
-    var numericParameters: [Double] = []
+    let numericInput = try centralDifferences(count: x.count, read: { x[$0] }, write: { x[$0] = $1 })
     let p = model.store.parameters
-    for i in 0..<p.count {
-        let saved = p[i]
-        p[i] = saved + step
-        let plus = try loss(&x)
-        p[i] = saved - step
-        let minus = try loss(&x)
-        p[i] = saved
-        numericParameters.append((plus - minus) / (2 * Double(step)))
-    }
+    let numericParameters = try centralDifferences(count: p.count, read: { p[$0] }, write: { p[$0] = $1 })
     return (relativeError(analyticInput, numericInput),
             p.isEmpty ? 0 : relativeError(analyticParameters, numericParameters))
 }
