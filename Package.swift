@@ -9,7 +9,8 @@
 //   SafeTensors              the safetensors checkpoint format, validated
 //   NN                       layers with forward/backward, BatchNorm/SyncBN, losses, optimizers
 //   Datasets                 IDX (gzip) reader, Fashion-MNIST, synthetic data
-//   Training                 DistributedSampler, gradient synchronization, the Trainer
+//   Training                 DistributedSampler, gradient synchronization, the Trainer, diagnostics
+//   Study                    the study grids (vanishing gradients, SyncBN), reports and figures
 //   ddp, mpi-selftest        executables
 import PackageDescription
 
@@ -18,7 +19,7 @@ let package = Package(
     products: [
         .executable(name: "ddp", targets: ["ddp"]),
         .executable(name: "mpi-selftest", targets: ["mpi-selftest"]),
-        .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training"]),
+        .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "Study"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,17 +48,18 @@ let package = Package(
             ]),
         .target(name: "Datasets", dependencies: ["CZlib", "NN"]),
         .target(name: "Training", dependencies: ["Collectives", "NN", "Datasets", "SafeTensors"]),
+        .target(name: "Study", dependencies: ["Collectives", "NN", "Datasets", "Training"]),
 
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "MPI", "Collectives", "BLAS", "NN", "Datasets", "SafeTensors", "Training",
+                "MPI", "Collectives", "BLAS", "NN", "Datasets", "SafeTensors", "Training", "Study",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives", "NN"]),
 
         .testTarget(
             name: "SwiftDDPTests",
-            dependencies: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "CZlib"]),
+            dependencies: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "Study", "CZlib"]),
     ]
 )

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pkgconf openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+packages=(pkgconf openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

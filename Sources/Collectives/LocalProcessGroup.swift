@@ -103,9 +103,13 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         _ = try world.exchange(rank: rank, value: 0)
     }
 
-    public func split(color: Int, key: Int) throws -> any ProcessGroup {
-        guard color >= 0 else { throw ProcessGroupError("split color must be non-negative, got \(color)") }
-        let requests = try world.exchange(rank: rank, value: [color, key]).map { $0 as! [Int] }
+    public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
+        if let color, color < 0 { throw ProcessGroupError("split color must be non-negative, got \(color)") }
+        let requests = try world.exchange(rank: rank, value: [color ?? -1, key]).map { $0 as! [Int] }
+        guard let color else {
+            _ = try world.exchange(rank: rank, value: Optional<LocalWorld>.none as Any)
+            return nil
+        }
         let members = (0..<worldSize).filter { requests[$0][0] == color }
             .sorted { (requests[$0][1], $0) < (requests[$1][1], $1) }
         // The first member of each new group creates its world; a second exchange hands it out.

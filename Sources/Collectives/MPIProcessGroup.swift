@@ -43,11 +43,9 @@ public final class MPIProcessGroup: ProcessGroup {
 
     public func barrier() throws { try communicator.barrier() }
 
-    public func split(color: Int, key: Int) throws -> any ProcessGroup {
-        guard color >= 0 else { throw ProcessGroupError("split color must be non-negative, got \(color)") }
-        guard let sub = try communicator.split(color: color, key: key) else {
-            throw ProcessGroupError("MPI_Comm_split returned no communicator for color \(color)")
-        }
+    public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
+        if let color, color < 0 { throw ProcessGroupError("split color must be non-negative, got \(color)") }
+        guard let sub = try communicator.split(color: color, key: key) else { return nil }
         return try MPIProcessGroup(communicator: sub)
     }
 }

@@ -28,8 +28,9 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// Waits until every member has arrived.
     func barrier() throws
     /// Partitions the members: those passing the same `color` (≥ 0) form a new group, ordered
-    /// by `key` then by rank. Collective over this group.
-    func split(color: Int, key: Int) throws -> any ProcessGroup
+    /// by `key` then by rank; members passing nil join no group and get nil. Collective over
+    /// this group.
+    func split(color: Int?, key: Int) throws -> (any ProcessGroup)?
 }
 
 /// A collective started by `ProcessGroup.startAllReduce`.

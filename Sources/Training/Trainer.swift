@@ -14,6 +14,8 @@ public struct StepTimings: Sendable, Codable, Equatable {
     public var optimizer = 0.0
     public var bufferBroadcast = 0.0
     public var total = 0.0
+    /// Time spent in diagnostics (not part of `total`).
+    public var diagnostics = 0.0
 }
 
 /// What a finished run reports (identical on every rank).
@@ -29,6 +31,8 @@ public struct TrainingSummary: Sendable {
     public var testAccuracy: Double? = nil
     /// Global mean training loss of every step, in order.
     public var stepLosses: [Double] = []
+    /// Diagnostics records (with `--diagnostics-every`), in order.
+    public var diagnostics: [DiagnosticsRecord] = []
     public var timings = StepTimings()
 }
 
@@ -63,6 +67,8 @@ public final class Trainer {
     private let batchInputs = Workspace()
     private var batchLabels: [Int32]
     private let schedule: LearningRateSchedule
+    public let diagnostics: Diagnostics?
+    public let covariateShiftProbe: CovariateShiftProbe?
 
     /// - Parameters:
     ///   - config: the run; validated here.
@@ -94,7 +100,7 @@ public final class Trainer {
         // 2. SyncBN groups: the whole world, or consecutive blocks of G ranks.
         if config.model.norm == .syncbn {
             if let g = config.syncBNGroupSize, g < group.worldSize {
-                syncBNGroup = try group.split(color: group.rank / g, key: group.rank)
+                syncBNGroup = try group.split(color: group.rank / g, key: group.rank)!
             } else {
                 syncBNGroup = group
             }
@@ -127,6 +133,15 @@ public final class Trainer {
         synchronizer = GradientSynchronizer(model: model, group: group, mode: config.gradSync, bucketBytes: config.bucketBytes)
         batchLabels = [Int32](repeating: 0, count: config.batchSize)
         batchNorms = model.batchNormLayers
+        let built = model
+        diagnostics = config.diagnosticsEvery.map { Diagnostics(model: built, group: group, every: $0) }
+        if config.covariateShift {
+            let n = min(config.probeSize, train.count)
+            covariateShiftProbe = CovariateShiftProbe(model: model, inputs: Array(train.inputs[0..<n * train.features]),
+                                                      labels: Array(train.labels[0..<n]))
+        } else {
+            covariateShiftProbe = nil
+        }
         let sync = synchronizer
         model.onGradientsReady = { layer in try sync.gradientsReady(layer: layer) }
     }
@@ -175,6 +190,7 @@ public final class Trainer {
         var windowSamples = 0, windowSeconds = 0.0
         var samplesProcessed = 0
         epochs: for epoch in 0..<config.epochs {
+            summary.epochs = epoch + 1
             let indices = sampler.indices(epoch: epoch)
             var position = 0
             while position < indices.count {
@@ -196,6 +212,8 @@ public final class Trainer {
                 }
                 for bn in batchNorms { bn.resetTimers() }
                 synchronizer.resetTimers()
+                let diagnosing = diagnostics?.isDue(step: step) ?? false
+                if diagnosing { diagnostics!.arm() }
 
                 let logits = try model.forward(x, training: true)
                 let (localLoss, _) = try batchLabels.withUnsafeBufferPointer { labels in
@@ -215,11 +233,28 @@ public final class Trainer {
                 timings.syncBNCommunication += syncbnSeconds
                 t = now
 
+                var diagnosticSeconds = 0.0
+                var record: DiagnosticsRecord? = nil
+                if diagnosing {
+                    record = try diagnostics!.collect(step: step, epoch: epoch)
+                    covariateShiftProbe?.rememberParametersBeforeStep()
+                    now = monotonicSeconds(); diagnosticSeconds += now - t; t = now
+                }
+
                 optimizer.learningRate = schedule.learningRate(at: step)
                 optimizer.step()
                 now = monotonicSeconds(); timings.optimizer += now - t
-                timings.total += now - stepStart
-                windowSeconds += now - stepStart
+
+                if diagnosing, var r = record {
+                    try covariateShiftProbe?.measure(into: &r)
+                    let after = monotonicSeconds()
+                    diagnosticSeconds += after - now
+                    now = after
+                    record = r
+                }
+                timings.diagnostics += diagnosticSeconds
+                timings.total += now - stepStart - diagnosticSeconds
+                windowSeconds += now - stepStart - diagnosticSeconds
                 windowSamples += rows
                 samplesProcessed += rows
 
@@ -228,6 +263,11 @@ public final class Trainer {
                 try group.allReduce(UnsafeMutableBufferPointer(rebasing: lossScratch[0..<1]), op: .sum)
                 let globalLoss = lossScratch[0] / Double(W)
                 summary.stepLosses.append(globalLoss)
+                if var r = record {
+                    r.loss = globalLoss
+                    metrics?.write(r.json)
+                    summary.diagnostics.append(r)
+                }
                 summary.finalLoss = globalLoss
                 step += 1
 
@@ -243,7 +283,6 @@ public final class Trainer {
                 }
                 try afterStep?(step, epoch, globalLoss)
             }
-            summary.epochs = epoch + 1
             if config.evaluate && (epoch + 1 < config.epochs) && step < total {
                 try evaluateAndReport(epoch: epoch, into: &summary)
             }

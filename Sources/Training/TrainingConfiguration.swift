@@ -41,6 +41,13 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var evalBatchSize = 1000
     /// Write a step line every this many steps.
     public var logEvery = 50
+    /// Record diagnostics (gradient norms, pre-activations, saturation, BN statistics noise)
+    /// every this many steps, starting at step 0 (initialization); nil: off.
+    public var diagnosticsEvery: Int? = nil
+    /// Also measure internal covariate shift on a fixed probe batch at diagnostic steps.
+    public var covariateShift = false
+    /// Samples in the covariate-shift probe batch (the first ones of the training set).
+    public var probeSize = 256
 
     public init() {}
 
@@ -59,6 +66,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if !(0..<1).contains(model.dropout) { try fail("--dropout must be in [0, 1), got \(model.dropout)") }
         if logEvery < 1 { try fail("--log-every must be at least 1, got \(logEvery)") }
         if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
+        if let d = diagnosticsEvery, d < 1 { try fail("--diagnostics-every must be at least 1, got \(d)") }
+        if covariateShift && diagnosticsEvery == nil { try fail("--covariate-shift needs --diagnostics-every") }
+        if probeSize < 2 { try fail("--probe-size must be at least 2, got \(probeSize)") }
         if let g = syncBNGroupSize {
             if g < 1 || worldSize % g != 0 {
                 try fail("--syncbn-group-size \(g) must divide the world size \(worldSize)")

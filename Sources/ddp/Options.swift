@@ -118,3 +118,21 @@ extension TrainingConfiguration {
         broadcastBuffers = distributed.broadcastBuffers
     }
 }
+
+/// What to measure while training (the study features).
+struct DiagnosticsOptions: ParsableArguments {
+    @Option(help: "Record gradient norms, pre-activation statistics, saturation and BN statistics noise every N steps (from step 0) in the metrics file.")
+    var diagnosticsEvery: Int?
+
+    @Flag(help: "At diagnostic steps, also measure internal covariate shift on a fixed probe batch.")
+    var covariateShift = false
+
+    @Option(help: "Samples in the covariate-shift probe batch.")
+    var probeSize = 256
+
+    func apply(to c: inout TrainingConfiguration) {
+        c.diagnosticsEvery = diagnosticsEvery
+        c.covariateShift = covariateShift
+        c.probeSize = probeSize
+    }
+}

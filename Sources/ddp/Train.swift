@@ -56,6 +56,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Skip the test-set evaluation.")
     var noEval = false
 
+    @OptionGroup(title: "Diagnostics") var diagnostics: DiagnosticsOptions
+
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
@@ -74,6 +76,7 @@ struct Train: ParsableCommand {
         c.dropLast = dropLast
         c.logEvery = logEvery
         c.evaluate = !noEval
+        diagnostics.apply(to: &c)
         return c
     }
 

@@ -179,8 +179,10 @@ func runChecks(_ c: Checks, world: Communicator) throws {
         try pendingCollective.wait()
     }
     c.expect(overlapped.allSatisfy { $0 == Float(size * (size - 1) / 2) }, "MPIProcessGroup startAllReduce")
-    let halves = try group.split(color: rank < size / 2 ? 0 : 1, key: rank)
+    let halves = try group.split(color: rank < size / 2 ? 0 : 1, key: rank)!
     c.expect(halves.worldSize == (rank < size / 2 ? size / 2 : size - size / 2), "MPIProcessGroup split size")
+    let onlyRoot = try group.split(color: rank == 0 ? 0 : nil, key: 0)
+    c.expect(rank == 0 ? onlyRoot?.worldSize == 1 : onlyRoot == nil, "MPIProcessGroup split with nil color")
     try group.barrier()
 
     // SyncBatchNorm over MPI with uneven and empty per-rank batches

@@ -165,3 +165,35 @@ struct TorchInteropTests {
         #expect(fromTorch.status == 0, "\(fromTorch.output)")
     }
 }
+
+/// The study commands' quick settings, as one MPI job each on 4 ranks.
+@Suite("ddp study --quick under mpirun", .serialized)
+struct StudyTests {
+    @Test("study --quick writes results, a report and figures", arguments: ["vanishing", "syncbn"])
+    func quick(study: String) throws {
+        let dir = TemporaryDirectory()
+        let start = Date()
+        let outcome = try Executables.mpirun(np: 4, "ddp", ["study", study, "--quick", "--out", dir.path], timeout: 180)
+        #expect(Date().timeIntervalSince(start) < 180, "--quick must finish within 3 minutes")
+        #expect(outcome.status == 0, "\(outcome.output)")
+        let lines = try String(contentsOfFile: dir.path + "/results.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == (study == "vanishing" ? 4 : 8))
+        let records = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(records.allSatisfy { ($0["testAccuracy"] as? Double ?? 0) > 0.05 })
+        let report = try String(contentsOfFile: dir.path + "/report.md", encoding: .utf8)
+        #expect(report.contains("| --- |"))
+        let pngs = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/figures").filter { $0.hasSuffix(".png") }
+        #expect(pngs.count >= 4, "figures drawn by gnuplot: \(pngs)")
+        for png in pngs { #expect(report.contains("figures/\(png)")) }
+        if study == "syncbn" {
+            // the one-process baseline with the same global batch equals 4-rank SyncBN
+            let sync = records.first { ($0["mode"] as! String).hasPrefix("SyncBN (4") }!
+            let single = records.first { ($0["mode"] as! String) == "1 process" }!
+            #expect(abs((sync["testAccuracy"] as! Double) - (single["testAccuracy"] as! Double)) < 0.005)
+        } else {
+            // sigmoid without normalization: the first layer's gradient is orders of magnitude below the last's
+            let sigmoidNone = records.first { $0["activation"] as? String == "sigmoid" && $0["norm"] as? String == "none" }!
+            #expect((sigmoidNone["firstLastRatioInit"] as! Double) < 1e-2)
+        }
+    }
+}

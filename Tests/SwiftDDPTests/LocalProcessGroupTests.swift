@@ -55,7 +55,7 @@ struct LocalProcessGroupTests {
     func split() throws {
         let results = try LocalProcessGroup.run(worldSize: 6) { group -> [Int] in
             // groups of 3 consecutive ranks, reversed order inside each
-            let sub = try group.split(color: group.rank / 3, key: -group.rank)
+            let sub = try group.split(color: group.rank / 3, key: -group.rank)!
             var members = [Int64(group.rank)]
             let all = try sub.allGather(members)
             members = all
@@ -65,6 +65,11 @@ struct LocalProcessGroupTests {
         #expect(results[1] == [1, 3, 2, 1, 0])
         #expect(results[3] == [2, 3, 5, 4, 3])
         #expect(results[5] == [0, 3, 5, 4, 3])
+        // members passing nil join no group
+        let joined = try LocalProcessGroup.run(worldSize: 3) { group -> Int in
+            try group.split(color: group.rank == 1 ? nil : 0, key: group.rank)?.worldSize ?? -1
+        }
+        #expect(joined == [2, -1, 2])
     }
 
     @Test("mismatched lengths and invalid roots throw on every rank")
