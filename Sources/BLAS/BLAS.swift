@@ -54,6 +54,12 @@ public enum BLAS {
         cblas_sdot(blasint(n), x, 1, y, 1)
     }
 
+    /// Σ|x| (`cblas_sasum`).
+    @inline(__always)
+    public static func sasum(_ n: Int, x: UnsafePointer<Float>) -> Float {
+        cblas_sasum(blasint(n), x, 1)
+    }
+
     /// Euclidean norm of x (`cblas_snrm2`, computed without overflow).
     @inline(__always)
     public static func snrm2(_ n: Int, x: UnsafePointer<Float>) -> Float {

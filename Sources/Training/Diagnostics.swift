@@ -141,6 +141,13 @@ public final class Diagnostics {
         }
     }
 
+    /// Drops an armed measurement (the step was skipped).
+    public func disarm() {
+        armed = false
+        model.forwardObserver = nil
+        model.backwardObserver = nil
+    }
+
     /// Completes the armed step after the gradients were averaged: reduces everything over the
     /// ranks (a few collectives) and returns the record (identical on every rank).
     public func collect(step: Int, epoch: Int) throws -> DiagnosticsRecord {

@@ -5,13 +5,17 @@ public final class MetricsWriter {
     private let handle: FileHandle
     public let path: String
 
-    public init(path: String) throws {
+    /// - Parameter append: keep existing lines (a resumed run continues its file).
+    public init(path: String, append: Bool = false) throws {
         self.path = path
-        guard FileManager.default.createFile(atPath: path, contents: nil) else {
-            throw TrainingError("cannot create metrics file \(path)")
+        if !(append && FileManager.default.fileExists(atPath: path)) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw TrainingError("cannot create metrics file \(path)")
+            }
         }
         guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot open metrics file \(path)") }
         handle = h
+        if append { h.seekToEndOfFile() }
     }
 
     deinit { try? handle.close() }
@@ -37,6 +41,12 @@ public final class MetricsWriter {
 /// A training run that cannot go on.
 public struct TrainingError: Error, CustomStringConvertible, Sendable {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// Every rank reached this error at the same point with the same message (it followed from
+    /// values all ranks share), so one rank reporting it and all exiting cleanly is enough.
+    public let agreed: Bool
+    public init(_ message: String, agreed: Bool = false) {
+        self.message = message
+        self.agreed = agreed
+    }
     public var description: String { message }
 }

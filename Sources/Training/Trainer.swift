@@ -1,8 +1,21 @@
+import BLAS
 import Collectives
 import Datasets
 import Foundation
 import NN
 import SafeTensors
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// True when no element is NaN or infinite: Σ|x| (BLAS sasum, vectorized) propagates NaN and
+/// infinity. (A finite sum beyond Float.greatestFiniteMagnitude also reads as non-finite; such
+/// a gradient has diverged anyway.)
+func allFinite(_ values: UnsafeMutableBufferPointer<Float>) -> Bool {
+    guard let base = values.baseAddress, values.count > 0 else { return true }
+    return BLAS.sasum(values.count, x: base).isFinite
+}
 
 /// Where the time of the training steps went (seconds, summed over steps).
 public struct StepTimings: Sendable, Codable, Equatable {
@@ -18,8 +31,43 @@ public struct StepTimings: Sendable, Codable, Equatable {
     public var diagnostics = 0.0
 }
 
+/// A position in training: `step` optimizer steps done, the next batch starts at `position`
+/// of this rank's indices of `epoch`.
+public struct ResumePoint: Sendable, Equatable {
+    public var step: Int
+    public var epoch: Int
+    public var position: Int
+    public init(step: Int, epoch: Int, position: Int) {
+        self.step = step
+        self.epoch = epoch
+        self.position = position
+    }
+}
+
+/// A deliberate failure of one rank at one step, for testing failure handling.
+public struct FaultInjection: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        /// Throw an error (the job must end with the rank and the message).
+        case `throw`
+        /// SIGKILL itself, like `kill -9`.
+        case kill
+        /// Put NaN into this rank's gradients (all ranks must agree to stop or skip).
+        case nan
+    }
+    public var kind: Kind
+    public var rank: Int
+    public var step: Int
+    public init(kind: Kind, rank: Int, step: Int) {
+        self.kind = kind
+        self.rank = rank
+        self.step = step
+    }
+}
+
 /// What a finished run reports (identical on every rank).
 public struct TrainingSummary: Sendable {
+    /// Steps skipped because their loss or gradients were not finite (`skipNonFinite`).
+    public var skippedSteps = 0
     public var steps = 0
     public var epochs = 0
     public var trainingSeconds = 0.0
@@ -59,6 +107,14 @@ public final class Trainer {
     public var afterStep: ((Int, Int, Double) throws -> Void)?
     /// Show a redrawn progress line (rank 0 on a terminal) instead of periodic lines.
     public var interactiveProgress = false
+    /// Where to continue from (set by `Checkpointer.resume`); nil starts at step 0.
+    public var resumePoint: ResumePoint?
+    /// Saves checkpoints every `checkpointer.every` steps.
+    public var checkpointer: Checkpointer?
+    /// Skip steps whose loss or averaged gradients are not finite instead of stopping.
+    public var skipNonFinite = false
+    /// Deliberate failures, for testing how the job ends (hidden `--debug-fail-*` options).
+    public var faultInjection: FaultInjection?
 
     private let loss = SoftmaxCrossEntropy()
     private let batchNorms: [BatchNorm1d]
@@ -78,13 +134,7 @@ public final class Trainer {
     public init(config: TrainingConfiguration, group: any ProcessGroup, train: Dataset, test: Dataset,
                 initialState: [String: TensorData]? = nil, log: @escaping (String) -> Void = { _ in }) throws
     {
-        try config.validate(worldSize: group.worldSize)
-        guard train.features == config.model.inputFeatures, test.features == train.features else {
-            throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
-        }
-        guard train.classes == config.model.classes else {
-            throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
-        }
+        try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
         self.config = config
         self.group = group
         self.train = train
@@ -94,7 +144,8 @@ public final class Trainer {
         // 1. Same configuration everywhere, or nobody starts.
         let fingerprints = try group.allGather([config.fingerprint])
         if let odd = fingerprints.firstIndex(where: { $0 != fingerprints[0] }) {
-            throw TrainingError("the configuration of rank \(odd) differs from rank 0's: every rank must get the same options")
+            throw TrainingError("the configuration of rank \(odd) differs from rank 0's: every rank must get the same options",
+                                agreed: true)
         }
 
         // 2. SyncBN groups: the whole world, or consecutive blocks of G ranks.
@@ -148,6 +199,29 @@ public final class Trainer {
 
     deinit { lossScratch.deallocate() }
 
+    /// The checks that need no communication: run them on every rank before any collective,
+    /// so a bad option cannot leave some ranks waiting in a collective the others never reach.
+    public static func validate(_ config: TrainingConfiguration, worldSize: Int, train: Dataset, test: Dataset) throws {
+        try config.validate(worldSize: worldSize)
+        guard train.features == config.model.inputFeatures, test.features == train.features else {
+            throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
+        }
+        guard train.classes == config.model.classes else {
+            throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
+        }
+    }
+
+    private func inject(_ fault: FaultInjection) throws {
+        switch fault.kind {
+        case .throw:
+            throw TrainingError("injected failure at step \(fault.step + 1)")
+        case .kill:
+            kill(getpid(), SIGKILL)
+        case .nan:
+            model.store.gradients[0] = .nan
+        }
+    }
+
     public var sampler: DistributedSampler {
         DistributedSampler(datasetSize: train.count, worldSize: group.worldSize, rank: group.rank,
                            shuffle: config.shuffle, seed: config.seed, dropLast: config.dropLast)
@@ -184,15 +258,16 @@ public final class Trainer {
         let wallStart = monotonicSeconds()
         let W = group.worldSize
         let total = totalSteps
-        var step = 0
+        var step = resumePoint?.step ?? 0
         var timings = StepTimings()
         let broadcastLocalBuffers = config.broadcastBuffers && config.model.norm == .bn && W > 1
         var windowSamples = 0, windowSeconds = 0.0
         var samplesProcessed = 0
-        epochs: for epoch in 0..<config.epochs {
+        let firstEpoch = resumePoint?.epoch ?? 0
+        epochs: for epoch in firstEpoch..<max(config.epochs, firstEpoch + 1) {
             summary.epochs = epoch + 1
             let indices = sampler.indices(epoch: epoch)
-            var position = 0
+            var position = epoch == firstEpoch ? resumePoint?.position ?? 0 : 0
             while position < indices.count {
                 if step >= total { break epochs }
                 let stepStart = monotonicSeconds()
@@ -227,11 +302,33 @@ public final class Trainer {
                 now = monotonicSeconds()
                 timings.backward += now - t - synchronizer.communicationSeconds
                 t = now
+                if let fault = faultInjection, fault.rank == group.rank, fault.step == step {
+                    try inject(fault)
+                }
                 try synchronizer.finish()
                 now = monotonicSeconds()
                 timings.gradientSync += synchronizer.communicationSeconds
                 timings.syncBNCommunication += syncbnSeconds
                 t = now
+
+                // The global loss: mean of the ranks' batch means (what the averaged gradient descends).
+                lossScratch[0] = localLoss
+                try group.allReduce(UnsafeMutableBufferPointer(rebasing: lossScratch[0..<1]), op: .sum)
+                let globalLoss = lossScratch[0] / Double(W)
+                // Averaged gradients are identical on every rank, so this check agrees everywhere
+                // without another collective (a NaN on any rank reaches all through the sum).
+                if !globalLoss.isFinite || !allFinite(model.store.gradients) {
+                    let what = globalLoss.isFinite ? "gradients" : "loss (\(globalLoss))"
+                    guard skipNonFinite else {
+                        throw TrainingError("non-finite \(what) at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
+                                            agreed: true)
+                    }
+                    summary.skippedSteps += 1
+                    if group.rank == 0 { log("warning: skipped step \(step + 1): non-finite \(what)") }
+                    diagnostics?.disarm()
+                    step += 1
+                    continue
+                }
 
                 var diagnosticSeconds = 0.0
                 var record: DiagnosticsRecord? = nil
@@ -258,10 +355,6 @@ public final class Trainer {
                 windowSamples += rows
                 samplesProcessed += rows
 
-                // The global loss: mean of the ranks' batch means (what the averaged gradient descends).
-                lossScratch[0] = localLoss
-                try group.allReduce(UnsafeMutableBufferPointer(rebasing: lossScratch[0..<1]), op: .sum)
-                let globalLoss = lossScratch[0] / Double(W)
                 summary.stepLosses.append(globalLoss)
                 if var r = record {
                     r.loss = globalLoss
@@ -282,6 +375,9 @@ public final class Trainer {
                     progress(step: step, total: total, epoch: epoch, loss: globalLoss, throughput: throughput)
                 }
                 try afterStep?(step, epoch, globalLoss)
+                if let checkpointer, step % checkpointer.every == 0 {
+                    try checkpointer.save(self, at: ResumePoint(step: step, epoch: epoch, position: position))
+                }
             }
             if config.evaluate && (epoch + 1 < config.epochs) && step < total {
                 try evaluateAndReport(epoch: epoch, into: &summary)

@@ -2,13 +2,18 @@ import ArgumentParser
 import Collectives
 import Foundation
 import MPI
+import Training
 
 /// Runs a subcommand's work as an MPI job with SwiftDDP's failure rules:
 ///
 /// - set-up (reading options, data, files) runs on every rank, then the ranks agree: if any
 ///   failed, the lowest failing rank prints its one-line error and every rank exits 1 cleanly;
 /// - a failure after that (mid-training) on any rank prints the error with the rank and ends
-///   the whole job at once with `MPI_Abort`, so no rank waits forever in a collective.
+///   the whole job at once with `MPI_Abort`, so no rank waits forever in a collective;
+/// - an error every rank reached together (`TrainingError.agreed`, e.g. non-finite loss or
+///   configurations that differ) is printed once by rank 0 and every rank exits 1 cleanly.
+///
+/// `setUp` must not communicate (a rank failing in it would leave the others waiting).
 enum Job {
     static func run<State>(setUp: (MPIProcessGroup) throws -> State, work: (MPIProcessGroup, State) throws -> Void)
         throws
@@ -42,6 +47,10 @@ enum Job {
             }
             do {
                 try work(group, state)
+            } catch let error as TrainingError where error.agreed {
+                if group.rank == 0 { printError(error.message) }
+                try? MPIRuntime.finalize()
+                throw ExitCode.failure
             } catch {
                 printError(group.worldSize > 1 ? "rank \(group.rank): \(message(error))" : message(error))
                 if group.worldSize > 1 { MPIRuntime.abort(exitCode: 1) }

@@ -8,6 +8,7 @@ extension InitScheme: ExpressibleByArgument {}
 extension GradientSyncMode: ExpressibleByArgument {}
 extension TrainingConfiguration.OptimizerKind: ExpressibleByArgument {}
 extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
+extension FaultInjection.Kind: ExpressibleByArgument {}
 
 enum ModelKind: String, ExpressibleByArgument, CaseIterable { case mlp }
 

@@ -58,12 +58,29 @@ struct Train: ParsableCommand {
 
     @OptionGroup(title: "Diagnostics") var diagnostics: DiagnosticsOptions
 
+    @Option(help: "Directory for training checkpoints (model, optimizer, data position, RNG).")
+    var checkpointDir: String?
+
+    @Option(help: "Write a checkpoint every N steps (needs --checkpoint-dir).")
+    var checkpointEvery: Int?
+
+    @Flag(help: "Continue from the newest valid checkpoint in --checkpoint-dir (if any).")
+    var resume = false
+
+    @Flag(help: "Skip steps whose loss or gradients are not finite, instead of stopping.")
+    var skipNonfinite = false
+
+    @Option(help: .hidden) var debugFail: FaultInjection.Kind?
+    @Option(help: .hidden) var debugFailRank = 0
+    @Option(help: .hidden) var debugFailStep = 1
+
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         if !(optimizer.lr > 0) { throw ValidationError("--lr must be positive, got \(optimizer.lr)") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
         if let g = distributed.syncbnGroupSize, g < 1 { throw ValidationError("--syncbn-group-size must be at least 1, got \(g)") }
+        if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be at least 1, got \(n)") }
     }
 
     var trainingConfiguration: TrainingConfiguration {
@@ -82,18 +99,50 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let config = trainingConfiguration
-        try Job.run(setUp: { group -> Trainer in
+        struct Prepared {
+            let train: Dataset
+            let test: Dataset
+            let initialState: [String: TensorData]?
+        }
+        try Job.run(setUp: { group -> Prepared in
+            // Local checks only: no collective may run before the ranks agree that set-up worked.
             let (train, test) = try loadData(config)
-            let initial = try initFrom.map { try SafeTensors.read($0).tensors }
+            try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
+            let initial = try initFrom.map { path -> [String: TensorData] in
+                let state = try SafeTensors.read(path).tensors
+                do { try Sequential.mlp(config.model, seed: 0).loadStateDict(state) } catch {
+                    throw ValidationError("--init-from \(path): \(error)")
+                }
+                return state
+            }
+            if let initOptimizerFrom { _ = try SafeTensors.read(initOptimizerFrom) }
             if let save { try checkWritable(save, option: "--save") }
             if let saveOptimizer { try checkWritable(saveOptimizer, option: "--save-optimizer") }
-            let trainer = try Trainer(config: config, group: group, train: train, test: test, initialState: initial)
+            if let metrics { try checkWritable(metrics, option: "--metrics") }
+            if checkpointEvery != nil && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
+            if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
+            if let checkpointDir { _ = try Checkpointer(directory: checkpointDir, every: checkpointEvery ?? Int.max) }
+            return Prepared(train: train, test: test, initialState: initial)
+        }, work: { group, prepared in
+            let trainer = try Trainer(config: config, group: group, train: prepared.train, test: prepared.test,
+                                      initialState: prepared.initialState)
             if let initOptimizerFrom { try trainer.loadOptimizer(from: initOptimizerFrom) }
-            if group.rank == 0, let metrics {
-                trainer.metrics = try MetricsWriter(path: metrics)
+            trainer.skipNonFinite = skipNonfinite
+            if let kind = debugFail { trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1) }
+            if let checkpointDir {
+                if let every = checkpointEvery { trainer.checkpointer = try Checkpointer(directory: checkpointDir, every: every) }
+                if resume {
+                    let warn: (String) -> Void = { FileHandle.standardError.write(Data(("ddp: " + $0 + "\n").utf8)) }
+                    trainer.resumePoint = try Checkpointer.resume(trainer, from: checkpointDir, warn: warn)
+                    if group.rank == 0 {
+                        print(trainer.resumePoint.map { "resuming from step \($0.step) (epoch \($0.epoch + 1))" }
+                              ?? "no valid checkpoint in \(checkpointDir): starting from step 0")
+                    }
+                }
             }
-            return trainer
-        }, work: { group, trainer in
+            if group.rank == 0, let metrics {
+                trainer.metrics = try MetricsWriter(path: metrics, append: trainer.resumePoint != nil)
+            }
             let isRoot = group.rank == 0
             let hosts = try hostSummary(group)
             if isRoot {
@@ -112,6 +161,7 @@ struct Train: ParsableCommand {
                 var line = String(format: "done: %d steps in %.2f s of training (%.0f samples/s), final loss %.4f",
                                   summary.steps, summary.trainingSeconds, summary.samplesPerSecond, summary.finalLoss)
                 if let acc = summary.testAccuracy { line += String(format: ", test accuracy %.2f%%", acc * 100) }
+                if summary.skippedSteps > 0 { line += ", \(summary.skippedSteps) non-finite steps skipped" }
                 print(line)
                 if let save {
                     try trainer.saveModel(to: save)

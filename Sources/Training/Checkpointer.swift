@@ -1,0 +1,171 @@
+import Collectives
+import Foundation
+import NN
+import SafeTensors
+
+/// Training checkpoints: everything needed to continue bit-for-bit — model state, optimizer
+/// state, position in the data (epoch, batch), every rank's dropout generator, and the
+/// configuration — in one safetensors file per checkpoint, `checkpoint-STEP.safetensors`.
+///
+/// Tensors: `model.<state-dict key>`, `optimizer.<state key>`, `trainer.dropout_rng` (I64
+/// [world size, 4 × dropout layers]). Metadata: `format` = `swiftddp-checkpoint`, `config`,
+/// `world_size`, `step`, `epoch`, `position`, and `checksum` (FNV-1a 64 over every tensor's
+/// name, dtype, shape and bytes and the other metadata).
+///
+/// Writing is atomic (temporary file, fsync, rename, directory fsync): the previous checkpoint
+/// stays until the new one is complete, and the `keep` newest are kept. A checkpoint is never
+/// written with non-finite parameters. Resuming takes the newest checkpoint that validates and
+/// warns about each newer one that does not.
+public final class Checkpointer {
+    public let directory: String
+    public let every: Int
+    public let keep: Int
+    public static let format = "swiftddp-checkpoint"
+
+    public init(directory: String, every: Int, keep: Int = 2) throws {
+        guard every >= 1 else { throw TrainingError("--checkpoint-every must be at least 1, got \(every)") }
+        self.directory = directory
+        self.every = every
+        self.keep = max(1, keep)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError("cannot create checkpoint directory \(directory): \(error.localizedDescription)")
+        }
+    }
+
+    public func path(step: Int) -> String { directory + String(format: "/checkpoint-%08d.safetensors", step) }
+
+    /// Saves a checkpoint (collective: every rank contributes its dropout generator state).
+    public func save(_ trainer: Trainer, at point: ResumePoint) throws {
+        let group = trainer.group
+        let rng = try group.allGather(Checkpointer.dropoutState(trainer.model))
+        guard allFinite(trainer.model.store.parameters) else {
+            throw TrainingError("parameters are not finite at step \(point.step); refusing to write a checkpoint")
+        }
+        guard group.rank == 0 else { return }
+        var tensors: [String: TensorData] = [:]
+        for (k, v) in trainer.model.stateDict() { tensors["model." + k] = v }
+        for (k, v) in trainer.optimizer.stateDict() { tensors["optimizer." + k] = v }
+        if !rng.isEmpty {
+            tensors["trainer.dropout_rng"] = TensorData(int64s: rng, shape: [group.worldSize, rng.count / group.worldSize])
+        }
+        var metadata = ["format": Checkpointer.format, "config": Checkpointer.resumeFingerprintJSON(trainer.config),
+                        "world_size": String(group.worldSize), "step": String(point.step),
+                        "epoch": String(point.epoch), "position": String(point.position)]
+        metadata["checksum"] = Checkpointer.checksum(tensors, metadata)
+        try SafeTensors.write(tensors, metadata: metadata, to: path(step: point.step))
+        prune()
+    }
+
+    /// Deletes all but the `keep` newest checkpoints.
+    private func prune() {
+        let steps = Checkpointer.checkpointSteps(in: directory)
+        for step in steps.dropFirst(keep) { try? FileManager.default.removeItem(atPath: path(step: step)) }
+    }
+
+    /// Checkpoint steps found in `directory`, newest first.
+    static func checkpointSteps(in directory: String) -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("checkpoint-"), name.hasSuffix(".safetensors") else { return nil }
+            return Int(name.dropFirst("checkpoint-".count).dropLast(".safetensors".count))
+        }.sorted(by: >)
+    }
+
+    /// Loads and fully validates one checkpoint file for `trainer`.
+    static func load(_ path: String, for trainer: Trainer) throws -> (SafeTensors.File, ResumePoint) {
+        let file = try SafeTensors.read(path)
+        guard file.metadata["format"] == format else { throw TrainingError("\(path) is not a SwiftDDP checkpoint") }
+        guard file.metadata["checksum"] == checksum(file.tensors, file.metadata.filter { $0.key != "checksum" }) else {
+            throw TrainingError("\(path): checksum mismatch (the file is corrupt)")
+        }
+        guard file.metadata["world_size"] == String(trainer.group.worldSize) else {
+            throw TrainingError("\(path) was written by \(file.metadata["world_size"] ?? "?") ranks; this job has \(trainer.group.worldSize)")
+        }
+        guard file.metadata["config"] == resumeFingerprintJSON(trainer.config) else {
+            throw TrainingError("\(path) was written with a different configuration")
+        }
+        guard let step = file.metadata["step"].flatMap(Int.init), let epoch = file.metadata["epoch"].flatMap(Int.init),
+              let position = file.metadata["position"].flatMap(Int.init)
+        else { throw TrainingError("\(path): missing step, epoch or position") }
+        return (file, ResumePoint(step: step, epoch: epoch, position: position))
+    }
+
+    /// Restores the newest valid checkpoint of `directory` into `trainer` (collective). Rank 0
+    /// chooses; every rank loads the chosen file. Returns nil when there is none.
+    public static func resume(_ trainer: Trainer, from directory: String, warn: (String) -> Void) throws -> ResumePoint? {
+        let group = trainer.group
+        var chosen: [Int64] = [-1]
+        if group.rank == 0 {
+            for step in checkpointSteps(in: directory) {
+                let p = directory + String(format: "/checkpoint-%08d.safetensors", step)
+                do {
+                    _ = try load(p, for: trainer)
+                    chosen[0] = Int64(step)
+                    break
+                } catch {
+                    warn("warning: skipping checkpoint \(p): \(error)")
+                }
+            }
+        }
+        try group.broadcast(&chosen, root: 0)
+        guard chosen[0] >= 0 else { return nil }
+        let (file, point) = try load(directory + String(format: "/checkpoint-%08d.safetensors", Int(chosen[0])), for: trainer)
+        var model: [String: TensorData] = [:], optimizer: [String: TensorData] = [:]
+        for (k, v) in file.tensors {
+            if k.hasPrefix("model.") { model[String(k.dropFirst(6))] = v }
+            if k.hasPrefix("optimizer.") { optimizer[String(k.dropFirst(10))] = v }
+        }
+        try trainer.model.loadStateDict(model)
+        try trainer.optimizer.loadStateDict(optimizer)
+        if let rng = file.tensors["trainer.dropout_rng"] {
+            let all = try rng.int64s()
+            let width = rng.shape.count == 2 ? rng.shape[1] : 0
+            try restoreDropoutState(trainer.model, Array(all[group.rank * width..<(group.rank + 1) * width]))
+        }
+        return point
+    }
+
+    static func dropoutState(_ model: Sequential) -> [Int64] {
+        model.layers.compactMap { $0 as? Dropout }.flatMap { d -> [Int64] in
+            let s = d.generator.state
+            return [s.0, s.1, s.2, s.3].map { Int64(bitPattern: $0) }
+        }
+    }
+
+    static func restoreDropoutState(_ model: Sequential, _ state: [Int64]) throws {
+        let layers = model.layers.compactMap { $0 as? Dropout }
+        guard state.count == 4 * layers.count else { throw TrainingError("checkpoint dropout state does not match the model") }
+        for (i, d) in layers.enumerated() {
+            let s = state[4 * i..<4 * i + 4].map { UInt64(bitPattern: $0) }
+            d.generator = SeededGenerator(state: (s[0], s[1], s[2], s[3]))
+        }
+    }
+
+    /// The configuration without the fields that may change between a run and its resumption
+    /// (length of training, logging, evaluation, diagnostics).
+    static func resumeFingerprintJSON(_ config: TrainingConfiguration) -> String {
+        var c = config
+        c.epochs = 0
+        c.maxSteps = nil
+        c.logEvery = 1
+        c.evaluate = true
+        c.diagnosticsEvery = nil
+        c.covariateShift = false
+        return c.json
+    }
+
+    static func checksum(_ tensors: [String: TensorData], _ metadata: [String: String]) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for b in bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01B3 }
+        }
+        for name in tensors.keys.sorted() {
+            let t = tensors[name]!
+            mix(name.utf8); mix(t.dtype.rawValue.utf8); mix(t.shape.description.utf8); mix(t.bytes)
+        }
+        for key in metadata.keys.sorted() where key != "checksum" { mix(key.utf8); mix(metadata[key]!.utf8) }
+        return String(hash, radix: 16)
+    }
+}
