@@ -50,7 +50,9 @@ public enum IDX {
             let o = 4 + 4 * d
             let v = Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
             dims.append(v)
-            total *= v  // each factor < 2^32 and ndim ≤ 3 here, so this cannot overflow Int
+            let (product, overflow) = total.multipliedReportingOverflow(by: v)
+            guard !overflow else { throw DatasetError("IDX dimensions \(dims) describe more data than can exist") }
+            total = product
         }
         let payload = bytes.count - headerSize
         guard payload == total else {

@@ -47,17 +47,19 @@ final class TemporaryDirectory {
     }
 }
 
+/// Writes a small, valid Fashion-MNIST-like split (images of `side`×`side` pixels) into `dir`.
+func writeSplit(_ dir: TemporaryDirectory, prefix: String, count: Int, labels: [UInt8]? = nil, gzip: Bool = true,
+                rows: Int = 2, cols: Int = 3)
+{
+    let images = idxBytes(dimensions: [count, rows, cols], values: (0..<count * rows * cols).map { UInt8($0 % 256) })
+    let labelBytes = idxBytes(dimensions: [labels?.count ?? count], values: labels ?? (0..<count).map { UInt8($0 % 10) })
+    let suffix = gzip ? ".gz" : ""
+    _ = dir.write("\(prefix)-images-idx3-ubyte\(suffix)", gzip ? gzipCompress(images) : images)
+    _ = dir.write("\(prefix)-labels-idx1-ubyte\(suffix)", gzip ? gzipCompress(labelBytes) : labelBytes)
+}
+
 @Suite("IDX, gzip and Fashion-MNIST")
 struct DatasetTests {
-    /// Writes a small, valid Fashion-MNIST-like split into `dir`.
-    func writeSplit(_ dir: TemporaryDirectory, prefix: String, count: Int, labels: [UInt8]? = nil, gzip: Bool = true) {
-        let images = idxBytes(dimensions: [count, 2, 3], values: (0..<count * 6).map { UInt8($0 % 256) })
-        let labelBytes = idxBytes(dimensions: [labels?.count ?? count], values: labels ?? (0..<count).map { UInt8($0 % 10) })
-        let suffix = gzip ? ".gz" : ""
-        _ = dir.write("\(prefix)-images-idx3-ubyte\(suffix)", gzip ? gzipCompress(images) : images)
-        _ = dir.write("\(prefix)-labels-idx1-ubyte\(suffix)", gzip ? gzipCompress(labelBytes) : labelBytes)
-    }
-
     @Test("IDX round-trips, gzip-compressed and raw", arguments: [true, false])
     func roundTrip(gzip: Bool) throws {
         let dir = TemporaryDirectory()

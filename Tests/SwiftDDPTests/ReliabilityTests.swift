@@ -1,0 +1,200 @@
+import Foundation
+import SafeTensors
+import Testing
+
+/// Checkpoints, failures and bad input, on real mpirun jobs.
+@Suite("Reliability under mpirun", .serialized)
+struct ReliabilityTests {
+    static let common = ["train", "--synthetic", "--synthetic-train", "2048", "--depth", "2", "--width", "32",
+                         "--dropout", "0.1", "--batch-size", "16", "--epochs", "2", "--seed", "4", "--log-every", "1000",
+                         "--no-eval"]
+
+    func ddp(np: Int = 2, _ arguments: [String], timeout: TimeInterval = 120) throws -> Executables.Outcome {
+        try Executables.mpirun(np: np, "ddp", arguments, timeout: timeout)
+    }
+
+    func errorLines(_ outcome: Executables.Outcome, containing text: String) -> Int {
+        outcome.output.split(separator: "\n").filter { $0.contains(text) }.count
+    }
+
+    @Test("a run resumed from a checkpoint ends bit-identical to an uninterrupted run, across an epoch boundary")
+    func resumeBitIdentical() throws {
+        let dir = TemporaryDirectory()
+        let full = try ddp(Self.common + ["--save", dir.path + "/full.safetensors"])
+        #expect(full.status == 0, "\(full.output)")
+        // interrupted by a kill -9 of rank 1 at step 75 of 128 (epoch 2 starts at step 65)
+        let killed = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                            "--debug-fail", "kill", "--debug-fail-rank", "1", "--debug-fail-step", "75"])
+        #expect(killed.status != 0)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/ck").sorted()
+        #expect(kept == ["checkpoint-00000060.safetensors", "checkpoint-00000070.safetensors"], "the two newest are kept")
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--resume",
+                                             "--save", dir.path + "/resumed.safetensors"])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.contains("resuming from step 70"))
+        let a = try SafeTensors.read(dir.path + "/full.safetensors").tensors
+        let b = try SafeTensors.read(dir.path + "/resumed.safetensors").tensors
+        #expect(a == b, "parameters, buffers and counters bit-identical")
+    }
+
+    @Test("a corrupt newest checkpoint is reported and the previous one is used")
+    func corruptCheckpoint() throws {
+        let dir = TemporaryDirectory()
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "20", "--max-steps", "40"])
+        #expect(first.status == 0, "\(first.output)")
+        let newest = dir.path + "/checkpoint-00000040.safetensors"
+        var bytes = [UInt8](FileManager.default.contents(atPath: newest)!)
+        bytes[bytes.count - 100] ^= 0xFF  // flip bits in the data: only the checksum can tell
+        FileManager.default.createFile(atPath: newest, contents: Data(bytes))
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "20", "--resume", "--max-steps", "50"])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.contains("skipping checkpoint") && resumed.output.contains("checksum mismatch"))
+        #expect(resumed.output.contains("resuming from step 20"))
+        // a truncated checkpoint too
+        let truncated = dir.path + "/checkpoint-00000040.safetensors"
+        FileManager.default.createFile(atPath: truncated, contents: Data(bytes.prefix(bytes.count / 2)))
+        let again = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--resume", "--max-steps", "50"])
+        #expect(again.output.contains("skipping checkpoint"), "\(again.output)")
+    }
+
+    @Test("a rank killed with SIGKILL ends the whole job promptly, naming the rank")
+    func killedRank() throws {
+        let start = Date()
+        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "kill", "--debug-fail-rank", "2", "--debug-fail-step", "5"],
+                              timeout: 60)
+        #expect(!outcome.timedOut && Date().timeIntervalSince(start) < 30)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.contains("rank 2") && outcome.output.contains("signal 9"), "\(outcome.output)")
+    }
+
+    @Test("a rank that throws ends the whole job promptly with its rank and message")
+    func throwingRank() throws {
+        let start = Date()
+        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "throw", "--debug-fail-rank", "3", "--debug-fail-step", "5"],
+                              timeout: 60)
+        #expect(!outcome.timedOut && Date().timeIntervalSince(start) < 30)
+        #expect(outcome.status != 0)
+        #expect(errorLines(outcome, containing: "ddp: error: rank 3: injected failure at step 5") == 1, "\(outcome.output)")
+    }
+
+    @Test("non-finite gradients on one rank: all ranks stop with one message; no checkpoint holds NaN")
+    func nonFiniteStops() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try ddp(Self.common + ["--debug-fail", "nan", "--debug-fail-rank", "1", "--debug-fail-step", "25",
+                                             "--checkpoint-dir", dir.path, "--checkpoint-every", "10"])
+        #expect(outcome.status != 0)
+        #expect(errorLines(outcome, containing: "non-finite gradients at step 25") == 1, "\(outcome.output)")
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
+            let tensors = try SafeTensors.read(dir.path + "/" + name).tensors
+            let finite = try tensors.values.filter { $0.dtype == .f32 }.allSatisfy { try $0.floats().allSatisfy(\.isFinite) }
+            #expect(finite, "\(name) holds non-finite values")
+        }
+    }
+
+    @Test("--skip-nonfinite skips the poisoned step and finishes")
+    func nonFiniteSkipped() throws {
+        let outcome = try ddp(Self.common + ["--debug-fail", "nan", "--debug-fail-rank", "0", "--debug-fail-step", "25",
+                                             "--skip-nonfinite"])
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(outcome.output.contains("skipped step 25") && outcome.output.contains("1 non-finite steps skipped"))
+    }
+
+    @Test("ranks started with different options refuse to train, with one message")
+    func differingConfigurations() throws {
+        let binary = Executables.path("ddp")
+        let outcome = try Executables.run("/usr/bin/mpirun", [
+            "--oversubscribe", "-np", "1", binary, "train", "--synthetic", "--lr", "0.1", ":",
+            "-np", "1", binary, "train", "--synthetic", "--lr", "0.2"], timeout: 60)
+        #expect(outcome.status != 0)
+        #expect(errorLines(outcome, containing: "configuration of rank 1 differs") == 1, "\(outcome.output)")
+    }
+
+    // MARK: Bad input: one clear line, non-zero exit, no crash trace
+
+    func expectCleanFailure(_ arguments: [String], _ message: String, np: Int = 2) throws {
+        let outcome = try ddp(np: np, arguments, timeout: 60)
+        #expect(!outcome.timedOut, "hung: \(arguments)")
+        #expect(outcome.status != 0)
+        #expect(errorLines(outcome, containing: message) == 1, "expected one line with \"\(message)\":\n\(outcome.output)")
+        #expect(!outcome.output.contains("Fatal error") && !outcome.output.contains("Stack dump") &&
+                !outcome.output.contains("MPI_ABORT"), "\(outcome.output)")
+    }
+
+    /// A Fashion-MNIST-like directory of 28×28 images, broken by `damage`.
+    func dataDirectory(_ damage: (TemporaryDirectory) -> Void) -> TemporaryDirectory {
+        let dir = TemporaryDirectory()
+        writeSplit(dir, prefix: "train", count: 64, rows: 28, cols: 28)
+        writeSplit(dir, prefix: "t10k", count: 16, rows: 28, cols: 28)
+        damage(dir)
+        return dir
+    }
+
+    @Test("truncated gzip") func truncatedGzip() throws {
+        let dir = dataDirectory { d in
+            let p = d.path + "/train-images-idx3-ubyte.gz"
+            let b = FileManager.default.contents(atPath: p)!
+            FileManager.default.createFile(atPath: p, contents: b.prefix(b.count / 2))
+        }
+        try expectCleanFailure(["train", "--data", dir.path], "truncated")
+    }
+
+    @Test("wrong IDX magic") func wrongMagic() throws {
+        let dir = dataDirectory { d in
+            _ = d.write("t10k-labels-idx1-ubyte.gz", gzipCompress([0, 0, 8, 2] + [UInt8](repeating: 0, count: 24)))
+        }
+        try expectCleanFailure(["train", "--data", dir.path], "2 dimensions, expected 1")
+    }
+
+    @Test("image and label counts differ") func countsDiffer() throws {
+        let dir = dataDirectory { d in writeSplit(d, prefix: "t10k", count: 16, labels: [UInt8](repeating: 1, count: 15), rows: 28, cols: 28) }
+        try expectCleanFailure(["train", "--data", dir.path], "16 images but 15 labels")
+    }
+
+    @Test("labels out of range") func labelsOutOfRange() throws {
+        let dir = dataDirectory { d in writeSplit(d, prefix: "train", count: 64, labels: [UInt8](repeating: 11, count: 64), rows: 28, cols: 28) }
+        try expectCleanFailure(["train", "--data", dir.path], "label 11")
+    }
+
+    @Test("corrupt safetensors given to --init-from", arguments: [
+        ("past-end", "past the end of the file"), ("absurd", "limit"), ("overlap", "overlaps"),
+        ("range", "outside"), ("dtype", "expected dtype F32"), ("shape", "expected shape"),
+    ])
+    func corruptInitFrom(kind: String, message: String) throws {
+        let dir = TemporaryDirectory()
+        let path = dir.path + "/bad.safetensors"
+        func header(_ json: String, data: Int) -> [UInt8] {
+            var out = [UInt8]()
+            withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { out += $0 }
+            return out + Array(json.utf8) + [UInt8](repeating: 0, count: data)
+        }
+        switch kind {
+        case "past-end": _ = dir.write("bad.safetensors", [200, 0, 0, 0, 0, 0, 0, 0] + Array("{}".utf8))
+        case "absurd": _ = dir.write("bad.safetensors", [0, 0, 0, 0, 0, 1, 0, 0] + [UInt8](repeating: 32, count: 16))
+        case "overlap":
+            _ = dir.write("bad.safetensors", header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: 8))
+        case "range": _ = dir.write("bad.safetensors", header(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: 8))
+        default:
+            // a valid file of the right keys with one tensor of the wrong dtype or shape
+            let good = dir.path + "/good.safetensors"
+            let saved = try ddp(["train", "--synthetic", "--max-steps", "1", "--no-eval", "--save", good])
+            #expect(saved.status == 0)
+            var tensors = try SafeTensors.read(good).tensors
+            tensors["0.weight"] = kind == "dtype"
+                ? TensorData(int64s: [Int64](repeating: 0, count: 256 * 784), shape: [256, 784])
+                : TensorData(floats: [Float](repeating: 0, count: 256 * 784), shape: [784, 256])
+            try SafeTensors.write(tensors, to: path)
+        }
+        try expectCleanFailure(["train", "--synthetic", "--max-steps", "1", "--init-from", path], message)
+    }
+
+    @Test("a hostfile that does not parse is refused by the launcher")
+    func badHostfile() throws {
+        let dir = TemporaryDirectory()
+        let hostfile = dir.write("hosts", Array("localhost slots=2\nnode2 slots=two\n".utf8))
+        let launcher = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/launch.sh").path
+        let outcome = try Executables.run("/bin/bash", [launcher, "-np", "2", "--hostfile", hostfile, "--", "info"], timeout: 120)
+        #expect(outcome.status != 0)
+        #expect(errorLines(outcome, containing: "hosts:2: cannot parse \"slots=two\"") == 1, "\(outcome.output)")
+    }
+}
