@@ -19,11 +19,13 @@ let package = Package(
     products: [
         .executable(name: "ddp", targets: ["ddp"]),
         .executable(name: "mpi-selftest", targets: ["mpi-selftest"]),
+        .executable(name: "ddp-alloc-check", targets: ["ddp-alloc-check"]),
         .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "Study"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -57,6 +59,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives", "NN"]),
+        // Counts heap allocations in steady-state training steps; run with the interposer
+        // preloaded (scripts/bench.sh does): LD_PRELOAD=.build/release/libMallocInterposerSwift.so
+        .executableTarget(
+            name: "ddp-alloc-check",
+            dependencies: [
+                "MPI", "Collectives", "NN", "Datasets", "Training",
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ]),
 
         .testTarget(
             name: "SwiftDDPTests",

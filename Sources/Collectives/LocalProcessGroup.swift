@@ -55,6 +55,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     // MARK: Collectives
 
     public func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws {
+        if worldSize == 1 { return }  // the identity, without the rendezvous's copies
         let all = try exchangeSameLength(Array(buffer), what: "allReduce")
         for i in 0..<buffer.count {
             var acc = all[0][i]
@@ -84,6 +85,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         guard (0..<worldSize).contains(root) else {
             throw ProcessGroupError("broadcast root \(root) is outside 0..<\(worldSize)")
         }
+        if worldSize == 1 { return }
         let all = try exchangeSameLength(Array(buffer), what: "broadcast")
         _ = buffer.update(fromContentsOf: all[root])
     }

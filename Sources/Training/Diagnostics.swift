@@ -155,7 +155,6 @@ public final class Diagnostics {
         armed = false
         model.forwardObserver = nil
         model.backwardObserver = nil
-        let W = Double(group.worldSize)
         var sums = preactSums + inputGradSquares
         try group.allReduce(&sums, op: .sum)
         let A = activationIndices.count
@@ -166,8 +165,8 @@ public final class Diagnostics {
             preStd.append(max(sums[4 * a + 2] / n - mean * mean, 0).squareRoot())
             saturation.append(sums[4 * a + 3] / n)
         }
-        // Global loss = mean over ranks of batch means, so ∂L/∂x_r carries a 1/W factor.
-        let inputGrad = (0..<linearIndices.count).map { sums[4 * A + $0].squareRoot() / W }
+        // The trainer's loss gradient already carries the 1/W of the global mean loss.
+        let inputGrad = (0..<linearIndices.count).map { sums[4 * A + $0].squareRoot() }
         let store = model.store
         let weightGrad = linearIndices.map { i -> Double in
             let slot = (model.layers[i] as! Linear).weightSlot

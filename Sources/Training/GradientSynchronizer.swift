@@ -12,7 +12,9 @@ public enum GradientSyncMode: String, CaseIterable, Sendable, Codable {
 }
 
 /// Averages the flat gradient buffer over the ranks of a process group, so N ranks with
-/// per-rank batch B take the same step as one process with batch N·B.
+/// per-rank batch B take the same step as one process with batch N·B. The trainer scales the
+/// loss gradient by 1/W before backward (everything after it is linear in it), so summing the
+/// ranks' gradients here *is* the average: no extra pass over the parameters.
 ///
 /// Bucketed mode: parameters of consecutive layers form buckets of at least `bucketBytes`,
 /// built from the last layer backwards (the order backward produces them). A bucket is a
@@ -74,10 +76,9 @@ public final class GradientSynchronizer {
     }
 
     /// Completes the averaging after backward: waits for the buckets (bucketed) or runs the
-    /// single all-reduce (flat), then divides by the world size.
+    /// single all-reduce (flat).
     public func finish() throws {
-        let W = group.worldSize
-        guard W > 1 else { return }
+        guard group.worldSize > 1 else { return }
         let start = monotonicSeconds()
         switch mode {
         case .flat:
@@ -92,8 +93,5 @@ public final class GradientSynchronizer {
             }
         }
         communicationSeconds += monotonicSeconds() - start
-        let scale = 1 / Float(W)
-        let g = store.gradients.baseAddress!
-        for i in 0..<store.parameterCount { g[i] *= scale }
     }
 }

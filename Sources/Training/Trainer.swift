@@ -29,6 +29,8 @@ public struct StepTimings: Sendable, Codable, Equatable {
     public var total = 0.0
     /// Time spent in diagnostics (not part of `total`).
     public var diagnostics = 0.0
+
+    public init() {}
 }
 
 /// A position in training: `step` optimizer steps done, the next batch starts at `position`
@@ -107,6 +109,9 @@ public final class Trainer {
     public var afterStep: ((Int, Int, Double) throws -> Void)?
     /// Show a redrawn progress line (rank 0 on a terminal) instead of periodic lines.
     public var interactiveProgress = false
+    /// Time per phase, summed over the steps run so far (read it from `afterStep` to measure a
+    /// window of steps, as `ddp bench` does).
+    public private(set) var timings = StepTimings()
     /// Where to continue from (set by `Checkpointer.resume`); nil starts at step 0.
     public var resumePoint: ResumePoint?
     /// Saves checkpoints every `checkpointer.every` steps.
@@ -259,10 +264,13 @@ public final class Trainer {
         let W = group.worldSize
         let total = totalSteps
         var step = resumePoint?.step ?? 0
-        var timings = StepTimings()
+        timings = StepTimings()
+        // 1/W on the loss gradient: the gradient all-reduce then sums to the average.
+        let gradientScale = 1 / Float(W)
         let broadcastLocalBuffers = config.broadcastBuffers && config.model.norm == .bn && W > 1
         var windowSamples = 0, windowSeconds = 0.0
         var samplesProcessed = 0
+        summary.stepLosses.reserveCapacity(total - step)  // no reallocation inside the loop
         let firstEpoch = resumePoint?.epoch ?? 0
         epochs: for epoch in firstEpoch..<max(config.epochs, firstEpoch + 1) {
             summary.epochs = epoch + 1
@@ -292,7 +300,8 @@ public final class Trainer {
 
                 let logits = try model.forward(x, training: true)
                 let (localLoss, _) = try batchLabels.withUnsafeBufferPointer { labels in
-                    try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: labels[0..<rows]))
+                    try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: labels[0..<rows]),
+                                     gradientScale: gradientScale)
                 }
                 var now = monotonicSeconds(); timings.forward += now - t; t = now
 

@@ -44,10 +44,9 @@ public final class Activation: Layer {
         let x = input.base, out = y.base, n = input.count
         switch kind {
         case .relu:
-            for i in 0..<n { out[i] = max(x[i], 0) }
+            Kernels.relu(x, out, count: n)
         case .leakyReLU:
-            let slope = ActivationKind.leakySlope
-            for i in 0..<n { out[i] = x[i] > 0 ? x[i] : slope * x[i] }
+            Kernels.leakyRelu(x, out, count: n, slope: ActivationKind.leakySlope)
         case .sigmoid:
             for i in 0..<n { out[i] = 1 / (1 + Float.exp(-x[i])) }
         case .tanh:
@@ -78,10 +77,9 @@ public final class Activation: Layer {
         let g = gradOutput.base, out = y.base, d = dx.base, n = y.count
         switch kind {
         case .relu:
-            for i in 0..<n { d[i] = out[i] > 0 ? g[i] : 0 }
+            Kernels.reluBackward(output: out, gradOutput: g, gradInput: d, count: n, slope: 0)
         case .leakyReLU:
-            let slope = ActivationKind.leakySlope
-            for i in 0..<n { d[i] = out[i] > 0 ? g[i] : slope * g[i] }
+            Kernels.reluBackward(output: out, gradOutput: g, gradInput: d, count: n, slope: ActivationKind.leakySlope)
         case .sigmoid:
             for i in 0..<n { d[i] = g[i] * out[i] * (1 - out[i]) }
         case .tanh:

@@ -170,12 +170,8 @@ public final class BatchNorm1d: Layer {
             betaF[c] = biasSlot.map { store.parameter($0)[c] } ?? 0
         }
         for r in 0..<input.rows {
-            let x = input.row(r), h = xhat.row(r), out = y.row(r)
-            for c in 0..<C {
-                let v = (x[c] - meanF[c]) * invF[c]
-                h[c] = v
-                out[c] = gammaF[c] * v + betaF[c]
-            }
+            Kernels.normalizeRow(x: input.row(r), mean: meanF, inv: invF, gamma: gammaF, beta: betaF, xhat: xhat.row(r),
+                                 y: y.row(r), count: C)
         }
         lastBatch = (input.rows, globalCount, useBatchStats)
         return y
@@ -297,8 +293,8 @@ public final class BatchNorm1d: Layer {
                 coef[2 * C + c] = Float(s2[c] * invN)
             }
             for r in 0..<last.rows {
-                let g = gradOutput.row(r), h = xhat.row(r), d = dx.row(r)
-                for c in 0..<C { d[c] = coef[c] * (g[c] - coef[C + c] - h[c] * coef[2 * C + c]) }
+                Kernels.batchNormBackwardRow(g: gradOutput.row(r), h: xhat.row(r), k: coef, a: coef + C, s: coef + 2 * C,
+                                             d: dx.row(r), count: C)
             }
         } else {
             // Running statistics are constants: dx = dy·γ·invstd.

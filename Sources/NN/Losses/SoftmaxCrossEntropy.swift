@@ -17,8 +17,12 @@ public final class SoftmaxCrossEntropy {
     ///   - logits: [B, K] scores.
     ///   - labels: B class indices.
     ///   - normalizer: divide the summed loss (and gradient) by this instead of B.
+    ///   - gradientScale: extra factor on the gradient only. Data-parallel training passes 1/W,
+    ///     so that summing the ranks' gradients averages them: the division is folded into this
+    ///     [B, K] gradient instead of a pass over every parameter gradient after the all-reduce.
     /// - Returns: (loss, number of rows whose arg-max equals the label).
-    public func forward(logits: Matrix, labels: UnsafeBufferPointer<Int32>, normalizer: Int? = nil) throws
+    public func forward(logits: Matrix, labels: UnsafeBufferPointer<Int32>, normalizer: Int? = nil,
+                        gradientScale: Float = 1) throws
         -> (loss: Double, correct: Int)
     {
         let B = logits.rows, K = logits.cols
@@ -43,7 +47,7 @@ public final class SoftmaxCrossEntropy {
                 sum += Double(e)
             }
             total += Double.log(sum) + Double(maxValue) - Double(z[label])
-            let inv = Float(1 / sum), s = Float(scale)
+            let inv = Float(1 / sum), s = Float(scale) * gradientScale
             for k in 0..<K { g[k] = g[k] * inv * s }
             g[label] -= s
         }

@@ -54,13 +54,8 @@ public final class SGD: Optimizer {
             for i in 0..<n { p[i] -= lr * (grad[i] + wd * p[i]) }
             return
         }
-        let first = !hasMomentumBuffer
-        for i in 0..<n {
-            let g = grad[i] + wd * p[i]
-            let buf = first ? g : mu * b[i] + keep * g
-            b[i] = buf
-            p[i] -= lr * (nesterov ? g + mu * buf : buf)
-        }
+        Kernels.sgdMomentum(parameters: p, gradients: grad, buffer: b, count: n, lr: lr, momentum: mu,
+                            dampening: 1 - keep, weightDecay: wd, nesterov: nesterov, first: !hasMomentumBuffer)
         hasMomentumBuffer = true
     }
 

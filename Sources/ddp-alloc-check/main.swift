@@ -1,0 +1,68 @@
+// ddp-alloc-check: counts heap allocations (malloc, calloc, realloc, posix_memalign, …) made
+// by the whole process during steady-state training steps, with ordo-one's malloc interposer.
+// Run it under mpirun with the interposer preloaded:
+//   mpirun -np 2 -x LD_PRELOAD=.build/release/libMallocInterposerSwift.so .build/release/ddp-alloc-check
+// Prints one JSON line per rank and exits 1 if any step allocated.
+import Collectives
+import Datasets
+import Foundation
+import MallocInterposerSwift
+import MPI
+import NN
+import Training
+
+let arguments = CommandLine.arguments
+func option(_ name: String, _ fallback: String) -> String {
+    arguments.firstIndex(of: name).flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil } ?? fallback
+}
+let norm = NormKind(rawValue: option("--norm", "syncbn")) ?? .syncbn
+let gradSync = GradientSyncMode(rawValue: option("--grad-sync", "flat")) ?? .flat
+let warmup = Int(option("--warmup", "20")) ?? 20
+let steps = Int(option("--steps", "50")) ?? 50
+
+do {
+    try MPIRuntime.initialize()
+    // --local: one rank through the in-process group, to tell SwiftDDP's allocations from MPI's
+    let group: any ProcessGroup = arguments.contains("--local") ? LocalProcessGroup.single() : try MPIProcessGroup.world()
+    let data = try SyntheticData.make(count: 8192, features: 784, seed: 1)
+    var config = TrainingConfiguration()
+    config.model = MLPConfiguration(depth: 4, width: 512, norm: norm)
+    config.batchSize = 128
+    config.epochs = 100
+    config.maxSteps = warmup + steps + 1  // the last step logs; it stays outside the window
+    config.evaluate = false
+    config.logEvery = Int.max / 2
+    config.gradSync = gradSync
+    let trainer = try Trainer(config: config, group: group, train: data, test: data)
+
+    // Is the interposer loaded? A known allocation must be counted.
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    let probe = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+    MallocInterposerSwift.unhook()
+    probe.deallocate()
+    let interposed = MallocInterposerSwift.getStatistics().mallocCount > 0
+
+    trainer.afterStep = { step, _, _ in
+        if step == warmup {
+            MallocInterposerSwift.reset()
+            MallocInterposerSwift.hook()
+        } else if step == warmup + steps {
+            MallocInterposerSwift.unhook()
+        }
+    }
+    _ = try trainer.run()
+    let stats = MallocInterposerSwift.getStatistics()
+    let line: [String: Any] = [
+        "rank": group.rank, "world_size": group.worldSize, "norm": norm.rawValue, "grad_sync": gradSync.rawValue,
+        "interposer_loaded": interposed, "measured_steps": steps,
+        "mallocs": stats.mallocCount, "malloc_bytes": stats.mallocBytesCount, "frees": stats.freeCount,
+        "mallocs_per_step": Double(stats.mallocCount) / Double(steps),
+    ]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
+    try MPIRuntime.finalize()
+    exit(interposed && stats.mallocCount == 0 ? 0 : 1)
+} catch {
+    FileHandle.standardError.write(Data("ddp-alloc-check: \(error)\n".utf8))
+    MPIRuntime.abort(exitCode: 2)
+}

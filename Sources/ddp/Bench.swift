@@ -1,0 +1,220 @@
+import ArgumentParser
+import BLAS
+import Collectives
+import Datasets
+import Foundation
+import MPI
+import NN
+import Training
+
+/// `ddp bench`: measured speed, as JSON.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks with JSON output: training throughput and step-time breakdown, all-reduce bandwidth.",
+        subcommands: [TrainBench.self, AllReduceBench.self])
+}
+
+/// Writes `object` as pretty JSON to `path` (or stdout when nil).
+func emitJSON(_ object: [String: Any], to path: String?) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    if let path {
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    } else {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// `ddp bench train`: samples/s and where the step time goes, median of several repeats.
+struct TrainBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training throughput and step-time breakdown (forward, backward, gradient sync, SyncBN, optimizer) with the GEMM floor.")
+
+    @Option(help: "Hidden layers.") var depth = 4
+    @Option(help: "Units per hidden layer.") var width = 512
+    @Option(help: "Activation.") var activation = ActivationKind.relu
+    @Option(help: "Normalization: none, bn, syncbn.") var norm = NormKind.syncbn
+    @Option(help: "Per-rank batch size.") var batchSize = 128
+    @Option(help: "Measured steps per repeat.") var steps = 200
+    @Option(help: "Warm-up steps per repeat (not measured).") var warmup = 20
+    @Option(help: "Repeats (the median is reported).") var repeats = 3
+    @Option(help: "Gradient averaging: flat or bucketed.") var gradSync = GradientSyncMode.flat
+    @Option(help: "Fashion-MNIST directory (synthetic data if missing).") var data = "/usr/share/datasets/fashion-mnist"
+    @Option(help: "Write the JSON here instead of stdout.") var json: String?
+
+    func validate() throws {
+        if steps < 1 || warmup < 0 || repeats < 1 || batchSize < 1 { throw ValidationError("steps, repeats and batch size must be positive") }
+    }
+
+    func run() throws {
+        try Job.run(setUp: { group -> (Dataset, Dataset) in
+            let loaded = try? FashionMNIST.load(directory: data)
+            return try loaded ?? (SyntheticData.make(count: 60_000), SyntheticData.make(count: 1000, testSplit: true))
+        }, work: { group, datasets in
+            var config = TrainingConfiguration()
+            config.model = MLPConfiguration(depth: depth, width: width, activation: activation, norm: norm)
+            config.batchSize = batchSize
+            config.epochs = 1000
+            config.maxSteps = warmup + steps
+            config.evaluate = false
+            config.logEvery = Int.max / 2
+            config.schedule = .constant
+            config.gradSync = gradSync
+            var samplesPerSecond: [Double] = []
+            var breakdowns: [StepTimings] = []
+            for _ in 0..<repeats {
+                let trainer = try Trainer(config: config, group: group, train: datasets.0, test: datasets.1)
+                var atWarmup = StepTimings()
+                trainer.afterStep = { step, _, _ in if step == warmup { atWarmup = trainer.timings } }
+                _ = try trainer.run()
+                var window = trainer.timings.minus(atWarmup)
+                // the slowest rank sets the pace
+                var total = [window.total]
+                try group.allReduce(&total, op: .max)
+                window.total = total[0]
+                samplesPerSecond.append(Double(steps * batchSize * group.worldSize) / window.total)
+                breakdowns.append(window)
+            }
+            let floor = try gemmFloor(group: group)
+            guard group.rank == 0 else { return }
+            let best = breakdowns[samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0]
+            let perStep = { (v: Double) in v / Double(steps) * 1000 }
+            let stepMs = perStep(best.total)
+            try emitJSON([
+                "benchmark": "train", "world_size": group.worldSize,
+                "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
+                "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
+                "grad_sync": gradSync.rawValue, "openblas_threads": BLAS.threadCount,
+                "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
+                "step_ms": stepMs,
+                "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),
+                                 "gradient_sync": perStep(best.gradientSync), "syncbn_communication": perStep(best.syncBNCommunication),
+                                 "optimizer": perStep(best.optimizer), "buffer_broadcast": perStep(best.bufferBroadcast)],
+                "gemm_floor_ms": floor * 1000, "step_over_gemm_floor": stepMs / (floor * 1000),
+            ], to: json)
+        })
+    }
+
+    /// Seconds per step that OpenBLAS needs for this step's matrix products alone (forward
+    /// Y = X·Wᵀ, backward dW = dYᵀ·X and dX = dY·W for every layer but the first's dX), on
+    /// every rank at once; the median over repeats of the slowest rank.
+    func gemmFloor(group: any ProcessGroup) throws -> Double {
+        let dims = [784] + Array(repeating: width, count: depth) + [10]
+        let B = batchSize
+        let largest = dims.max()!
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: B * largest)
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: B * largest)
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: largest * largest)
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: largest * largest)
+        defer { x.deallocate(); y.deallocate(); w.deallocate(); g.deallocate() }
+        x.initialize(repeating: 0.5, count: B * largest)
+        y.initialize(repeating: 0.25, count: B * largest)
+        w.initialize(repeating: 0.01, count: largest * largest)
+        func oneStep() {
+            for l in 0..<(dims.count - 1) {
+                let i = dims[l], o = dims[l + 1]
+                BLAS.sgemm(transB: .transpose, m: B, n: o, k: i, a: x, lda: i, b: w, ldb: i, c: y, ldc: o)
+                BLAS.sgemm(transA: .transpose, m: o, n: i, k: B, a: y, lda: o, b: x, ldb: i, c: g, ldc: i)
+                if l > 0 { BLAS.sgemm(m: B, n: i, k: o, a: y, lda: o, b: w, ldb: i, c: x, ldc: i) }
+            }
+        }
+        for _ in 0..<warmup { oneStep() }
+        var results: [Double] = []
+        for _ in 0..<repeats {
+            try group.barrier()
+            let start = monotonicSeconds()
+            for _ in 0..<steps { oneStep() }
+            var t = [(monotonicSeconds() - start) / Double(steps)]
+            try group.allReduce(&t, op: .max)
+            results.append(t[0])
+        }
+        return median(results)
+    }
+}
+
+extension StepTimings {
+    func minus(_ o: StepTimings) -> StepTimings {
+        var r = StepTimings()
+        r.data = data - o.data
+        r.forward = forward - o.forward
+        r.backward = backward - o.backward
+        r.gradientSync = gradientSync - o.gradientSync
+        r.syncBNCommunication = syncBNCommunication - o.syncBNCommunication
+        r.optimizer = optimizer - o.optimizer
+        r.bufferBroadcast = bufferBroadcast - o.bufferBroadcast
+        r.total = total - o.total
+        r.diagnostics = diagnostics - o.diagnostics
+        return r
+    }
+}
+
+/// `ddp bench allreduce`: the gradient all-reduce path against a bare MPI_Allreduce.
+struct AllReduceBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce",
+        abstract: "All-reduce bandwidth, 4 KB to 64 MB: SwiftDDP's gradient averaging vs a bare MPI_Allreduce of the same bytes.")
+
+    @Option(parsing: .upToNextOption, help: "Message sizes in bytes (default 4 KiB × 4^k up to 64 MiB).")
+    var sizes: [Int] = []
+    @Option(help: "Seconds to spend per size and method (iterations are chosen to fill it).") var seconds = 0.3
+    @Option(help: "Repeats per size (median reported).") var repeats = 3
+    @Option(help: "Write the JSON here instead of stdout.") var json: String?
+
+    func run() throws {
+        let byteSizes = sizes.isEmpty ? (0..<8).map { 4096 << (2 * $0) } : sizes
+        try Job.run(setUp: { _ in () }, work: { group, _ in
+            let world = try Communicator.world().duplicate()
+            let W = group.worldSize
+            var rows: [[String: Any]] = []
+            for bytes in byteSizes {
+                let count = max(1, bytes / 4)
+                // "ours": a ParameterStore's gradient buffer averaged by the GradientSynchronizer
+                let store = ParameterStore()
+                _ = store.reserveParameter("0.weight", shape: [count])
+                let model = Sequential(layers: [], store: store, inputFeatures: 1)
+                let sync = GradientSynchronizer(model: model, group: group, mode: .flat)
+                let bare = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+                bare.initialize(repeating: 1)
+                defer { bare.deallocate() }
+                func timeIt(_ body: () throws -> Void) throws -> Double {
+                    try body()  // warm-up
+                    // agree on an iteration count from rank 0's probe
+                    try group.barrier()
+                    let t0 = monotonicSeconds()
+                    try body()
+                    var probe = [monotonicSeconds() - t0]
+                    try group.broadcast(&probe, root: 0)
+                    let iterations = max(3, Int(seconds / max(probe[0], 1e-7)))
+                    var samples: [Double] = []
+                    for _ in 0..<repeats {
+                        try group.barrier()
+                        let start = monotonicSeconds()
+                        for _ in 0..<iterations { try body() }
+                        var t = [(monotonicSeconds() - start) / Double(iterations)]
+                        try group.allReduce(&t, op: .max)
+                        samples.append(t[0])
+                    }
+                    return median(samples)
+                }
+                let mpiTime = try timeIt { try world.allreduce(bare, op: .sum) }
+                store.gradients.update(repeating: 0)  // repeated sums stay finite
+                bare.update(repeating: 0)
+                let oursTime = try timeIt { try sync.finish() }
+                // bus bandwidth as the NCCL tests define it: 2(W−1)/W × bytes / time
+                let factor = W > 1 ? 2 * Double(W - 1) / Double(W) : 1
+                rows.append(["bytes": count * 4, "mpi_allreduce_us": mpiTime * 1e6, "ddp_gradient_sync_us": oursTime * 1e6,
+                             "mpi_bus_gbps": factor * Double(count * 4) / mpiTime / 1e9,
+                             "ddp_bus_gbps": factor * Double(count * 4) / oursTime / 1e9,
+                             "ddp_over_mpi_bandwidth": mpiTime / oursTime])
+            }
+            if group.rank == 0 {
+                try emitJSON(["benchmark": "allreduce", "world_size": W, "results": rows], to: json)
+            }
+        })
+    }
+}
