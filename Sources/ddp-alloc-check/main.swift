@@ -24,7 +24,8 @@ do {
     try MPIRuntime.initialize()
     // --local: one rank through the in-process group, to tell SwiftDDP's allocations from MPI's
     let group: any ProcessGroup = arguments.contains("--local") ? LocalProcessGroup.single() : try MPIProcessGroup.world()
-    let data = try SyntheticData.make(count: 8192, features: 784, seed: 1)
+    // one epoch holds every step, so the window sees no epoch boundary (a new permutation)
+    let data = try SyntheticData.make(count: (warmup + steps + 2) * 128 * group.worldSize, features: 784, seed: 1)
     var config = TrainingConfiguration()
     config.model = MLPConfiguration(depth: 4, width: 512, norm: norm)
     config.batchSize = 128

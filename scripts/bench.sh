@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs SwiftDDP's benchmarks and its peers side by side on this machine and writes
+# OUT/results.json (every raw result) and OUT/table.md (the comparison).
+#
+#   scripts/bench.sh [OUT_DIR]          (default: runs/bench)
+#
+# Model: MLP 784-512x4-10 with BatchNorm + ReLU, per-rank batch 128, SGD momentum 0.9,
+# Fashion-MNIST, OPENBLAS_NUM_THREADS=1 per process; every figure is the median of 3 repeats
+# of 200 timed steps after 20 warm-up steps. Peers: PyTorch CPU (1 process, 1 thread), PyTorch
+# DDP over gloo (2 processes, local BN), an mpi4py + NumPy trainer with SyncBN (1 and 2 ranks).
+# Needs the Debian packages python3-torch python3-mpi4py python3-numpy (installed if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-runs/bench}"
+mkdir -p "$out"
+export OPENBLAS_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+scripts/setup.sh >/dev/null
+missing=()
+for p in python3-torch python3-mpi4py python3-numpy; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench: installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+bin=.build/release
+py=/usr/bin/python3   # Debian's python, which the Debian torch and mpi4py belong to
+
+run() { echo "bench: $*" >&2; "$@"; }
+# ours
+run scripts/launch.sh -np 1 -- bench train --json "$out/ddp-1.json" 2>/dev/null
+run scripts/launch.sh -np 2 -- bench train --json "$out/ddp-2-syncbn.json" 2>/dev/null
+run scripts/launch.sh -np 2 -- bench train --norm bn --json "$out/ddp-2-bn.json" 2>/dev/null
+run scripts/launch.sh -np 2 -- bench train --grad-sync bucketed --json "$out/ddp-2-bucketed.json" 2>/dev/null
+run scripts/launch.sh -np 4 -- bench train --json "$out/ddp-4-syncbn.json" 2>/dev/null
+run scripts/launch.sh -np 2 -- bench allreduce --json "$out/allreduce-2.json" 2>/dev/null
+# heap allocations in steady-state steps: SwiftDDP alone (in-process rank), then with Open MPI
+LD_PRELOAD=$PWD/$bin/libMallocInterposerSwift.so run $bin/ddp-alloc-check --local > "$out/alloc-local.jsonl" || true
+run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS -x LD_PRELOAD=$PWD/$bin/libMallocInterposerSwift.so \
+    $bin/ddp-alloc-check > "$out/alloc-mpi.jsonl" 2>/dev/null || true
+# peers
+run $py scripts/peers/torch_train.py --json "$out/torch-1.json" >/dev/null
+run $py scripts/peers/torch_train.py --world-size 2 --json "$out/torch-ddp-2.json" >/dev/null
+run mpirun -np 1 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --json "$out/mpi4py-1.json" >/dev/null
+run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --json "$out/mpi4py-2.json" >/dev/null
+
+$py - "$out" <<'PY'
+import json, sys, platform, os
+out = sys.argv[1]
+def load(name):
+    with open(f"{out}/{name}") as f:
+        return json.load(f)
+def lines(name):
+    with open(f"{out}/{name}") as f:
+        return [json.loads(l) for l in f if l.strip().startswith("{")]
+r = {k: load(f"{k}.json") for k in ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "ddp-2-bucketed", "ddp-4-syncbn",
+                                      "torch-1", "torch-ddp-2", "mpi4py-1", "mpi4py-2", "allreduce-2"]}
+r["alloc-local"], r["alloc-mpi"] = lines("alloc-local.jsonl"), lines("alloc-mpi.jsonl")
+json.dump(r, open(f"{out}/results.json", "w"), indent=2)
+s = lambda k: r[k]["samples_per_second"]
+one = s("ddp-1")
+rows = [
+    ("SwiftDDP, 1 rank", s("ddp-1"), r["ddp-1"]["step_ms"]),
+    ("SwiftDDP, 2 ranks, SyncBN", s("ddp-2-syncbn"), r["ddp-2-syncbn"]["step_ms"]),
+    ("SwiftDDP, 2 ranks, local BN", s("ddp-2-bn"), r["ddp-2-bn"]["step_ms"]),
+    ("SwiftDDP, 2 ranks, SyncBN, bucketed sync", s("ddp-2-bucketed"), r["ddp-2-bucketed"]["step_ms"]),
+    ("SwiftDDP, 4 ranks (oversubscribed), SyncBN", s("ddp-4-syncbn"), r["ddp-4-syncbn"]["step_ms"]),
+    ("PyTorch CPU, 1 process, 1 thread", s("torch-1"), None),
+    ("PyTorch DDP (gloo), 2 processes, local BN", s("torch-ddp-2"), None),
+    ("mpi4py + NumPy, 1 rank, SyncBN", s("mpi4py-1"), None),
+    ("mpi4py + NumPy, 2 ranks, SyncBN", s("mpi4py-2"), None),
+]
+md = ["| configuration | samples/s | step ms (per rank) | vs SwiftDDP 1 rank |", "| --- | --- | --- | --- |"]
+for name, v, ms in rows:
+    md.append(f"| {name} | {v:,.0f} | {'' if ms is None else f'{ms:.2f}'} | {v / one:.2f}× |")
+floor = r["ddp-1"]["gemm_floor_ms"]
+md.append(f"| GEMM floor (OpenBLAS, this step's matrix products only), 1 rank | {128 * 1000 / floor:,.0f} | {floor:.2f} | {128 * 1000 / floor / one:.2f}× |")
+md += ["", "Targets:", ""]
+def check(name, value, target, ok):
+    md.append(f"- {name}: {value} (target {target}) — {'met' if ok else 'NOT met'}")
+check("1 rank vs PyTorch 1 thread", f"{one / s('torch-1'):.2f}×", "≥ 1.2×", one / s("torch-1") >= 1.2)
+check("step vs GEMM floor", f"{r['ddp-1']['step_over_gemm_floor']:.2f}×", "≤ 1.2×", r["ddp-1"]["step_over_gemm_floor"] <= 1.2)
+check("2 ranks vs 1 rank", f"{s('ddp-2-syncbn') / one:.2f}×", "≥ 1.85×", s("ddp-2-syncbn") / one >= 1.85)
+check("2 ranks vs PyTorch DDP 2 processes", f"{s('ddp-2-syncbn') / s('torch-ddp-2'):.2f}×", "≥ 1.5×", s("ddp-2-syncbn") / s("torch-ddp-2") >= 1.5)
+check("2 ranks vs mpi4py + NumPy 2 ranks", f"{s('ddp-2-syncbn') / s('mpi4py-2'):.2f}×", "≥ 1.5×", s("ddp-2-syncbn") / s("mpi4py-2") >= 1.5)
+cost = r["ddp-2-syncbn"]["step_ms"] / r["ddp-2-bn"]["step_ms"] - 1
+check("SyncBN step time over local BN", f"{cost * 100:+.1f}%", "≤ +5%", cost <= 0.05)
+worst = min(x["ddp_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"])
+check("gradient all-reduce bandwidth vs bare MPI_Allreduce (worst size, 4 KB–64 MB)", f"{worst:.2f}", "≥ 0.90", worst >= 0.9)
+local = r["alloc-local"][0]["mallocs_per_step"] if r["alloc-local"] else float("nan")
+mpi = max((x["mallocs_per_step"] for x in r["alloc-mpi"]), default=float("nan"))
+check("heap allocations per steady-state step, SwiftDDP code (in-process rank)", f"{local:g}", "0", local == 0)
+md.append(f"- heap allocations per step with Open MPI (2 ranks), all inside MPI_Allreduce's temporary buffers: {mpi:g}")
+md += ["", "All-reduce (2 ranks), median of 3:", "", "| bytes | MPI_Allreduce µs | SwiftDDP gradient sync µs | bandwidth ratio |", "| --- | --- | --- | --- |"]
+for x in r["allreduce-2"]["results"]:
+    md.append(f"| {x['bytes']:,} | {x['mpi_allreduce_us']:.1f} | {x['ddp_gradient_sync_us']:.1f} | {x['ddp_over_mpi_bandwidth']:.2f} |")
+b = r["ddp-1"]["breakdown_ms"]; b2 = r["ddp-2-syncbn"]["breakdown_ms"]
+md += ["", "Step-time breakdown (ms per step):", "", "| phase | 1 rank | 2 ranks SyncBN |", "| --- | --- | --- |"]
+for k in ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer", "buffer_broadcast"]:
+    md.append(f"| {k} | {b[k]:.3f} | {b2[k]:.3f} |")
+md.append(f"| total | {r['ddp-1']['step_ms']:.3f} | {r['ddp-2-syncbn']['step_ms']:.3f} |")
+md.append("")
+md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {r['torch-1']['torch']}, numpy {r['mpi4py-2']['numpy']}.")
+open(f"{out}/table.md", "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+PY
