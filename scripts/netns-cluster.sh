@@ -3,9 +3,10 @@
 # own address on a private bridge, so MPI ranks on different "nodes" talk TCP, not shared
 # memory. Needs root (ip netns, veth, bridge).
 #
-#   scripts/netns-cluster.sh up N [NETEM...]   create ddpnode1..N (optional tc netem, e.g. "delay 1ms rate 1gbit")
+#   scripts/netns-cluster.sh up N [QDISC...]   create ddpnode1..N; QDISC shapes every node link, e.g.
+#                                              "netem delay 1ms rate 1gbit" or "tbf rate 1gbit burst 256kb latency 20ms"
 #   scripts/netns-cluster.sh down              remove what `up` created (and nothing else)
-#   scripts/netns-cluster.sh run N [--netem "delay 1ms rate 1gbit"] -- COMMAND...
+#   scripts/netns-cluster.sh run N [--qdisc "netem delay 1ms rate 1gbit"] -- COMMAND...
 #                                              up, run COMMAND, always tear down (trap)
 #
 # While up, $DDP_NETNS_STATE (default /tmp/swiftddp-netns) holds `hostfile` (2 slots per
@@ -22,7 +23,7 @@ die() { echo "netns-cluster: $*" >&2; exit 1; }
 
 up() {
     local n="$1"; shift
-    local netem="${*:-}"
+    local qdisc="${*:-}"
     [ "$(id -u)" -eq 0 ] || die "needs root (ip netns)"
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "node count must be 1-99, got '$n'"
     [ -e "$state/namespaces" ] && die "a test cluster is already up ($state); run: $0 down"
@@ -48,17 +49,17 @@ up() {
         ip -n "$ns" addr add "$subnet.$((i + 1))/24" dev "$peer"
         ip -n "$ns" link set "$peer" up
         ip -n "$ns" link set lo up
-        if [ -n "$netem" ]; then
+        if [ -n "$qdisc" ]; then
             # shape both directions of the node's link
-            tc qdisc add dev "$host" root netem $netem
-            ip netns exec "$ns" tc qdisc add dev "$peer" root netem $netem
+            tc qdisc add dev "$host" root $qdisc || { down; die "tc could not add '$qdisc' (is the qdisc in this kernel?)"; }
+            ip netns exec "$ns" tc qdisc add dev "$peer" root $qdisc
         fi
         echo "$ns slots=2" >> "$state/hostfile"
     done
     cat > "$state/mpirun-args" <<ARGS
 --hostfile $state/hostfile --mca plm_rsh_agent $root/scripts/netns-agent.sh --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24
 ARGS
-    echo "netns-cluster: $n nodes up (${netem:-no netem}); hostfile $state/hostfile"
+    echo "netns-cluster: $n nodes up (${qdisc:-links not shaped}); hostfile $state/hostfile"
 }
 
 down() {
@@ -80,15 +81,15 @@ case "${1:-}" in
     down) down ;;
     run)
         shift
-        [ $# -ge 1 ] || die "usage: $0 run N [--netem SPEC] -- COMMAND..."
+        [ $# -ge 1 ] || die "usage: $0 run N [--qdisc SPEC] -- COMMAND..."
         n="$1"; shift
-        netem=""
-        if [ "${1:-}" = "--netem" ]; then netem="$2"; shift 2; fi
+        qdisc=""
+        if [ "${1:-}" = "--qdisc" ]; then qdisc="$2"; shift 2; fi
         [ "${1:-}" = "--" ] && shift
         [ $# -ge 1 ] || die "no command given"
         trap down EXIT INT TERM
-        up "$n" $netem
+        up "$n" $qdisc
         "$@"
         ;;
-    *) die "usage: $0 up N [NETEM] | down | run N [--netem SPEC] -- COMMAND" ;;
+    *) die "usage: $0 up N [QDISC] | down | run N [--qdisc SPEC] -- COMMAND" ;;
 esac
