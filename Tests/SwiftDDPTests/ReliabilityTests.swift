@@ -138,7 +138,22 @@ struct ReliabilityTests {
         try expectCleanFailure(["train", "--data", dir.path], "truncated")
     }
 
-    @Test("wrong IDX magic") func wrongMagic() throws {
+    @Test("corrupt gzip") func corruptGzip() throws {
+        let dir = dataDirectory { d in
+            let p = d.path + "/train-labels-idx1-ubyte.gz"
+            var b = [UInt8](FileManager.default.contents(atPath: p)!)
+            for i in 12..<min(40, b.count - 8) { b[i] ^= 0x5A }
+            FileManager.default.createFile(atPath: p, contents: Data(b))
+        }
+        try expectCleanFailure(["train", "--data", dir.path], "gzip data is corrupt")
+    }
+
+    @Test("wrong IDX magic bytes") func wrongMagicBytes() throws {
+        let dir = dataDirectory { d in _ = d.write("t10k-labels-idx1-ubyte.gz", gzipCompress([0x12, 0x34, 8, 1, 0, 0, 0, 1, 3])) }
+        try expectCleanFailure(["train", "--data", dir.path], "bad IDX magic")
+    }
+
+    @Test("wrong IDX dimension count") func wrongMagic() throws {
         let dir = dataDirectory { d in
             _ = d.write("t10k-labels-idx1-ubyte.gz", gzipCompress([0, 0, 8, 2] + [UInt8](repeating: 0, count: 24)))
         }
