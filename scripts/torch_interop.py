@@ -12,14 +12,17 @@ Usage: scripts/torch_interop.py CHECKPOINT [--depth 2 --width 256 --activation r
 Needs python3-torch (Debian) and safetensors (pip).
 """
 import argparse
-import gzip
 import json
-import struct
 import sys
+
+import os
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from fashion_mnist import read_idx  # noqa: E402
 
 ACTIVATIONS = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
                "leaky-relu": lambda: torch.nn.LeakyReLU(0.01)}
@@ -38,12 +41,6 @@ def mlp(depth, width, activation, norm, inputs=784, classes=10):
     return torch.nn.Sequential(*layers)
 
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def main():

@@ -8,21 +8,14 @@ NumPy user would (float32 arrays, matrix products through NumPy's BLAS).
   mpirun -np 2 python3 mpi4py_train.py [--steps 200 --warmup 20 --repeats 3] [--json OUT]
 """
 import argparse
-import gzip
 import json
-import struct
 import time
 
 import numpy as np
+from fashion_mnist import read_idx
 from mpi4py import MPI
 
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 class Net:

@@ -8,25 +8,18 @@ with the gloo backend on N processes (local BN: PyTorch's SyncBatchNorm refuses 
 Prints one JSON object (rank 0): median samples/s over the repeats (all processes together).
 """
 import argparse
-import gzip
 import json
 import os
-import struct
 import sys
 import time
 
 import numpy as np
+from fashion_mnist import read_idx
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def model(depth, width, norm):
