@@ -25,7 +25,11 @@ public final class StudyContext {
         self.dataDescription = dataDescription
         self.log = log
         if group.rank == 0 {
-            try FileManager.default.createDirectory(atPath: outputDirectory + "/figures", withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(atPath: outputDirectory + "/figures", withIntermediateDirectories: true)
+            } catch {
+                throw TrainingError("cannot create output directory \(outputDirectory): \((error as NSError).localizedDescription)")
+            }
             let path = outputDirectory + "/results.jsonl"
             guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
                 throw TrainingError("cannot write \(path)")
