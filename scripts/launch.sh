@@ -3,7 +3,8 @@
 #
 #   scripts/launch.sh -np N [--hostfile FILE] [other mpirun options] -- SUBCOMMAND [options]
 #
-# - builds the release executable first when sources are newer than it;
+# - builds the release executable first when sources are newer than it (or uses the ddp in
+#   $DDP_BIN_DIR when that is set, without building);
 # - adds --allow-run-as-root when run as root;
 # - adds --oversubscribe only when N exceeds the available slots (the hostfile's slots, or
 #   this machine's cores);
@@ -58,12 +59,18 @@ else
     slots=$(nproc)
 fi
 
-bin_dir="$root/.build/release"
-stamp="$bin_dir/.launch-built"
-if [ ! -x "$bin_dir/ddp" ] || [ ! -e "$stamp" ] || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$stamp" -print -quit)" ]; then
-    echo "launch: building release" >&2
-    (cd "$root" && swift build -c release >/dev/null) || { echo "launch: release build failed (run: swift build -c release)" >&2; exit 1; }
-    touch "$stamp"
+if [ -n "${DDP_BIN_DIR:-}" ]; then
+    # a prebuilt ddp (scripts/test.sh sets this; also for a build elsewhere): no rebuild
+    bin_dir="$DDP_BIN_DIR"
+    [ -x "$bin_dir/ddp" ] || { echo "launch: no ddp executable in DDP_BIN_DIR=$bin_dir" >&2; exit 1; }
+else
+    bin_dir="$root/.build/release"
+    stamp="$bin_dir/.launch-built"
+    if [ ! -x "$bin_dir/ddp" ] || [ ! -e "$stamp" ] || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$stamp" -print -quit)" ]; then
+        echo "launch: building release" >&2
+        (cd "$root" && swift build -c release >/dev/null) || { echo "launch: release build failed (run: swift build -c release)" >&2; exit 1; }
+        touch "$stamp"
+    fi
 fi
 
 extra=()

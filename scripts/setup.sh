@@ -29,4 +29,5 @@ fi
 command -v swift >/dev/null || { echo "setup: the Swift toolchain (6.x) is not on PATH" >&2; exit 1; }
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Applying)' || true
 test -x "$(swift build -c release --show-bin-path)/ddp" || { echo "setup: release build failed" >&2; exit 1; }
+touch "$(swift build -c release --show-bin-path)/.launch-built"  # scripts/launch.sh: up to date
 echo "setup: release build ready in $(swift build -c release --show-bin-path)"

@@ -26,10 +26,11 @@ struct MultiNodeTests {
         let ddp = Executables.path("ddp")
         let train = "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
         let script = repositoryRoot.appendingPathComponent("scripts/netns-cluster.sh").path
+        let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
         let state = dir.path + "/netns"
         let multi = try Executables.run("/bin/bash", ["-c", """
             export DDP_NETNS_STATE=\(state)
-            \(script) run 2 -- bash -c 'mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) info && \
+            \(script) run 2 -- bash -c 'DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 $(cat \(state)/mpirun-args) -- info && \
             mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors'
             """], timeout: 300)
         #expect(multi.status == 0, "\(multi.output)")
