@@ -324,9 +324,11 @@ public final class Trainer {
                 lossScratch[0] = localLoss
                 try group.allReduce(UnsafeMutableBufferPointer(rebasing: lossScratch[0..<1]), op: .sum)
                 let globalLoss = lossScratch[0] / Double(W)
-                // Averaged gradients are identical on every rank, so this check agrees everywhere
+                // Averaged gradients are identical on every rank, so these checks agree everywhere
                 // without another collective (a NaN on any rank reaches all through the sum).
-                if !globalLoss.isFinite || !allFinite(model.store.gradients) {
+                // Skipping needs the gradients checked before the update (a pass over memory);
+                // stopping lets the optimizer's own pass detect them (below).
+                if !globalLoss.isFinite || (skipNonFinite && !allFinite(model.store.gradients)) {
                     let what = globalLoss.isFinite ? "gradients" : "loss (\(globalLoss))"
                     guard skipNonFinite else {
                         throw TrainingError("non-finite \(what) at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
@@ -349,6 +351,11 @@ public final class Trainer {
 
                 optimizer.learningRate = schedule.learningRate(at: step)
                 optimizer.step()
+                guard optimizer.lastStepWasFinite else {
+                    // Training stops here, so the partly non-finite parameters are never saved.
+                    throw TrainingError("non-finite gradients at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
+                                        agreed: true)
+                }
                 now = monotonicSeconds(); timings.optimizer += now - t
 
                 if diagnosing, var r = record {

@@ -55,18 +55,24 @@ enum Kernels {
 
     /// SGD with momentum (PyTorch's rule), one pass over the flat buffers:
     /// g ← ∇ + λp; b ← first ? g : μb + (1 − τ)g; p ← p − lr·(nesterov ? g + μb : b).
+    /// - Returns: whether every g was finite (accumulating g·0 keeps NaN and turns ±∞ into NaN),
+    ///   so the trainer learns of non-finite gradients without another pass over memory.
+    @discardableResult
     static func sgdMomentum(parameters p: UnsafeMutablePointer<Float>, gradients grad: UnsafePointer<Float>,
                             buffer b: UnsafeMutablePointer<Float>, count n: Int, lr: Float, momentum mu: Float,
-                            dampening: Float, weightDecay wd: Float, nesterov: Bool, first: Bool)
+                            dampening: Float, weightDecay wd: Float, nesterov: Bool, first: Bool) -> Bool
     {
         let keep = 1 - dampening
         let vlr = V(repeating: lr), vmu = V(repeating: mu), vkeep = V(repeating: keep), vwd = V(repeating: wd)
+        let zero = V(repeating: 0)
+        var poison = zero
         var i = 0
         // Four specialized loops: no branch inside the vector loop.
         switch (first, nesterov) {
         case (true, false):
             while i + width <= n {
                 let pv = load(p + i), gv = load(grad + i) + vwd * pv
+                poison += gv * zero
                 store(gv, b + i)
                 store(pv - vlr * gv, p + i)
                 i += width
@@ -74,6 +80,7 @@ enum Kernels {
         case (true, true):
             while i + width <= n {
                 let pv = load(p + i), gv = load(grad + i) + vwd * pv
+                poison += gv * zero
                 store(gv, b + i)
                 store(pv - vlr * (gv + vmu * gv), p + i)
                 i += width
@@ -81,6 +88,7 @@ enum Kernels {
         case (false, false):
             while i + width <= n {
                 let pv = load(p + i), gv = load(grad + i) + vwd * pv
+                poison += gv * zero
                 let bv = vmu * load(b + i) + vkeep * gv
                 store(bv, b + i)
                 store(pv - vlr * bv, p + i)
@@ -89,19 +97,23 @@ enum Kernels {
         case (false, true):
             while i + width <= n {
                 let pv = load(p + i), gv = load(grad + i) + vwd * pv
+                poison += gv * zero
                 let bv = vmu * load(b + i) + vkeep * gv
                 store(bv, b + i)
                 store(pv - vlr * (gv + vmu * bv), p + i)
                 i += width
             }
         }
+        var tail: Float = 0
         while i < n {
             let g = grad[i] + wd * p[i]
+            tail += g * 0
             let buf = first ? g : mu * b[i] + keep * g
             b[i] = buf
             p[i] -= lr * (nesterov ? g + mu * buf : buf)
             i += 1
         }
+        return tail == 0 && all(poison .== zero)
     }
 
     /// out[c] = (x[c] − mean[c])·inv[c], y[c] = γ[c]·out[c] + β[c] over one row of C channels.

@@ -22,6 +22,7 @@ public final class Adam: Optimizer {
     private let firstMoment: FlatVector
     private let secondMoment: FlatVector
     public private(set) var stepCount: Int64 = 0
+    public private(set) var lastStepWasFinite = true
 
     public init(store: ParameterStore, learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                 epsilon: Float = 1e-8, weightDecay: Float = 0, decoupledWeightDecay: Bool = false) throws
@@ -49,9 +50,12 @@ public final class Adam: Optimizer {
         let stepSize = learningRate / bc1
         let l2 = decoupledWeightDecay ? 0 : weightDecay
         let shrink = decoupledWeightDecay ? 1 - learningRate * weightDecay : 1
+        var poison: Float = 0
+        defer { lastStepWasFinite = poison == 0 }
         for i in 0..<store.parameterCount {
             p[i] *= shrink
             let g = grad[i] + l2 * p[i]
+            poison += grad[i] * 0
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
             p[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Sqrt + epsilon)

@@ -6,6 +6,10 @@ public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
     /// Applies one update from the current gradients.
     func step()
+    /// Whether every gradient the last `step()` read was finite. The check rides along with the
+    /// update's own pass over memory; a caller that must not apply a non-finite update at all
+    /// checks the gradients before `step()` instead.
+    var lastStepWasFinite: Bool { get }
     /// The optimizer's state (momentum buffers, moments, step count) under stable names.
     func stateDict() -> [String: TensorData]
     /// Restores state saved by `stateDict()`; throws if it does not match this optimizer.

@@ -19,6 +19,7 @@ public final class SGD: Optimizer {
     private let store: ParameterStore
     private let momentumBuffer: FlatVector
     private var hasMomentumBuffer = false
+    public private(set) var lastStepWasFinite = true
 
     /// - Parameters:
     ///   - store: the parameters and gradients to update.
@@ -51,11 +52,18 @@ public final class SGD: Optimizer {
         let n = store.parameterCount
         let lr = learningRate, mu = momentum, wd = weightDecay, keep = 1 - dampening
         if mu == 0 {
-            for i in 0..<n { p[i] -= lr * (grad[i] + wd * p[i]) }
+            var poison: Float = 0
+            for i in 0..<n {
+                let g = grad[i] + wd * p[i]
+                poison += g * 0
+                p[i] -= lr * g
+            }
+            lastStepWasFinite = poison == 0
             return
         }
-        Kernels.sgdMomentum(parameters: p, gradients: grad, buffer: b, count: n, lr: lr, momentum: mu,
-                            dampening: 1 - keep, weightDecay: wd, nesterov: nesterov, first: !hasMomentumBuffer)
+        lastStepWasFinite = Kernels.sgdMomentum(parameters: p, gradients: grad, buffer: b, count: n, lr: lr, momentum: mu,
+                                                dampening: 1 - keep, weightDecay: wd, nesterov: nesterov,
+                                                first: !hasMomentumBuffer)
         hasMomentumBuffer = true
     }
 
