@@ -162,7 +162,7 @@ struct AllReduceBench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Message sizes in bytes (default 4 KiB × 4^k up to 64 MiB).")
     var sizes: [Int] = []
     @Option(help: "Seconds to spend per size and method (iterations are chosen to fill it).") var seconds = 0.3
-    @Option(help: "Repeats per size (median reported).") var repeats = 3
+    @Option(help: "Repeats per size, interleaving the two methods (median reported).") var repeats = 5
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
 
     func run() throws {
@@ -178,33 +178,38 @@ struct AllReduceBench: ParsableCommand {
                 _ = store.reserveParameter("0.weight", shape: [count])
                 let model = Sequential(layers: [], store: store, inputFeatures: 1)
                 let sync = GradientSynchronizer(model: model, group: group, mode: .flat)
-                let bare = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
-                bare.initialize(repeating: 1)
-                defer { bare.deallocate() }
-                func timeIt(_ body: () throws -> Void) throws -> Double {
+                // The bare call reduces the very same buffer, so alignment and page placement
+                // (which change Open MPI's shared-memory path) cannot differ between the two.
+                let bare = store.gradients  // zeros: repeated sums stay finite
+                /// Iterations filling `seconds`, agreed from rank 0's probe.
+                func iterations(_ body: () throws -> Void) throws -> Int {
                     try body()  // warm-up
-                    // agree on an iteration count from rank 0's probe
                     try group.barrier()
                     let t0 = monotonicSeconds()
                     try body()
                     var probe = [monotonicSeconds() - t0]
                     try group.broadcast(&probe, root: 0)
-                    let iterations = max(3, Int(seconds / max(probe[0], 1e-7)))
-                    var samples: [Double] = []
-                    for _ in 0..<repeats {
-                        try group.barrier()
-                        let start = monotonicSeconds()
-                        for _ in 0..<iterations { try body() }
-                        var t = [(monotonicSeconds() - start) / Double(iterations)]
-                        try group.allReduce(&t, op: .max)
-                        samples.append(t[0])
-                    }
-                    return median(samples)
+                    return max(3, Int(seconds / max(probe[0], 1e-7)))
                 }
-                let mpiTime = try timeIt { try world.allreduce(bare, op: .sum) }
-                store.gradients.update(repeating: 0)  // repeated sums stay finite
-                bare.update(repeating: 0)
-                let oursTime = try timeIt { try sync.finish() }
+                func timeOnce(_ n: Int, _ body: () throws -> Void) throws -> Double {
+                    try group.barrier()
+                    let start = monotonicSeconds()
+                    for _ in 0..<n { try body() }
+                    var t = [(monotonicSeconds() - start) / Double(n)]
+                    try group.allReduce(&t, op: .max)
+                    return t[0]
+                }
+                let mpiBody = { () throws -> Void in try world.allreduce(bare, op: .sum) }
+                let oursBody = { () throws -> Void in try sync.finish() }
+                let n = try iterations(mpiBody)
+                _ = try iterations(oursBody)
+                // Interleaved repeats, so drift on a shared machine hits both methods alike.
+                var mpiSamples: [Double] = [], oursSamples: [Double] = []
+                for _ in 0..<repeats {
+                    mpiSamples.append(try timeOnce(n, mpiBody))
+                    oursSamples.append(try timeOnce(n, oursBody))
+                }
+                let mpiTime = median(mpiSamples), oursTime = median(oursSamples)
                 // bus bandwidth as the NCCL tests define it: 2(W−1)/W × bytes / time
                 let factor = W > 1 ? 2 * Double(W - 1) / Double(W) : 1
                 rows.append(["bytes": count * 4, "mpi_allreduce_us": mpiTime * 1e6, "ddp_gradient_sync_us": oursTime * 1e6,
