@@ -216,3 +216,28 @@ struct AllocationTests {
         }
     }
 }
+
+/// `ddp bench` keeps producing its JSON (numbers are not asserted: speed is measured by
+/// scripts/bench.sh, not by tests).
+@Suite("ddp bench output", .serialized)
+struct BenchOutputTests {
+    @Test("bench train and bench allreduce write JSON with their fields")
+    func json() throws {
+        let dir = TemporaryDirectory()
+        let train = try Executables.mpirun(np: 2, "ddp", ["bench", "train", "--depth", "1", "--width", "16", "--steps", "3",
+                                                          "--warmup", "1", "--repeats", "1", "--json", dir.path + "/t.json"])
+        #expect(train.status == 0, "\(train.output)")
+        let t = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.path + "/t.json"))) as! [String: Any]
+        #expect(t["world_size"] as? Int == 2 && (t["samples_per_second"] as? Double ?? 0) > 0)
+        let breakdown = t["breakdown_ms"] as? [String: Double] ?? [:]
+        #expect(Set(breakdown.keys).isSuperset(of: ["forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]))
+        #expect((t["gemm_floor_ms"] as? Double ?? 0) > 0)
+        let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536", "--repeats", "1",
+                                                           "--seconds", "0.01", "--json", dir.path + "/a.json"])
+        #expect(reduce.status == 0, "\(reduce.output)")
+        let a = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.path + "/a.json"))) as! [String: Any]
+        let results = a["results"] as? [[String: Any]] ?? []
+        #expect(results.map { $0["bytes"] as? Int } == [4096, 65536])
+        #expect(results.allSatisfy { ($0["ddp_over_mpi_bandwidth"] as? Double ?? 0) > 0 })
+    }
+}
