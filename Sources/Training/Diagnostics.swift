@@ -225,36 +225,24 @@ public final class Diagnostics {
     }
 }
 
-/// Per-channel [n, mean, M2] of a [B, C] matrix, in Double (two passes).
+/// `ChannelStatistics.compute` as an array [n, mean(C), M2(C)] (diagnostics only).
 func columnStatistics(_ m: Matrix) -> [Double] {
-    let C = m.cols
-    var out = [Double](repeating: 0, count: 1 + 2 * C)
-    out[0] = Double(m.rows)
-    guard m.rows > 0 else { return out }
-    for r in 0..<m.rows { let row = m.row(r); for c in 0..<C { out[1 + c] += Double(row[c]) } }
-    for c in 0..<C { out[1 + c] /= Double(m.rows) }
-    for r in 0..<m.rows {
-        let row = m.row(r)
-        for c in 0..<C { let d = Double(row[c]) - out[1 + c]; out[1 + C + c] += d * d }
+    [Double](unsafeUninitializedCapacity: 1 + 2 * m.cols) { buffer, count in
+        ChannelStatistics.compute(m, into: buffer.baseAddress!)
+        count = 1 + 2 * m.cols
     }
-    return out
 }
 
-/// Chan's merge of all-gathered [n, mean(C), M2(C)] blocks; returns mean and biased variance.
+/// `ChannelStatistics.merge` of all-gathered blocks; returns the mean and biased variance.
 func mergeStatistics(_ all: [Double], channels C: Int, ranks: Int) -> (mean: [Double], variance: [Double]) {
-    var n = 0.0
     var mean = [Double](repeating: 0, count: C), m2 = [Double](repeating: 0, count: C)
-    for r in 0..<ranks {
-        let s = r * (1 + 2 * C)
-        let nr = all[s]
-        guard nr > 0 else { continue }
-        let total = n + nr
-        for c in 0..<C {
-            let delta = all[s + 1 + c] - mean[c]
-            mean[c] += delta * nr / total
-            m2[c] += all[s + 1 + C + c] + delta * delta * n * nr / total
+    let n = all.withUnsafeBufferPointer { blocks in
+        mean.withUnsafeMutableBufferPointer { meanOut in
+            m2.withUnsafeMutableBufferPointer { m2Out in
+                ChannelStatistics.merge(blocks.baseAddress!, ranks: ranks, channels: C,
+                                        mean: meanOut.baseAddress!, m2: m2Out.baseAddress!)
+            }
         }
-        n = total
     }
-    return (mean, m2.map { n > 0 ? $0 / n : 0 })
+    return (mean, m2.map { n > 0 ? $0 / Double(n) : 0 })
 }

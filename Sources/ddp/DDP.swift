@@ -19,6 +19,9 @@ struct DDP: ParsableCommand {
             try command.run()
         } catch {
             if Launch.rank == 0 { exit(withError: error) }
+            // Rank 0 prints the message. mpirun aborts the job at the first non-zero exit, so the
+            // other ranks wait a moment: exiting at once could kill rank 0 before it has printed.
+            Thread.sleep(forTimeInterval: 1)
             Foundation.exit(exitCode(for: error).rawValue)
         }
     }

@@ -196,18 +196,24 @@ func checkWritable(_ path: String, option: String) throws {
     }
 }
 
-/// "host (ranks 0-1), other (ranks 2-3)".
-func hostSummary(_ group: any ProcessGroup) throws -> String {
+/// Every rank's host name, in rank order (one all-gather of fixed-width rows).
+func gatherHostNames(_ group: any ProcessGroup) throws -> [String] {
     let width = 64
     var row = [Int32](repeating: 0, count: width)
     for (i, byte) in group.hostName.utf8.prefix(width).enumerated() { row[i] = Int32(byte) }
     let all = try group.allGather(row)
-    var order: [String] = []
-    var ranks: [String: [Int]] = [:]
-    for r in 0..<group.worldSize {
-        let name = String(decoding: all[r * width..<(r + 1) * width].prefix { $0 != 0 }.map { UInt8($0) }, as: UTF8.self)
-        if ranks[name] == nil { order.append(name) }
-        ranks[name, default: []].append(r)
+    return (0..<group.worldSize).map { r in
+        String(decoding: all[r * width..<(r + 1) * width].prefix { $0 != 0 }.map { UInt8($0) }, as: UTF8.self)
     }
-    return order.map { "\($0) (\(ranks[$0]!.count) rank\(ranks[$0]!.count == 1 ? "" : "s"))" }.joined(separator: ", ")
+}
+
+/// "host (2 ranks), other (2 ranks)".
+func hostSummary(_ group: any ProcessGroup) throws -> String {
+    var order: [String] = []
+    var counts: [String: Int] = [:]
+    for name in try gatherHostNames(group) {
+        if counts[name] == nil { order.append(name) }
+        counts[name, default: 0] += 1
+    }
+    return order.map { "\($0) (\(counts[$0]!) rank\(counts[$0]! == 1 ? "" : "s"))" }.joined(separator: ", ")
 }

@@ -180,26 +180,10 @@ public final class BatchNorm1d: Layer {
     /// Fills `mean` and `invStd` from this batch (merged over the group); returns the global
     /// row count.
     private func computeBatchStatistics(_ input: Matrix) throws -> Int {
-        let C = features, n = input.rows
+        let C = features
         let stats = localStats.pointer
-        let localMean = stats + 1, localM2 = stats + 1 + C
-        localStats.zero()
-        stats[0] = Double(n)
-        // Two passes in Double: the mean, then Σ(x − mean)²; exact enough for |mean| ≫ std.
-        for r in 0..<n {
-            let x = input.row(r)
-            for c in 0..<C { localMean[c] += Double(x[c]) }
-        }
-        if n > 0 { for c in 0..<C { localMean[c] /= Double(n) } }
-        for r in 0..<n {
-            let x = input.row(r)
-            for c in 0..<C {
-                let d = Double(x[c]) - localMean[c]
-                localM2[c] += d * d
-            }
-        }
-
-        var total = n
+        ChannelStatistics.compute(input, into: stats)
+        var total = input.rows
         let m2 = mergedM2.pointer
         if let group, group.worldSize > 1 {
             let W = group.worldSize, stride = 2 * C + 1
@@ -208,27 +192,10 @@ public final class BatchNorm1d: Layer {
             try group.allGather(UnsafeBufferPointer(localStats.buffer),
                                 into: UnsafeMutableBufferPointer(rebasing: gatheredStats.buffer[0..<stride * W]))
             communicationSeconds += monotonicSeconds() - start
-            // Chan's merge, in rank order so every rank computes identical bits.
-            total = 0
-            mean.zero()
-            mergedM2.zero()
-            for r in 0..<W {
-                let s = gatheredStats.pointer + r * stride
-                let nr = Int(s[0])
-                guard nr > 0 else { continue }
-                let newTotal = total + nr
-                let wNew = Double(nr) / Double(newTotal)
-                let cross = Double(total) * Double(nr) / Double(newTotal)
-                for c in 0..<C {
-                    let delta = s[1 + c] - mean.pointer[c]
-                    mean.pointer[c] += delta * wNew
-                    m2[c] += s[1 + C + c] + delta * delta * cross
-                }
-                total = newTotal
-            }
+            total = ChannelStatistics.merge(gatheredStats.pointer, ranks: W, channels: C, mean: mean.pointer, m2: m2)
         } else {
-            mean.pointer.update(from: localMean, count: C)
-            m2.update(from: localM2, count: C)
+            mean.pointer.update(from: stats + 1, count: C)
+            m2.update(from: stats + 1 + C, count: C)
         }
         guard total > 0 else { throw NNError("BatchNorm1d: the batch is empty on every rank") }
         guard total > 1 else {
