@@ -5,6 +5,9 @@
 #
 #   scripts/netns-cluster.sh up N [QDISC...]   create ddpnode1..N; QDISC shapes every node link, e.g.
 #                                              "netem delay 1ms rate 1gbit" or "tbf rate 1gbit burst 256kb latency 20ms"
+#   scripts/netns-cluster.sh up N emulate delay 1ms rate 1gbit
+#                                              no veth/bridge: links go through scripts/link-emulator.py
+#                                              (userspace delay + rate, for kernels without sch_netem)
 #   scripts/netns-cluster.sh down              remove what `up` created (and nothing else)
 #   scripts/netns-cluster.sh run N [--qdisc "netem delay 1ms rate 1gbit"] -- COMMAND...
 #                                              up, run COMMAND, always tear down (trap)
@@ -28,9 +31,19 @@ up() {
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "node count must be 1-99, got '$n'"
     [ -e "$state/namespaces" ] && die "a test cluster is already up ($state); run: $0 down"
     ip link show "$bridge" >/dev/null 2>&1 && die "bridge $bridge exists but was not created by this script; refusing to touch it"
+    ip link show ddptun >/dev/null 2>&1 && die "device ddptun exists but was not created by this script; refusing to touch it"
     for i in $(seq 1 "$n"); do
         ip netns list | grep -qw "ddpnode$i" && die "namespace ddpnode$i exists but was not created by this script; refusing to touch it"
     done
+    if [ "${1:-}" = emulate ]; then
+        shift
+        parse_emulation "$@"
+        mkdir -p "$state"
+        : > "$state/namespaces"
+        : > "$state/links"
+        up_emulated "$n"
+        return
+    fi
     mkdir -p "$state"
     : > "$state/namespaces"
     ip link add "$bridge" type bridge
@@ -56,12 +69,59 @@ up() {
         fi
         echo "$ns slots=2" >> "$state/hostfile"
     done
+    write_mpirun_args
+    echo "netns-cluster: $n nodes up (${qdisc:-links not shaped}); hostfile $state/hostfile"
+}
+
+# "delay 1ms rate 1gbit" -> delay_ms, rate_mbit
+parse_emulation() {
+    delay_ms=0 rate_mbit=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            delay) [[ "${2:-}" =~ ^([0-9.]+)(us|ms|s)$ ]] || die "emulate: bad delay '${2:-}' (e.g. 1ms)"
+                   delay_ms=$(awk -v v="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" 'BEGIN { print (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }') ;;
+            rate)  [[ "${2:-}" =~ ^([0-9.]+)(kbit|mbit|gbit)$ ]] || die "emulate: bad rate '${2:-}' (e.g. 1gbit)"
+                   rate_mbit=$(awk -v v="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" 'BEGIN { print (u == "kbit" ? v / 1000 : (u == "gbit" ? v * 1000 : v)) }') ;;
+            *) die "emulate: unknown setting '$1' (delay, rate)" ;;
+        esac
+        shift 2
+    done
+}
+
+# Every node (and this namespace, where mpirun runs) gets a TUN device ddptun; the link
+# emulator forwards between them with the delay and rate of parse_emulation.
+up_emulated() {
+    local n="$1" nodes=("-=$subnet.1")
+    for i in $(seq 1 "$n"); do
+        ip netns add "ddpnode$i"
+        echo "ddpnode$i" >> "$state/namespaces"
+        nodes+=("ddpnode$i=$subnet.$((i + 1))")
+    done
+    rm -f "$state/emulator-ready"
+    python3 "$root/scripts/link-emulator.py" --delay-ms "$delay_ms" --rate-mbit "$rate_mbit" \
+        --ready "$state/emulator-ready" -- "${nodes[@]}" > "$state/emulator.log" 2>&1 &
+    echo "emulator $!" >> "$state/links"
+    for _ in $(seq 1 100); do [ -s "$state/emulator-ready" ] && break; sleep 0.05; done
+    [ -s "$state/emulator-ready" ] || { cat "$state/emulator.log" >&2; down; die "the link emulator did not start"; }
+    ip addr add "$subnet.1/24" dev ddptun
+    ip link set ddptun mtu 65000 up
+    : > "$state/hostfile"
+    for i in $(seq 1 "$n"); do
+        ip -n "ddpnode$i" addr add "$subnet.$((i + 1))/24" dev ddptun
+        ip -n "ddpnode$i" link set ddptun mtu 65000 up
+        ip -n "ddpnode$i" link set lo up
+        echo "ddpnode$i slots=2" >> "$state/hostfile"
+    done
+    write_mpirun_args
+    echo "netns-cluster: $n nodes up (links emulated: delay ${delay_ms} ms, rate ${rate_mbit} Mbit/s); hostfile $state/hostfile"
+}
+
+write_mpirun_args() {
     # mpi_yield_when_idle: all simulated nodes share this machine's cores with the kernel's TCP
     # processing; ranks that busy-poll starve it (measured: 60 → 29 ms per step on 2 cores).
     cat > "$state/mpirun-args" <<ARGS
 --mca mpi_yield_when_idle 1 --hostfile $state/hostfile --mca plm_rsh_agent $root/scripts/netns-agent.sh --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24
 ARGS
-    echo "netns-cluster: $n nodes up (${qdisc:-links not shaped}); hostfile $state/hostfile"
 }
 
 down() {
@@ -72,7 +132,17 @@ down() {
         ip netns delete "$ns" 2>/dev/null || true
     done < "$state/namespaces"
     if [ -e "$state/links" ]; then
-        while read -r kind name; do ip link delete "$name" 2>/dev/null || true; done < "$state/links"
+        while read -r kind name; do
+            case "$kind" in
+                # the emulator's TUN devices vanish with it; kill only our own emulator process
+                emulator)
+                    if grep -qs link-emulator.py "/proc/$name/cmdline"; then
+                        kill "$name" 2>/dev/null || true
+                        for _ in $(seq 1 100); do [ -e "/proc/$name" ] || break; sleep 0.05; done
+                    fi ;;
+                *) ip link delete "$name" 2>/dev/null || true ;;
+            esac
+        done < "$state/links"
     fi
     rm -rf "$state"
     echo "netns-cluster: torn down"
@@ -87,11 +157,12 @@ case "${1:-}" in
         n="$1"; shift
         qdisc=""
         if [ "${1:-}" = "--qdisc" ]; then qdisc="$2"; shift 2; fi
+        if [ "${1:-}" = "--emulate" ]; then qdisc="emulate $2"; shift 2; fi
         [ "${1:-}" = "--" ] && shift
         [ $# -ge 1 ] || die "no command given"
         trap down EXIT INT TERM
         up "$n" $qdisc
         "$@"
         ;;
-    *) die "usage: $0 up N [QDISC] | down | run N [--qdisc SPEC] -- COMMAND" ;;
+    *) die "usage: $0 up N [QDISC | emulate delay D rate R] | down | run N [--qdisc SPEC | --emulate 'delay D rate R'] -- COMMAND" ;;
 esac
