@@ -72,6 +72,12 @@ def main() -> int:
     if args.delay_ms < 0 or args.rate_mbit < 0:
         parser.error("delay and rate must not be negative")
 
+    # A background helper must not hold its starter's pipes open (a caller reading our parent's
+    # output to EOF would wait for us), and must die on SIGTERM even if started with it blocked.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
     fds, owner = [], {}  # owner: IPv4 address (4 bytes) -> fd of the namespace that has it
     for spec in args.nodes:
         namespace, sep, address = spec.partition("=")
@@ -83,7 +89,6 @@ def main() -> int:
     with open(args.ready, "w") as ready:
         ready.write(f"{os.getpid()}\n")
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     delay = args.delay_ms / 1e3
     seconds_per_byte = 8 / (args.rate_mbit * 1e6) if args.rate_mbit > 0 else 0.0
     uplink_free = {fd: 0.0 for fd in fds}  # when each sender's link finishes its queued packets

@@ -139,6 +139,7 @@ down() {
                     if grep -qs link-emulator.py "/proc/$name/cmdline"; then
                         kill "$name" 2>/dev/null || true
                         for _ in $(seq 1 100); do [ -e "/proc/$name" ] || break; sleep 0.05; done
+                        grep -qs link-emulator.py "/proc/$name/cmdline" && kill -9 "$name" 2>/dev/null || true
                     fi ;;
                 *) ip link delete "$name" 2>/dev/null || true ;;
             esac

@@ -48,6 +48,56 @@ struct MultiNodeTests {
         }
     }
 
+    @Test("emulated links add the configured delay, and training across them equals the one-node run",
+          .enabled(if: FileManager.default.fileExists(atPath: "/dev/net/tun"), "no /dev/net/tun for the link emulator"))
+    func emulatedLinks() throws {
+        let dir = TemporaryDirectory()
+        let ddp = Executables.path("ddp")
+        let train = "train --synthetic --synthetic-train 512 --norm syncbn --grad-sync bucketed --bucket-mb 0.002 --max-steps 8 --seed 5 --batch-size 8 --width 32 --no-eval"
+        let script = repositoryRoot.appendingPathComponent("scripts/netns-cluster.sh").path
+        let state = dir.path + "/netns"
+        // A TCP ping-pong between the nodes: 20 round trips of 8 bytes, median in ms.
+        let pingPong = """
+            import socket, statistics, sys, time
+            if sys.argv[1] == "serve":
+                s = socket.socket(); s.bind(("10.77.0.3", 5099)); s.listen(); c, _ = s.accept()
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while (b := c.recv(64)): c.sendall(b)
+            else:
+                for _ in range(50):
+                    try: s = socket.create_connection(("10.77.0.3", 5099)); break
+                    except OSError: time.sleep(0.1)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); rtts = []
+                for _ in range(20):
+                    t = time.perf_counter(); s.sendall(b"12345678"); s.recv(64); rtts.append((time.perf_counter() - t) * 1e3)
+                print(f"median rtt ms {statistics.median(rtts):.3f}")
+            """
+        try pingPong.write(toFile: dir.path + "/pingpong.py", atomically: true, encoding: .utf8)
+        let multi = try Executables.run("/bin/bash", ["-c", """
+            export DDP_NETNS_STATE=\(state)
+            \(script) run 2 --emulate "delay 5ms rate 1gbit" -- bash -c '
+                ip netns exec ddpnode2 python3 \(dir.path)/pingpong.py serve & 
+                ip netns exec ddpnode1 python3 \(dir.path)/pingpong.py connect; wait
+                mpirun $(cat \(state)/mpirun-args) -np 2 --map-by ppr:1:node -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors'
+            """], timeout: 300)
+        #expect(multi.status == 0, "\(multi.output)")
+        let rtt = multi.output.split(separator: "\n").first { $0.hasPrefix("median rtt ms ") }
+            .flatMap { Double($0.dropFirst("median rtt ms ".count)) }
+        #expect(rtt != nil, "ping-pong ran:\n\(multi.output)")
+        if let rtt {  // 5 ms each way; the emulator's own forwarding adds a fraction of a ms
+            #expect(rtt >= 10 && rtt < 25, "round trip \(rtt) ms for a 5 ms one-way delay")
+        }
+        #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
+        let single = try Executables.mpirun(np: 2, "ddp", train.split(separator: " ").map(String.init)
+                                            + ["--save", dir.path + "/one.safetensors"], timeout: 120)
+        #expect(single.status == 0, "\(single.output)")
+        let a = try SafeTensors.read(dir.path + "/nodes.safetensors").tensors
+        let b = try SafeTensors.read(dir.path + "/one.safetensors").tensors
+        for key in a.keys.sorted() where a[key]!.dtype == .f32 {
+            #expect(relativeError(try a[key]!.floats().map(Double.init), try b[key]!.floats().map(Double.init)) < 1e-5, "\(key)")
+        }
+    }
+
     @Test("the cluster script refuses to touch namespaces it did not create")
     func refusesForeignNamespaces() throws {
         let dir = TemporaryDirectory()

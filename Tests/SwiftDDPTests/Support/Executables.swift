@@ -39,7 +39,7 @@ enum Executables {
         process.standardInput = FileHandle.nullDevice
         let collected = OutputCollector()
         pipe.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData) }
-        try process.run()
+        try runWithSignalsUnblocked(process)
         let deadline = Date().addingTimeInterval(timeout)
         var timedOut = false
         while process.isRunning {
@@ -54,6 +54,18 @@ enum Executables {
         pipe.fileHandleForReading.readabilityHandler = nil
         collected.append(pipe.fileHandleForReading.readDataToEndOfFile())
         return Outcome(status: process.terminationStatus, output: collected.text, timedOut: timedOut)
+    }
+
+    /// Starts `process` from a thread whose signal mask is empty. Test code runs on dispatch
+    /// worker threads, which block most signals, and a spawned child inherits the spawning
+    /// thread's mask: with SIGTERM blocked, mpirun could not stop its ranks and `kill` would not
+    /// stop a background helper (a link emulator once outlived its test that way).
+    private static func runWithSignalsUnblocked(_ process: Process) throws {
+        var empty = sigset_t(), previous = sigset_t()
+        sigemptyset(&empty)
+        pthread_sigmask(SIG_SETMASK, &empty, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        try process.run()
     }
 
     /// Runs a package executable under `mpirun -np N --oversubscribe`.
