@@ -9,6 +9,8 @@
 # of 200 timed steps after 20 warm-up steps. Peers: PyTorch CPU (1 process, 1 thread), PyTorch
 # DDP over gloo (2 processes, local BN), an mpi4py + NumPy trainer with SyncBN (1 and 2 ranks).
 # Needs the Debian packages python3-torch python3-mpi4py python3-numpy (installed if missing).
+# OpenBLAS picks its CPU kernels at load time; OPENBLAS_CORETYPE in the environment overrides
+# that for every program here (the table's last line says which kernels ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/bench}"
@@ -102,7 +104,10 @@ for k in ["data", "forward", "backward", "gradient_sync", "syncbn_communication"
     md.append(f"| {k} | {b[k]:.3f} | {b2[k]:.3f} |")
 md.append(f"| total | {r['ddp-1']['step_ms']:.3f} | {r['ddp-2-syncbn']['step_ms']:.3f} |")
 md.append("")
-md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {r['torch-1']['torch']}, numpy {r['mpi4py-2']['numpy']}.")
+forced = os.environ.get("OPENBLAS_CORETYPE")
+md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {r['torch-1']['torch']}, numpy {r['mpi4py-2']['numpy']}; "
+          f"OpenBLAS kernels {r['ddp-1'].get('openblas_core', '?')} "
+          f"({'forced by OPENBLAS_CORETYPE=' + forced if forced else 'chosen by OpenBLAS for this CPU'}; SwiftDDP, PyTorch and NumPy all use this OpenBLAS).")
 open(f"{out}/table.md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY

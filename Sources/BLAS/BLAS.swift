@@ -85,6 +85,14 @@ public enum BLAS {
     /// The number of threads OpenBLAS uses.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 
+    /// The CPU kernel set OpenBLAS chose at load time (e.g. "Cooperlake", "Haswell"): its own
+    /// detection, or the `OPENBLAS_CORETYPE` environment variable where set. Benchmarks report
+    /// it because the same machine can run 2× apart depending on it.
+    public static var coreName: String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+
     /// Sets the number of threads OpenBLAS uses.
     public static func setThreadCount(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }

@@ -89,7 +89,7 @@ struct TrainBench: ParsableCommand {
                 "benchmark": "train", "world_size": group.worldSize,
                 "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
-                "grad_sync": gradSync.rawValue, "openblas_threads": BLAS.threadCount,
+                "grad_sync": gradSync.rawValue, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),
@@ -101,26 +101,40 @@ struct TrainBench: ParsableCommand {
     }
 
     /// Seconds per step that OpenBLAS needs for this step's matrix products alone (forward
-    /// Y = X·Wᵀ, backward dW = dYᵀ·X and dX = dY·W for every layer but the first's dX), on
-    /// every rank at once; the median over repeats of the slowest rank.
+    /// Y = X·Wᵀ for every layer, then backward from the last layer: dW = dYᵀ·X, and dX = dY·W
+    /// for every layer but the first), on every rank at once; the median over repeats of the
+    /// slowest rank. Every layer has its own weights, weight gradient, activations and
+    /// activation gradients, in the order the model touches them, so the products meet the same
+    /// cache traffic as in training (a single reused buffer set would stay in L2 and
+    /// understate the floor).
     func gemmFloor(group: any ProcessGroup) throws -> Double {
         let dims = [784] + Array(repeating: width, count: depth) + [10]
-        let B = batchSize
-        let largest = dims.max()!
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: B * largest)
-        let y = UnsafeMutablePointer<Float>.allocate(capacity: B * largest)
-        let w = UnsafeMutablePointer<Float>.allocate(capacity: largest * largest)
-        let g = UnsafeMutablePointer<Float>.allocate(capacity: largest * largest)
-        defer { x.deallocate(); y.deallocate(); w.deallocate(); g.deallocate() }
-        x.initialize(repeating: 0.5, count: B * largest)
-        y.initialize(repeating: 0.25, count: B * largest)
-        w.initialize(repeating: 0.01, count: largest * largest)
+        let B = batchSize, L = dims.count - 1
+        func buffer(_ count: Int, _ value: Float) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            p.initialize(repeating: value, count: count)
+            return p
+        }
+        // activations[l]: [B, dims[l]] (input of layer l); gradients likewise.
+        let activations = dims.map { buffer(B * $0, 0.5) }
+        let activationGradients = dims.map { buffer(B * $0, 0.25) }
+        let weights = (0..<L).map { buffer(dims[$0 + 1] * dims[$0], 0.01) }
+        let weightGradients = (0..<L).map { buffer(dims[$0 + 1] * dims[$0], 0) }
+        defer { for p in activations + activationGradients + weights + weightGradients { p.deallocate() } }
         func oneStep() {
-            for l in 0..<(dims.count - 1) {
+            for l in 0..<L {
                 let i = dims[l], o = dims[l + 1]
-                BLAS.sgemm(transB: .transpose, m: B, n: o, k: i, a: x, lda: i, b: w, ldb: i, c: y, ldc: o)
-                BLAS.sgemm(transA: .transpose, m: o, n: i, k: B, a: y, lda: o, b: x, ldb: i, c: g, ldc: i)
-                if l > 0 { BLAS.sgemm(m: B, n: i, k: o, a: y, lda: o, b: w, ldb: i, c: x, ldc: i) }
+                BLAS.sgemm(transB: .transpose, m: B, n: o, k: i, a: activations[l], lda: i, b: weights[l], ldb: i,
+                           c: activations[l + 1], ldc: o)
+            }
+            for l in stride(from: L - 1, through: 0, by: -1) {
+                let i = dims[l], o = dims[l + 1]
+                BLAS.sgemm(transA: .transpose, m: o, n: i, k: B, a: activationGradients[l + 1], lda: o,
+                           b: activations[l], ldb: i, c: weightGradients[l], ldc: i)
+                if l > 0 {
+                    BLAS.sgemm(m: B, n: i, k: o, a: activationGradients[l + 1], lda: o, b: weights[l], ldb: i,
+                               c: activationGradients[l], ldc: i)
+                }
             }
         }
         for _ in 0..<warmup { oneStep() }

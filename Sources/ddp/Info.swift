@@ -18,7 +18,7 @@ struct Info: ParsableCommand {
             print("world size: \(group.worldSize)   thread level: \(level)")
             print("MPI library: \(MPIRuntime.libraryVersion.split(separator: "\n").first ?? "")")
             for r in 0..<group.worldSize {
-                print("rank \(r): host \(hosts[r]), OpenBLAS threads \(threads[r])")
+                print("rank \(r): host \(hosts[r]), OpenBLAS threads \(threads[r]), kernels \(BLAS.coreName)")
             }
         }
     }
