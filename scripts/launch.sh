@@ -6,8 +6,8 @@
 # - builds the release executable first when sources are newer than it (or uses the ddp in
 #   $DDP_BIN_DIR when that is set, without building);
 # - adds --allow-run-as-root when run as root;
-# - adds --oversubscribe only when N exceeds the available slots (the hostfile's slots, or
-#   this machine's cores);
+# - adds --oversubscribe only when N exceeds the available slots (the hostfile's slots, the
+#   Slurm allocation's tasks, or this machine's cores);
 # - sets OPENBLAS_NUM_THREADS=1 for every rank unless already set, and exports it;
 # - binds ranks to cores (--bind-to core --map-by core) unless oversubscribed or the caller
 #   chose a binding;
@@ -55,6 +55,13 @@ if [ -n "$hostfile" ]; then
         END { if (bad) exit 1; print total + 0 }' "$hostfile") || exit 2
     [ "$slots" -gt 0 ] || { echo "launch: hostfile '$hostfile' lists no hosts" >&2; exit 2; }
     mpi_opts=(--hostfile "$hostfile" "${mpi_opts[@]}")
+elif [ -n "${SLURM_JOB_ID:-}" ]; then
+    # Inside a Slurm allocation mpirun takes the hosts from Slurm; its task count is the slots.
+    slots="${SLURM_NTASKS:-}"
+    if [ -z "$slots" ]; then  # SLURM_TASKS_PER_NODE looks like "16(x4),8"
+        slots=$(echo "${SLURM_TASKS_PER_NODE:-}" | tr ',' '\n' | awk -F'[(x)]' 'NF { total += $1 * ($3 == "" ? 1 : $3) } END { print total + 0 }')
+    fi
+    [[ "$slots" =~ ^[1-9][0-9]*$ ]] || slots=$(nproc)
 else
     slots=$(nproc)
 fi

@@ -62,6 +62,8 @@ up() {
         ip -n "$ns" addr add "$subnet.$((i + 1))/24" dev "$peer"
         ip -n "$ns" link set "$peer" up
         ip -n "$ns" link set lo up
+        # everything else (this host's other addresses, e.g. where srun listens) via the bridge
+        ip -n "$ns" route add default via "$subnet.1"
         if [ -n "$qdisc" ]; then
             # shape both directions of the node's link
             tc qdisc add dev "$host" root $qdisc || { down; die "tc could not add '$qdisc' (is the qdisc in this kernel?)"; }

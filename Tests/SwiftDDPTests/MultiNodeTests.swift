@@ -98,6 +98,45 @@ struct MultiNodeTests {
         }
     }
 
+    @Test("Slurm on 2 simulated nodes: the launcher inside salloc and srun --mpi=pmix both equal the one-node run",
+          .enabled(if: ["slurmctld", "slurmd", "salloc", "munge"].allSatisfy { tool in
+              ["/usr/sbin/", "/usr/bin/"].contains { FileManager.default.isExecutableFile(atPath: $0 + tool) }
+          }, "Slurm is not installed (slurmctld slurmd slurm-client munge; scripts/test.sh installs them)"))
+    func slurm() throws {
+        let dir = TemporaryDirectory()
+        let ddp = Executables.path("ddp")
+        let train = "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
+        let script = repositoryRoot.appendingPathComponent("scripts/slurm-cluster.sh").path
+        let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
+        let state = dir.path + "/netns"
+        let outcome = try Executables.run("/bin/bash", ["-c", """
+            export DDP_NETNS_STATE=\(state)
+            \(script) run 2 -- bash -c '
+                set -e
+                sinfo
+                salloc -N 2 -n 4 env DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 $(cat \(state)/slurm-mpi-args) -- \(train) --save \(dir.path)/salloc.safetensors
+                srun --mpi=pmix -N 2 -n 4 \(ddp) info
+                srun --mpi=pmix -N 2 -n 4 \(ddp) \(train) --save \(dir.path)/srun.safetensors'
+            """], timeout: 300)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(outcome.output.contains("ddpnode[1-2]"), "both simulated nodes joined the Slurm cluster:\n\(outcome.output)")
+        #expect(!outcome.output.contains("--oversubscribe"), "the launcher counts the allocation's 4 tasks as slots:\n\(outcome.output)")
+        #expect(outcome.output.contains("rank 0: host ddpnode1") && outcome.output.contains("rank 3: host ddpnode2"),
+                "srun placed ranks on both nodes:\n\(outcome.output)")
+        #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
+        let single = try Executables.mpirun(np: 4, "ddp", train.split(separator: " ").map(String.init)
+                                            + ["--save", dir.path + "/one.safetensors"], timeout: 120)
+        #expect(single.status == 0, "\(single.output)")
+        let reference = try SafeTensors.read(dir.path + "/one.safetensors").tensors
+        for run in ["salloc", "srun"] {
+            let tensors = try SafeTensors.read(dir.path + "/\(run).safetensors").tensors
+            for key in reference.keys.sorted() where reference[key]!.dtype == .f32 {
+                #expect(relativeError(try tensors[key]!.floats().map(Double.init),
+                                      try reference[key]!.floats().map(Double.init)) < 1e-5, "\(run): \(key)")
+            }
+        }
+    }
+
     @Test("the cluster script refuses to touch namespaces it did not create")
     func refusesForeignNamespaces() throws {
         let dir = TemporaryDirectory()
