@@ -38,14 +38,7 @@ struct MultiNodeTests {
                 "ranks placed on both simulated nodes:\n\(multi.output)")
         #expect(multi.output.contains("torn down"))
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
-        let single = try Executables.mpirun(np: 4, "ddp", train.split(separator: " ").map(String.init)
-                                            + ["--save", dir.path + "/one.safetensors"], timeout: 120)
-        #expect(single.status == 0, "\(single.output)")
-        let a = try SafeTensors.read(dir.path + "/nodes.safetensors").tensors
-        let b = try SafeTensors.read(dir.path + "/one.safetensors").tensors
-        for key in a.keys.sorted() where a[key]!.dtype == .f32 {
-            #expect(relativeError(try a[key]!.floats().map(Double.init), try b[key]!.floats().map(Double.init)) < 1e-5, "\(key)")
-        }
+        try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["nodes"])
     }
 
     @Test("emulated links add the configured delay, and training across them equals the one-node run",
@@ -88,14 +81,7 @@ struct MultiNodeTests {
             #expect(rtt >= 10 && rtt < 25, "round trip \(rtt) ms for a 5 ms one-way delay")
         }
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
-        let single = try Executables.mpirun(np: 2, "ddp", train.split(separator: " ").map(String.init)
-                                            + ["--save", dir.path + "/one.safetensors"], timeout: 120)
-        #expect(single.status == 0, "\(single.output)")
-        let a = try SafeTensors.read(dir.path + "/nodes.safetensors").tensors
-        let b = try SafeTensors.read(dir.path + "/one.safetensors").tensors
-        for key in a.keys.sorted() where a[key]!.dtype == .f32 {
-            #expect(relativeError(try a[key]!.floats().map(Double.init), try b[key]!.floats().map(Double.init)) < 1e-5, "\(key)")
-        }
+        try expectEqualToOneNode(np: 2, train: train, in: dir, runs: ["nodes"])
     }
 
     @Test("Slurm on 2 simulated nodes: the launcher inside salloc and srun --mpi=pmix both equal the one-node run",
@@ -124,11 +110,17 @@ struct MultiNodeTests {
         #expect(outcome.output.contains("rank 0: host ddpnode1") && outcome.output.contains("rank 3: host ddpnode2"),
                 "srun placed ranks on both nodes:\n\(outcome.output)")
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
-        let single = try Executables.mpirun(np: 4, "ddp", train.split(separator: " ").map(String.init)
+        try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["salloc", "srun"])
+    }
+
+    /// Trains `train` with `np` ranks on this machine alone and expects every float tensor of
+    /// each `runs` checkpoint (`dir/NAME.safetensors`, written by the multi-node run) to match it.
+    private func expectEqualToOneNode(np: Int, train: String, in dir: TemporaryDirectory, runs: [String]) throws {
+        let single = try Executables.mpirun(np: np, "ddp", train.split(separator: " ").map(String.init)
                                             + ["--save", dir.path + "/one.safetensors"], timeout: 120)
         #expect(single.status == 0, "\(single.output)")
         let reference = try SafeTensors.read(dir.path + "/one.safetensors").tensors
-        for run in ["salloc", "srun"] {
+        for run in runs {
             let tensors = try SafeTensors.read(dir.path + "/\(run).safetensors").tensors
             for key in reference.keys.sorted() where reference[key]!.dtype == .f32 {
                 #expect(relativeError(try tensors[key]!.floats().map(Double.init),
