@@ -7,18 +7,19 @@ import MPI
 /// A quick check that a hostfile or Slurm allocation gives the layout you expect.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the MPI world (ranks per host), the MPI library and the BLAS thread count.")
+        abstract: "Print the MPI world (ranks per host), the MPI library and each rank's BLAS threads and kernels.")
 
     func run() throws {
         try MPIRuntime.withRuntime { level in
             let group = try MPIProcessGroup.world()
             let hosts = try gatherHostNames(group)
             let threads = try group.allGather([Int32(BLAS.threadCount)])
+            let kernels = try gatherStrings(BLAS.coreName, group)
             guard group.rank == 0 else { return }
             print("world size: \(group.worldSize)   thread level: \(level)")
             print("MPI library: \(MPIRuntime.libraryVersion.split(separator: "\n").first ?? "")")
             for r in 0..<group.worldSize {
-                print("rank \(r): host \(hosts[r]), OpenBLAS threads \(threads[r]), kernels \(BLAS.coreName)")
+                print("rank \(r): host \(hosts[r]), OpenBLAS threads \(threads[r]), kernels \(kernels[r])")
             }
         }
     }

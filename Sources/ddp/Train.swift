@@ -198,9 +198,14 @@ func checkWritable(_ path: String, option: String) throws {
 
 /// Every rank's host name, in rank order (one all-gather of fixed-width rows).
 func gatherHostNames(_ group: any ProcessGroup) throws -> [String] {
+    try gatherStrings(group.hostName, group)
+}
+
+/// Every rank's `value` (up to 64 UTF-8 bytes), in rank order, on every rank: one all-gather.
+func gatherStrings(_ value: String, _ group: any ProcessGroup) throws -> [String] {
     let width = 64
     var row = [Int32](repeating: 0, count: width)
-    for (i, byte) in group.hostName.utf8.prefix(width).enumerated() { row[i] = Int32(byte) }
+    for (i, byte) in value.utf8.prefix(width).enumerated() { row[i] = Int32(byte) }
     let all = try group.allGather(row)
     return (0..<group.worldSize).map { r in
         String(decoding: all[r * width..<(r + 1) * width].prefix { $0 != 0 }.map { UInt8($0) }, as: UTF8.self)
