@@ -12,8 +12,9 @@ for p in "${test_packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ]; then
     echo "test: installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # not fatal: without them the Slurm test is skipped (and says why)
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
+        || echo "test: could not install ${missing[*]}; the Slurm test will be skipped" >&2
 fi
 export DDP_BIN_DIR="$(swift build -c release --show-bin-path)"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
