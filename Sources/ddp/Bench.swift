@@ -44,6 +44,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Warm-up steps per repeat (not measured).") var warmup = 20
     @Option(help: "Repeats (the median is reported).") var repeats = 3
     @Option(help: "Gradient averaging: flat or bucketed.") var gradSync = GradientSyncMode.flat
+    @Option(help: "Ranks per SyncBN group, consecutive ranks (default: all ranks).") var syncbnGroupSize: Int?
     @Option(help: "Fashion-MNIST directory (synthetic data if missing).") var data = "/usr/share/datasets/fashion-mnist"
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
 
@@ -65,6 +66,7 @@ struct TrainBench: ParsableCommand {
             config.logEvery = Int.max / 2
             config.schedule = .constant
             config.gradSync = gradSync
+            config.syncBNGroupSize = syncbnGroupSize
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
             for _ in 0..<repeats {
@@ -89,7 +91,7 @@ struct TrainBench: ParsableCommand {
                 "benchmark": "train", "world_size": group.worldSize,
                 "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
-                "grad_sync": gradSync.rawValue, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
+                "grad_sync": gradSync.rawValue, "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),
