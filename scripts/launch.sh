@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs `ddp SUBCOMMAND ...` under mpirun.
 #
-#   scripts/launch.sh -np N [--hostfile FILE] [other mpirun options] -- SUBCOMMAND [options]
+#   scripts/launch.sh [--dry-run] -np N [--hostfile FILE] [other mpirun options] -- SUBCOMMAND [options]
 #
+# --dry-run prints the mpirun line it would run and exits (nothing is built or started).
 # - builds the release executable first when sources are newer than it (or uses the ddp in
 #   $DDP_BIN_DIR when that is set, without building);
 # - adds --allow-run-as-root when run as root;
@@ -14,15 +15,17 @@
 # - passes every other mpirun option through untouched and prints the mpirun line it runs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage() { echo "usage: scripts/launch.sh -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2; exit 2; }
+usage() { echo "usage: scripts/launch.sh [--dry-run] -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2; exit 2; }
 
 np=""
 hostfile=""
 user_binding=0
+dry_run=0
 mpi_opts=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --) shift; break ;;
+        --dry-run) dry_run=1; shift ;;
         -np|-n|--np|-c)
             [ $# -ge 2 ] || usage
             np="$2"; shift 2 ;;
@@ -66,7 +69,9 @@ else
     slots=$(nproc)
 fi
 
-if [ -n "${DDP_BIN_DIR:-}" ]; then
+if [ "$dry_run" -eq 1 ]; then
+    bin_dir="${DDP_BIN_DIR:-$root/.build/release}"
+elif [ -n "${DDP_BIN_DIR:-}" ]; then
     # a prebuilt ddp (scripts/test.sh sets this; also for a build elsewhere): no rebuild
     bin_dir="$DDP_BIN_DIR"
     [ -x "$bin_dir/ddp" ] || { echo "launch: no ddp executable in DDP_BIN_DIR=$bin_dir" >&2; exit 1; }
@@ -94,4 +99,5 @@ if [ -t 1 ]; then export DDP_STDOUT_TTY=1; else export DDP_STDOUT_TTY=0; fi
 
 cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "${mpi_opts[@]}" "$bin_dir/ddp" "$@")
 echo "+ ${cmd[*]}" >&2
+[ "$dry_run" -eq 1 ] && exit 0
 exec "${cmd[@]}"

@@ -202,6 +202,30 @@ struct ReliabilityTests {
         try expectCleanFailure(["train", "--synthetic", "--max-steps", "1", "--init-from", path], message)
     }
 
+    @Test("the launcher counts slots from a hostfile, a Slurm allocation or the local cores",
+          arguments: [
+              // (environment, extra arguments, -np, whether --oversubscribe is expected)
+              (["SLURM_JOB_ID": "7", "SLURM_NTASKS": "64"], [String](), 64, false),
+              (["SLURM_JOB_ID": "7", "SLURM_TASKS_PER_NODE": "16(x3),8"], [], 56, false),
+              (["SLURM_JOB_ID": "7", "SLURM_TASKS_PER_NODE": "16(x3),8"], [], 57, true),
+              ([:], ["--hostfile", "HOSTS"], 5, false),
+              ([:], ["--hostfile", "HOSTS"], 6, true),
+              ([:], [], 1000, true),
+          ])
+    func launcherSlots(environment: [String: String], extra: [String], np: Int, oversubscribed: Bool) throws {
+        let dir = TemporaryDirectory()
+        let hostfile = dir.write("hosts", Array("# two hosts\nnode1 slots=2\nnode2 slots=3 max_slots=4\n".utf8))
+        let launcher = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/launch.sh").path
+        // SLURM_* from a surrounding allocation must not leak into the cases without one.
+        let unset = ProcessInfo.processInfo.environment.keys.filter { $0.hasPrefix("SLURM_") }.flatMap { ["-u", $0] }
+        let args = [launcher, "--dry-run", "-np", String(np)] + extra.map { $0 == "HOSTS" ? hostfile : $0 } + ["--", "info"]
+        let outcome = try Executables.run("/usr/bin/env", unset + ["/bin/bash"] + args, environment: environment, timeout: 60)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(outcome.output.contains("+ mpirun -np \(np) "), "\(outcome.output)")
+        #expect(outcome.output.contains("--oversubscribe") == oversubscribed, "\(outcome.output)")
+    }
+
     @Test("a hostfile that does not parse is refused by the launcher")
     func badHostfile() throws {
         let dir = TemporaryDirectory()
