@@ -35,26 +35,22 @@ up() {
     for i in $(seq 1 "$n"); do
         ip netns list | grep -qw "ddpnode$i" && die "namespace ddpnode$i exists but was not created by this script; refusing to touch it"
     done
+    [ "${1:-}" = emulate ] && parse_emulation "${@:2}"
+    mkdir -p "$state"
+    : > "$state/namespaces"
+    : > "$state/links"
     if [ "${1:-}" = emulate ]; then
-        shift
-        parse_emulation "$@"
-        mkdir -p "$state"
-        : > "$state/namespaces"
-        : > "$state/links"
         up_emulated "$n"
         return
     fi
-    mkdir -p "$state"
-    : > "$state/namespaces"
     ip link add "$bridge" type bridge
-    echo "bridge $bridge" > "$state/links"
+    echo "bridge $bridge" >> "$state/links"
     ip addr add "$subnet.1/24" dev "$bridge"
     ip link set "$bridge" up
     : > "$state/hostfile"
     for i in $(seq 1 "$n"); do
         local ns="ddpnode$i" host="veth${i}h" peer="veth${i}n"
-        ip netns add "$ns"
-        echo "$ns" >> "$state/namespaces"
+        add_namespace "$ns"
         ip link add "$host" type veth peer name "$peer"
         echo "link $host" >> "$state/links"
         ip link set "$peer" netns "$ns"
@@ -73,6 +69,12 @@ up() {
     done
     write_mpirun_args
     echo "netns-cluster: $n nodes up (${qdisc:-links not shaped}); hostfile $state/hostfile"
+}
+
+# Creates a node namespace and records it, so that `down` deletes it (and only what it records).
+add_namespace() {
+    ip netns add "$1"
+    echo "$1" >> "$state/namespaces"
 }
 
 # "delay 1ms rate 1gbit" -> delay_ms, rate_mbit
@@ -95,8 +97,7 @@ parse_emulation() {
 up_emulated() {
     local n="$1" nodes=("-=$subnet.1")
     for i in $(seq 1 "$n"); do
-        ip netns add "ddpnode$i"
-        echo "ddpnode$i" >> "$state/namespaces"
+        add_namespace "ddpnode$i"
         nodes+=("ddpnode$i=$subnet.$((i + 1))")
     done
     rm -f "$state/emulator-ready"
