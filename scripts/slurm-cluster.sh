@@ -7,9 +7,9 @@
 #   scripts/slurm-cluster.sh run N -- COMMAND...   bring it up, run COMMAND with SLURM_CONF set
 #                                                  (e.g. salloc/srun/sbatch), always tear down
 #
-# Inside COMMAND, $DDP_NETNS_STATE/slurm-mpi-args holds the MCA options mpirun needs on these
-# nodes (TCP on the cluster subnet):
-#   salloc -N 2 -n 4 scripts/launch.sh -np 4 $(cat $DDP_NETNS_STATE/slurm-mpi-args) -- info
+# COMMAND runs with the Open MPI settings these nodes need in its environment (OMPI_MCA_*:
+# TCP on the cluster subnet), which mpirun and srun pass on to the ranks:
+#   salloc -N 2 -n 4 scripts/launch.sh -np 4 -- info
 #   srun --mpi=pmix -N 2 -n 4 .build/release/ddp info
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -77,7 +77,10 @@ CONF
         sleep 0.2
     done
     [ "$(sinfo -h -t idle -o %D 2>/dev/null || echo 0)" = "$n" ] || { sinfo >&2 || true; for f in "$dir"/*.log "$dir"/*.out; do echo "== $f"; tail -n 5 "$f"; done >&2; die "the nodes did not come up"; }
-    echo "--mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 --mca mpi_yield_when_idle 1" > "$state/slurm-mpi-args"
+    # Open MPI settings for these nodes (TCP on the cluster subnet; yield, since all nodes share
+    # this machine's cores), as environment so that both mpirun and srun-started ranks get them.
+    export OMPI_MCA_btl=tcp,self OMPI_MCA_btl_tcp_if_include=10.77.0.0/24 \
+        OMPI_MCA_oob_tcp_if_include=10.77.0.0/24 OMPI_MCA_mpi_yield_when_idle=1
     echo "slurm-cluster: $n nodes idle in partition 'nodes' (SLURM_CONF=$SLURM_CONF)"
     "$@"
 }

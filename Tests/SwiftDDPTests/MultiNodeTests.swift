@@ -100,7 +100,7 @@ struct MultiNodeTests {
             \(script) run 2 -- bash -c '
                 set -e
                 sinfo
-                salloc -N 2 -n 4 env DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 $(cat \(state)/slurm-mpi-args) -- \(train) --save \(dir.path)/salloc.safetensors
+                salloc -N 2 -n 4 env DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 -- \(train) --save \(dir.path)/salloc.safetensors
                 srun --mpi=pmix -N 2 -n 4 \(ddp) info
                 srun --mpi=pmix -N 2 -n 4 \(ddp) \(train) --save \(dir.path)/srun.safetensors'
             """], timeout: 300)
