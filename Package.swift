@@ -3,6 +3,8 @@
 // SwiftDDP: distributed data-parallel training with synchronized batch normalization, on MPI.
 // Targets, bottom-up (Docs/architecture.md explains each):
 //   CMPI, COpenBLAS, CZlib   C system libraries found with pkg-config (ompi-c, openblas, zlib)
+//   CKernels                 the step's element-wise and per-channel loops (SGD, BatchNorm, ReLU) in C,
+//                            cloned per x86-64 level and picked at load time
 //   MPI                      Swift bindings for Open MPI: errors, communicators, typed collectives
 //   Collectives              the ProcessGroup seam: MPI-backed and in-process (test) implementations
 //   BLAS                     thin typed wrapper over CBLAS (sgemm and the level-1 calls)
@@ -38,6 +40,7 @@ let package = Package(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
 
+        .target(name: "CKernels"),
         .target(name: "MPI", dependencies: ["CMPI"]),
         .target(name: "Collectives", dependencies: ["MPI"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
@@ -45,7 +48,7 @@ let package = Package(
         .target(
             name: "NN",
             dependencies: [
-                "BLAS", "Collectives", "SafeTensors",
+                "BLAS", "CKernels", "Collectives", "SafeTensors",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
         .target(name: "Datasets", dependencies: ["CZlib", "NN"]),

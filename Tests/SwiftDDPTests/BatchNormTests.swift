@@ -151,4 +151,59 @@ struct BatchNormTests {
         }
         #expect(relativeError(local.flatMap { $0 }.map(Double.init), reference.y.map(Double.init)) > 0.1)
     }
+
+    /// Runs the same MLP with BatchNorm + activation fused and as separate layers; returns every
+    /// output, gradient and buffer of one training and one evaluation pass.
+    static func fusionRun(_ kind: ActivationKind, width: Int, rows: Int, fused: Bool, group: (any ProcessGroup)? = nil,
+                          rank: Int = 0) throws -> [[Float]]
+    {
+        let config = MLPConfiguration(inputFeatures: 19, depth: 2, width: width, classes: 5, activation: kind,
+                                      norm: group == nil ? .bn : .syncbn)
+        let model = Sequential.mlp(config, seed: 3, syncGroup: group, rank: rank)
+        model.fusesBatchNormActivation = fused
+        defer { #expect(model.lastForwardFused == fused) }
+        var rng = TestRandom(seed: 40 + UInt64(rank))
+        var x = rng.normal(rows * 19, mean: 0.3, std: 2)
+        let gradOut = rng.normal(rows * 5)
+        var g = gradOut
+        let (y, dx): ([Float], [Float]) = try x.withUnsafeMutableBufferPointer { xb in
+            try g.withUnsafeMutableBufferPointer { gb in
+                let input = Matrix(base: xb.baseAddress!, rows: rows, cols: 19)
+                let y = try model.forward(input, training: true).toArray()
+                let dx = try model.backward(Matrix(base: gb.baseAddress!, rows: rows, cols: 5), needsInputGradient: true)!
+                return (y, dx.toArray())
+            }
+        }
+        let eval = try x.withUnsafeMutableBufferPointer { xb in
+            try model.forward(Matrix(base: xb.baseAddress!, rows: rows, cols: 19), training: false).toArray()
+        }
+        return [y, dx, Array(model.store.gradients), Array(model.store.buffers), eval]
+    }
+
+    @Test("BatchNorm with a fused ReLU/LeakyReLU equals the separate layers bit for bit",
+          arguments: [ActivationKind.relu, .leakyReLU], [16, 37])
+    func fusedActivation(kind: ActivationKind, width: Int) throws {
+        // 37 channels: a full block of 16 and a remainder; 21 rows: partial sums of 16 and 5.
+        let fused = try Self.fusionRun(kind, width: width, rows: 21, fused: true)
+        let separate = try Self.fusionRun(kind, width: width, rows: 21, fused: false)
+        for (name, (a, b)) in zip(["output", "input gradient", "parameter gradients", "buffers", "evaluation output"],
+                                  zip(fused, separate))
+        {
+            #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(name) differs")
+        }
+        #expect(fused[2].contains { $0 != 0 }, "no gradient flowed back")
+    }
+
+    @Test("SyncBN with a fused ReLU equals the separate layers bit for bit")
+    func fusedActivationSynchronized() throws {
+        let fused = try LocalProcessGroup.run(worldSize: 3) { group in
+            try Self.fusionRun(.relu, width: 37, rows: 6 + group.rank, fused: true, group: group, rank: group.rank)
+        }
+        let separate = try LocalProcessGroup.run(worldSize: 3) { group in
+            try Self.fusionRun(.relu, width: 37, rows: 6 + group.rank, fused: false, group: group, rank: group.rank)
+        }
+        for rank in 0..<3 {
+            #expect(fused[rank].map { $0.map(\.bitPattern) } == separate[rank].map { $0.map(\.bitPattern) }, "rank \(rank)")
+        }
+    }
 }

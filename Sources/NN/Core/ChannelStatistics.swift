@@ -2,25 +2,22 @@
 /// [n, mean(C), M2(C)] with M2 = Σ(x − mean)². One implementation, shared by BatchNorm and the
 /// diagnostics, because this is where float32 precision is won or lost.
 public enum ChannelStatistics {
-    /// Fills `block` (1 + 2C doubles) with the statistics of the columns of `m`: two passes in
-    /// Double (the mean, then Σ(x − mean)²), exact enough when |mean| ≫ std.
+    /// Fills `block` (1 + 2C doubles) with the statistics of the columns of `m` in one pass:
+    /// moments about the first row (`Kernels.shiftedMoments`), so M2 keeps its precision when
+    /// |mean| ≫ std, as a two-pass computation would.
     public static func compute(_ m: Matrix, into block: UnsafeMutablePointer<Double>) {
         let C = m.cols, n = m.rows
         let mean = block + 1, m2 = block + 1 + C
         block.update(repeating: 0, count: 1 + 2 * C)
         block[0] = Double(n)
         guard n > 0 else { return }
-        for r in 0..<n {
-            let x = m.row(r)
-            for c in 0..<C { mean[c] += Double(x[c]) }
-        }
-        for c in 0..<C { mean[c] /= Double(n) }
-        for r in 0..<n {
-            let x = m.row(r)
-            for c in 0..<C {
-                let d = Double(x[c]) - mean[c]
-                m2[c] += d * d
-            }
+        let shift = m.row(0)
+        Kernels.shiftedMoments(x: m.base, rows: n, cols: C, shift: shift, s1: mean, s2: m2)
+        let count = Double(n)
+        for c in 0..<C {
+            let s1 = mean[c]
+            mean[c] = Double(shift[c]) + s1 / count
+            m2[c] = max(m2[c] - s1 * s1 / count, 0)
         }
     }
 

@@ -1,156 +1,95 @@
-/// Element-wise kernels written with explicit SIMD vectors: the compiler does not vectorize the
-/// scalar loops with selects (ReLU's mask, SGD's branches) on its own, and these loops run over
-/// every activation and every parameter each step. Each has a scalar tail for the remainder.
+import CKernels
+
+/// Which build of the training step's element-wise kernels this CPU runs ("x86-64-v4" with
+/// AVX-512, "x86-64-v3" with AVX2, or "baseline"); recorded by `ddp info` and `ddp bench`.
+public var elementwiseKernelLevel: String { Kernels.level }
+
+/// The training step's element-wise and per-channel loops. They run in C (the `CKernels`
+/// target), compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2) and baseline SSE2 and chosen
+/// when the library loads, because these loops touch every activation and every parameter each
+/// step and Swift can only be compiled for one CPU level per build (baseline, without
+/// `unsafeFlags`). The C code contracts no multiply-adds and reduces in a fixed order, so every
+/// level gives the same bits.
+///
+/// Fused activations: a ReLU or LeakyReLU that follows a BatchNorm can run inside BatchNorm's
+/// passes (see `Sequential`): forward clamps the output, backward scales the incoming gradient
+/// by the activation's derivative, read from the saved (post-activation) output. `slope` is the
+/// derivative where the output is ≤ 0 (0 for ReLU, 0.01 for LeakyReLU); nil means none. The
+/// results are bit-identical to running the layers one after the other.
 enum Kernels {
-    typealias V = SIMD16<Float>
-    static let width = V.scalarCount
+    /// Which compiled level runs: "x86-64-v4", "x86-64-v3" or "baseline".
+    static var level: String { String(cString: ddp_kernels_level()) }
 
-    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V {
-        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    /// y = max(x, 0) (slope 0), or LeakyReLU: y = x > 0 ? x : slope·x.
+    static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int, slope: Float = 0) {
+        ddp_relu(x, y, n, slope)
     }
 
-    @inline(__always) static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
-    }
-
-    /// y = max(x, 0)
-    static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        var i = 0
-        let zero = V(repeating: 0)
-        while i + width <= n {
-            let v = load(x + i)
-            store(v.replacing(with: zero, where: v .< zero), y + i)
-            i += width
-        }
-        while i < n { y[i] = max(x[i], 0); i += 1 }
-    }
-
-    /// dx = y > 0 ? dy : slope·dy  (slope 0 for ReLU)
+    /// dx = y > 0 ? dy : slope·dy, from the activation's output y.
     static func reluBackward(output y: UnsafePointer<Float>, gradOutput g: UnsafePointer<Float>,
                              gradInput d: UnsafeMutablePointer<Float>, count n: Int, slope: Float)
     {
-        var i = 0
-        let zero = V(repeating: 0)
-        let slopes = V(repeating: slope)
-        while i + width <= n {
-            let gv = load(g + i)
-            store(gv.replacing(with: gv * slopes, where: load(y + i) .<= zero), d + i)
-            i += width
-        }
-        while i < n { d[i] = y[i] > 0 ? g[i] : slope * g[i]; i += 1 }
-    }
-
-    /// y = x > 0 ? x : slope·x
-    static func leakyRelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int, slope: Float) {
-        var i = 0
-        let zero = V(repeating: 0)
-        let slopes = V(repeating: slope)
-        while i + width <= n {
-            let v = load(x + i)
-            store(v.replacing(with: v * slopes, where: v .<= zero), y + i)
-            i += width
-        }
-        while i < n { y[i] = x[i] > 0 ? x[i] : slope * x[i]; i += 1 }
+        ddp_relu_backward(y, g, d, n, slope)
     }
 
     /// SGD with momentum (PyTorch's rule), one pass over the flat buffers:
     /// g ← ∇ + λp; b ← first ? g : μb + (1 − τ)g; p ← p − lr·(nesterov ? g + μb : b).
-    /// - Returns: whether every g was finite (accumulating g·0 keeps NaN and turns ±∞ into NaN),
-    ///   so the trainer learns of non-finite gradients without another pass over memory.
+    /// - Returns: whether every g was finite, so the trainer learns of non-finite gradients
+    ///   without another pass over memory.
     @discardableResult
     static func sgdMomentum(parameters p: UnsafeMutablePointer<Float>, gradients grad: UnsafePointer<Float>,
                             buffer b: UnsafeMutablePointer<Float>, count n: Int, lr: Float, momentum mu: Float,
                             dampening: Float, weightDecay wd: Float, nesterov: Bool, first: Bool) -> Bool
     {
-        let keep = 1 - dampening
-        let vlr = V(repeating: lr), vmu = V(repeating: mu), vkeep = V(repeating: keep), vwd = V(repeating: wd)
-        let zero = V(repeating: 0)
-        var poison = zero
-        var i = 0
-        // Four specialized loops: no branch inside the vector loop.
-        switch (first, nesterov) {
-        case (true, false):
-            while i + width <= n {
-                let pv = load(p + i), gv = load(grad + i) + vwd * pv
-                poison += gv * zero
-                store(gv, b + i)
-                store(pv - vlr * gv, p + i)
-                i += width
-            }
-        case (true, true):
-            while i + width <= n {
-                let pv = load(p + i), gv = load(grad + i) + vwd * pv
-                poison += gv * zero
-                store(gv, b + i)
-                store(pv - vlr * (gv + vmu * gv), p + i)
-                i += width
-            }
-        case (false, false):
-            while i + width <= n {
-                let pv = load(p + i), gv = load(grad + i) + vwd * pv
-                poison += gv * zero
-                let bv = vmu * load(b + i) + vkeep * gv
-                store(bv, b + i)
-                store(pv - vlr * bv, p + i)
-                i += width
-            }
-        case (false, true):
-            while i + width <= n {
-                let pv = load(p + i), gv = load(grad + i) + vwd * pv
-                poison += gv * zero
-                let bv = vmu * load(b + i) + vkeep * gv
-                store(bv, b + i)
-                store(pv - vlr * (gv + vmu * bv), p + i)
-                i += width
-            }
-        }
-        var tail: Float = 0
-        while i < n {
-            let g = grad[i] + wd * p[i]
-            tail += g * 0
-            let buf = first ? g : mu * b[i] + keep * g
-            b[i] = buf
-            p[i] -= lr * (nesterov ? g + mu * buf : buf)
-            i += 1
-        }
-        return tail == 0 && all(poison .== zero)
+        ddp_sgd_momentum(p, grad, b, n, lr, mu, dampening, wd, nesterov ? 1 : 0, first ? 1 : 0) != 0
     }
 
-    /// out[c] = (x[c] − mean[c])·inv[c], y[c] = γ[c]·out[c] + β[c] over one row of C channels.
-    @inline(__always)
-    static func normalizeRow(x: UnsafePointer<Float>, mean: UnsafePointer<Float>, inv: UnsafePointer<Float>,
-                             gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, xhat: UnsafeMutablePointer<Float>,
-                             y: UnsafeMutablePointer<Float>, count C: Int)
+    /// Per-channel moments about a shift, BatchNorm's statistics in one read of x:
+    /// s1[c] = Σ_r (x[r,c] − k[c]) and s2[c] = Σ_r (x[r,c] − k[c])² over a row-major [rows, C]
+    /// matrix. Shifting by a sample of the channel keeps the terms O(std) even when |mean| ≫
+    /// std, so mean = k + s1/n and M2 = s2 − s1²/n lose nothing to cancellation. Sixteen rows
+    /// at a time are summed in float32 (rounding near 1e-6 of a partial sum of O(std) terms),
+    /// then added into Double accumulators; channels go 16 at a time, partial sums in registers.
+    static func shiftedMoments(x: UnsafePointer<Float>, rows: Int, cols C: Int, shift k: UnsafePointer<Float>,
+                               s1: UnsafeMutablePointer<Double>, s2: UnsafeMutablePointer<Double>)
     {
-        var c = 0
-        while c + width <= C {
-            let h = (load(x + c) - load(mean + c)) * load(inv + c)
-            store(h, xhat + c)
-            store(load(gamma + c) * h + load(beta + c), y + c)
-            c += width
-        }
-        while c < C {
-            let h = (x[c] - mean[c]) * inv[c]
-            xhat[c] = h
-            y[c] = gamma[c] * h + beta[c]
-            c += 1
-        }
+        ddp_shifted_moments(x, rows, C, k, s1, s2)
     }
 
-    /// d[c] = k[c]·(g[c] − a[c] − h[c]·s[c]) over one row (BatchNorm's input gradient).
-    @inline(__always)
-    static func batchNormBackwardRow(g: UnsafePointer<Float>, h: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                                     a: UnsafePointer<Float>, s: UnsafePointer<Float>, d: UnsafeMutablePointer<Float>,
-                                     count C: Int)
+    /// BatchNorm's per-channel float32 constants of one forward pass (each points to C floats):
+    /// x̂ = (x − mean)·inv, y = γ·x̂ + β. Backward recomputes x̂ and the fused activation's
+    /// derivative from the input x with the forward's own operations (the same bits), so the
+    /// layer stores only its output.
+    struct BatchNormConstants {
+        var mean, inv, gamma, beta: UnsafePointer<Float>
+        var slope: Float?
+        var activationCode: Int32 { slope == nil ? 0 : slope == 0 ? 1 : 2 }
+    }
+
+    /// y = act(γ·x̂ + β) over a row-major [rows, C] matrix.
+    static func batchNormForward(x: UnsafePointer<Float>, rows: Int, cols C: Int, _ k: BatchNormConstants,
+                                 y: UnsafeMutablePointer<Float>)
     {
-        var c = 0
-        while c + width <= C {
-            store(load(k + c) * (load(g + c) - load(a + c) - load(h + c) * load(s + c)), d + c)
-            c += width
-        }
-        while c < C {
-            d[c] = k[c] * (g[c] - a[c] - h[c] * s[c])
-            c += 1
-        }
+        ddp_batchnorm_forward(x, rows, C, k.mean, k.inv, k.gamma, k.beta, y, k.activationCode, k.slope ?? 0)
+    }
+
+    /// BatchNorm backward's two per-channel sums, summed like `shiftedMoments`:
+    /// s1[c] = Σ_r g'[r,c] and s2[c] = Σ_r g'[r,c]·x̂[r,c], where g' is the incoming gradient g
+    /// times the fused activation's derivative (g itself without one).
+    static func batchNormGradientSums(g: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, cols C: Int,
+                                      _ k: BatchNormConstants, s1: UnsafeMutablePointer<Double>,
+                                      s2: UnsafeMutablePointer<Double>)
+    {
+        ddp_gradient_sums(g, x, rows, C, k.mean, k.inv, k.gamma, k.beta, k.activationCode, k.slope ?? 0, s1, s2)
+    }
+
+    /// BatchNorm's input gradient d = scale·(g' − a − x̂·s) with per-channel scale, a and s, and
+    /// g' as in `batchNormGradientSums`.
+    static func batchNormBackward(g: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, cols C: Int,
+                                  _ k: BatchNormConstants, scale: UnsafePointer<Float>, a: UnsafePointer<Float>,
+                                  s: UnsafePointer<Float>, d: UnsafeMutablePointer<Float>)
+    {
+        ddp_batchnorm_backward(g, x, rows, C, k.mean, k.inv, k.gamma, k.beta, k.activationCode, k.slope ?? 0, scale, a, s,
+                               d)
     }
 }

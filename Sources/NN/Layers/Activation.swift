@@ -46,7 +46,7 @@ public final class Activation: Layer {
         case .relu:
             Kernels.relu(x, out, count: n)
         case .leakyReLU:
-            Kernels.leakyRelu(x, out, count: n, slope: ActivationKind.leakySlope)
+            Kernels.relu(x, out, count: n, slope: ActivationKind.leakySlope)
         case .sigmoid:
             for i in 0..<n { out[i] = 1 / (1 + Float.exp(-x[i])) }
         case .tanh:

@@ -44,7 +44,6 @@ public final class BatchNorm1d: Layer {
     private let store: ParameterStore
 
     private let output = Workspace()
-    private let normalized = Workspace()  // x̂, kept for backward
     private let gradInput = Workspace()
     private let localStats: DoubleScratch  // [n, mean(C), M2(C)] of this rank
     private let gatheredStats: DoubleScratch  // all ranks' localStats
@@ -53,8 +52,13 @@ public final class BatchNorm1d: Layer {
     private let invStd: DoubleScratch
     private let mergedM2: DoubleScratch
     private let unbiasedVariance: DoubleScratch
-    private let constants: UnsafeMutablePointer<Float>  // 4C float32 per-channel constants
-    private var lastBatch: (rows: Int, globalCount: Int, usedBatchStats: Bool)?
+    /// Forward's per-channel float32 constants [mean | invstd | γ | β], kept for backward.
+    private let constants: UnsafeMutablePointer<Float>
+    /// Backward's per-channel float32 coefficients [γ·invstd | S1/N | S2/N].
+    private let coefficients: UnsafeMutablePointer<Float>
+    /// The last forward: its input (x̂ is recomputed from it in backward), the global count and
+    /// whether batch statistics and a fused activation were used.
+    private var lastBatch: (input: Matrix, globalCount: Int, usedBatchStats: Bool, activationSlope: Float?)?
     private var gatheredCapacity: Int
 
     /// Seconds spent in this layer's collectives since the last `resetTimers()`.
@@ -93,11 +97,21 @@ public final class BatchNorm1d: Layer {
         unbiasedVariance = DoubleScratch(count: features)
         constants = .allocate(capacity: 4 * features)
         constants.initialize(repeating: 0, count: 4 * features)
+        coefficients = .allocate(capacity: 3 * features)
+        coefficients.initialize(repeating: 0, count: 3 * features)
         gatheredCapacity = (2 * features + 1) * max(group?.worldSize ?? 1, 1)
         gatheredStats = DoubleScratch(count: gatheredCapacity)
     }
 
-    deinit { constants.deallocate() }
+    deinit {
+        constants.deallocate()
+        coefficients.deallocate()
+    }
+
+    private func forwardConstants(slope: Float?) -> Kernels.BatchNormConstants {
+        let C = features
+        return .init(mean: constants, inv: constants + C, gamma: constants + 2 * C, beta: constants + 3 * C, slope: slope)
+    }
 
     public var description: String {
         let name = isSynchronized ? "SyncBatchNorm" : "BatchNorm1d"
@@ -142,7 +156,27 @@ public final class BatchNorm1d: Layer {
     // MARK: Forward
 
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
+        try forward(input, training: training, fusing: nil)
+    }
+
+    /// Whether `kind` can run inside this layer's passes (`forward(_:training:fusing:)`).
+    public static func canFuse(_ kind: ActivationKind) -> Bool { kind == .relu || kind == .leakyReLU }
+
+    /// Forward followed by `activation` in the same pass over the output; the next `backward`
+    /// then takes the gradient with respect to the activation's output. Results are
+    /// bit-identical to running this layer and an `Activation` layer one after the other,
+    /// with one pass less over memory each way (`Sequential` fuses such pairs).
+    /// - Parameters:
+    ///   - activation: `.relu`, `.leakyReLU` (see `canFuse`), or nil for BatchNorm alone.
+    public func forward(_ input: Matrix, training: Bool, fusing activation: ActivationKind?) throws -> Matrix {
         try checkInput(input, features: features, layer: "BatchNorm1d")
+        let slope: Float?
+        switch activation {
+        case nil: slope = nil
+        case .relu: slope = 0
+        case .leakyReLU: slope = ActivationKind.leakySlope
+        case let kind?: throw NNError("BatchNorm1d cannot fuse \(kind.torchName)")
+        }
         let useBatchStats = training || !trackRunningStats
         let globalCount: Int
         if useBatchStats {
@@ -157,7 +191,6 @@ public final class BatchNorm1d: Layer {
             }
             globalCount = input.rows
         }
-        let xhat = normalized.matrix(rows: input.rows, cols: features)
         let y = output.matrix(rows: input.rows, cols: features)
         let C = features
         // Float copies of the per-channel constants keep the inner loop in float32.
@@ -169,11 +202,8 @@ public final class BatchNorm1d: Layer {
             gammaF[c] = weightSlot.map { store.parameter($0)[c] } ?? 1
             betaF[c] = biasSlot.map { store.parameter($0)[c] } ?? 0
         }
-        for r in 0..<input.rows {
-            Kernels.normalizeRow(x: input.row(r), mean: meanF, inv: invF, gamma: gammaF, beta: betaF, xhat: xhat.row(r),
-                                 y: y.row(r), count: C)
-        }
-        lastBatch = (input.rows, globalCount, useBatchStats)
+        Kernels.batchNormForward(x: input.base, rows: input.rows, cols: C, forwardConstants(slope: slope), y: y.base)
+        lastBatch = (input, globalCount, useBatchStats, slope)
         return y
     }
 
@@ -224,20 +254,16 @@ public final class BatchNorm1d: Layer {
 
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         guard let last = lastBatch else { throw NNError("BatchNorm1d.backward called before forward") }
-        guard gradOutput.rows == last.rows, gradOutput.cols == features else {
-            throw NNError("BatchNorm1d.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], expected [\(last.rows), \(features)]")
+        let x = last.input, rows = x.rows
+        guard gradOutput.rows == rows, gradOutput.cols == features else {
+            throw NNError("BatchNorm1d.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], expected [\(rows), \(features)]")
         }
         let C = features
-        let xhat = normalized.matrix(rows: last.rows, cols: C)
-        gradSums.zero()
+        // With a fused activation, gradOutput is dL/d(activation output).
+        let slope = last.activationSlope
+        let k = forwardConstants(slope: slope)
         let s1 = gradSums.pointer, s2 = gradSums.pointer + C
-        for r in 0..<last.rows {
-            let g = gradOutput.row(r), h = xhat.row(r)
-            for c in 0..<C {
-                s1[c] += Double(g[c])
-                s2[c] += Double(g[c]) * Double(h[c])
-            }
-        }
+        Kernels.batchNormGradientSums(g: gradOutput.base, x: x.base, rows: rows, cols: C, k, s1: s1, s2: s2)
         if let w = weightSlot { let dw = store.gradient(w); for c in 0..<C { dw[c] = Float(s2[c]) } }
         if let b = biasSlot { let db = store.gradient(b); for c in 0..<C { db[c] = Float(s1[c]) } }
 
@@ -248,30 +274,33 @@ public final class BatchNorm1d: Layer {
             communicationSeconds += monotonicSeconds() - start
         }
         guard needsInputGradient else { return nil }
-        let dx = gradInput.matrix(rows: last.rows, cols: C)
+        let dx = gradInput.matrix(rows: rows, cols: C)
         if last.usedBatchStats {
             let invN = 1 / Double(last.globalCount)
             // dx = γ·invstd·(dy − S1/N − x̂·S2/N), constants per channel in float32
-            let coef = constants
+            let coef = coefficients
             for c in 0..<C {
                 let gamma = weightSlot.map { Double(store.parameter($0)[c]) } ?? 1
                 coef[c] = Float(gamma * invStd.pointer[c])
                 coef[C + c] = Float(s1[c] * invN)
                 coef[2 * C + c] = Float(s2[c] * invN)
             }
-            for r in 0..<last.rows {
-                Kernels.batchNormBackwardRow(g: gradOutput.row(r), h: xhat.row(r), k: coef, a: coef + C, s: coef + 2 * C,
-                                             d: dx.row(r), count: C)
-            }
+            Kernels.batchNormBackward(g: gradOutput.base, x: x.base, rows: rows, cols: C, k, scale: coef, a: coef + C,
+                                      s: coef + 2 * C, d: dx.base)
         } else {
-            // Running statistics are constants: dx = dy·γ·invstd.
-            let coef = constants
+            // Running statistics are constants: dx = dy·γ·invstd (and the activation's
+            // derivative, read from the output).
+            let coef = coefficients
             for c in 0..<C {
                 coef[c] = (weightSlot.map { store.parameter($0)[c] } ?? 1) * Float(invStd.pointer[c])
             }
-            for r in 0..<last.rows {
-                let g = gradOutput.row(r), d = dx.row(r)
-                for c in 0..<C { d[c] = g[c] * coef[c] }
+            let y = output.matrix(rows: rows, cols: C)
+            for r in 0..<rows {
+                let g = gradOutput.row(r), d = dx.row(r), out = y.row(r)
+                for c in 0..<C {
+                    let gc = slope.map { out[c] <= 0 ? g[c] * $0 : g[c] } ?? g[c]
+                    d[c] = gc * coef[c]
+                }
             }
         }
         return dx

@@ -1,0 +1,53 @@
+// Element-wise and per-channel kernels of the training step (SGD, BatchNorm, ReLU), in C so
+// that each can be compiled for several x86-64 levels and picked at load time for the CPU it
+// runs on (`target_clones`), as PyTorch's ATen does with its CPU_CAPABILITY builds: Swift has
+// no per-function target attribute, and SwiftPM allows no -march flag without unsafeFlags.
+// The Swift side (NN/Core/Kernels.swift) documents the formulas.
+//
+// Determinism: no FMA contraction, and every reduction runs along rows within one channel in
+// a fixed order, so the results are the same bits on every x86-64 level and on other
+// architectures.
+#ifndef SWIFTDDP_CKERNELS_H
+#define SWIFTDDP_CKERNELS_H
+
+#include <stddef.h>
+
+/// SGD with momentum, PyTorch's rule; returns 1 when every gradient was finite.
+int ddp_sgd_momentum(float *p, const float *grad, float *buf, ptrdiff_t n, float lr, float momentum,
+                     float dampening, float weight_decay, int nesterov, int first);
+
+/// Moments of each column about `shift`: s1 = Σ(x − shift), s2 = Σ(x − shift)², over a row-major
+/// [rows, cols] matrix.
+void ddp_shifted_moments(const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *shift, double *s1, double *s2);
+
+// BatchNorm: x is the layer's input, mean/inv/gamma/beta its per-channel float32 constants of
+// the forward pass; x̂ = (x − mean)·inv. `activation` is the fused activation: 0 none, 1 ReLU,
+// 2 LeakyReLU with negative `slope`. Backward recomputes x̂ and the activation's derivative
+// from x with the forward's operations, so nothing but the output is stored.
+
+/// y = act(γ·x̂ + β) over a row-major [rows, cols] matrix.
+void ddp_batchnorm_forward(const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean, const float *inv,
+                           const float *gamma, const float *beta, float *y, int activation, float slope);
+
+/// Backward's per-column sums s1 = Σ g', s2 = Σ g'·x̂, where g' is the incoming gradient g times
+/// the fused activation's derivative at γ·x̂ + β.
+void ddp_gradient_sums(const float *g, const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean,
+                       const float *inv, const float *gamma, const float *beta, int activation, float slope,
+                       double *s1, double *s2);
+
+/// Input gradient d = k·(g' − a − x̂·s), with per-column k, a, s.
+void ddp_batchnorm_backward(const float *g, const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean,
+                            const float *inv, const float *gamma, const float *beta, int activation, float slope,
+                            const float *k, const float *a, const float *s, float *d);
+
+/// y = x < 0 ? 0 : x   (slope 0)   or   y = x ≤ 0 ? slope·x : x   (LeakyReLU).
+void ddp_relu(const float *x, float *y, ptrdiff_t n, float slope);
+
+/// d = y ≤ 0 ? slope·g : g, from the activation's output y.
+void ddp_relu_backward(const float *y, const float *g, float *d, ptrdiff_t n, float slope);
+
+/// Which clone the loader picked, for `ddp info` and benchmark records: "x86-64-v4",
+/// "x86-64-v3" or "baseline".
+const char *ddp_kernels_level(void);
+
+#endif
