@@ -52,7 +52,7 @@ let package = Package(
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
         .target(name: "Datasets", dependencies: ["CZlib", "NN"]),
-        .target(name: "Training", dependencies: ["BLAS", "Collectives", "NN", "Datasets", "SafeTensors"]),
+        .target(name: "Training", dependencies: ["BLAS", "CKernels", "Collectives", "NN", "Datasets", "SafeTensors"]),
         .target(name: "Study", dependencies: ["Collectives", "NN", "Datasets", "Training"]),
 
         .executableTarget(

@@ -233,6 +233,22 @@ CLONES void ddp_relu_backward(const float *restrict y, const float *restrict g, 
     for (ptrdiff_t i = 0; i < n; i++) d[i] = activation_gradient(g[i], y[i], slope);
 }
 
+CLONES void ddp_sum_members(float *dst, const float *const *src, int members, ptrdiff_t n) {
+    // Tiles through a local accumulator, so dst may alias a source and the loops still vectorize.
+    enum { TILE = 512 };
+    float acc[TILE];
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += TILE) {
+        const ptrdiff_t width = n - i0 < TILE ? n - i0 : TILE;
+        const float *first = src[0] + i0;
+        for (ptrdiff_t j = 0; j < width; j++) acc[j] = first[j];
+        for (int m = 1; m < members; m++) {
+            const float *s = src[m] + i0;
+            for (ptrdiff_t j = 0; j < width; j++) acc[j] += s[j];
+        }
+        for (ptrdiff_t j = 0; j < width; j++) dst[i0 + j] = acc[j];
+    }
+}
+
 #if defined(__x86_64__) && defined(__clang__)
 const char *ddp_kernels_level(void) {
     __builtin_cpu_init();

@@ -32,6 +32,12 @@ static inline MPI_Errhandler cmpi_errors_are_fatal(void) { return MPI_ERRORS_ARE
 static inline MPI_Request cmpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *cmpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 
+// Shared memory between the ranks of one host
+static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
+static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+// A full memory fence, placed around barriers that hand shared memory from rank to rank.
+static inline void cmpi_memory_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 // Integer constants (plain #defines import fine, but keeping them here gives one place to look)
 static inline int cmpi_success(void) { return MPI_SUCCESS; }
 static inline int cmpi_undefined(void) { return MPI_UNDEFINED; }

@@ -105,6 +105,16 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         _ = try world.exchange(rank: rank, value: 0)
     }
 
+    /// Members are threads of one process: each allocates its segment and the addresses are
+    /// exchanged; the world's barrier orders memory (it synchronizes through a lock).
+    public func sharedSegments(floats count: Int) throws -> (any SharedSegments)? {
+        let own = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        own.initialize(repeating: 0, count: max(count, 1))
+        let addresses = try world.exchange(rank: rank, value: UInt(bitPattern: own)).map { $0 as! UInt }
+        return LocalSharedSegments(group: self, count: count,
+                                   segments: addresses.map { UnsafeMutablePointer<Float>(bitPattern: $0)! })
+    }
+
     public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
         if let color, color < 0 { throw ProcessGroupError("split color must be non-negative, got \(color)") }
         let requests = try world.exchange(rank: rank, value: [color ?? -1, key]).map { $0 as! [Int] }
@@ -131,6 +141,24 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         }
         return all
     }
+}
+
+final class LocalSharedSegments: SharedSegments {
+    let group: LocalProcessGroup
+    let count: Int
+    let segments: [UnsafeMutablePointer<Float>]
+
+    init(group: LocalProcessGroup, count: Int, segments: [UnsafeMutablePointer<Float>]) {
+        self.group = group
+        self.count = count
+        self.segments = segments
+    }
+
+    /// Each member frees its own segment; users synchronize before letting go, so no member
+    /// still reads it.
+    deinit { segments[group.rank].deallocate() }
+
+    func synchronize() throws { try group.barrier() }
 }
 
 final class CompletedCollective: PendingCollective {

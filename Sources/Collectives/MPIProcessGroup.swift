@@ -43,6 +43,16 @@ public final class MPIProcessGroup: ProcessGroup {
 
     public func barrier() throws { try communicator.barrier() }
 
+    /// A POSIX shared-memory mapping over the members (`HostSharedMemory`), when they are
+    /// all on this host.
+    public func sharedSegments(floats count: Int) throws -> (any SharedSegments)? {
+        let host = try communicator.splitSharedMemory()
+        var everyoneHere: [Int32] = [host.size == worldSize ? 1 : 0]
+        try allReduce(&everyoneHere, op: .min)
+        guard everyoneHere[0] == 1 else { return nil }
+        return try HostSharedMemory(host: host, count: count)
+    }
+
     public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
         if let color, color < 0 { throw ProcessGroupError("split color must be non-negative, got \(color)") }
         guard let sub = try communicator.split(color: color, key: key) else { return nil }

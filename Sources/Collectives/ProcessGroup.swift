@@ -31,6 +31,23 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// by `key` then by rank; members passing nil join no group and get nil. Collective over
     /// this group.
     func split(color: Int?, key: Int) throws -> (any ProcessGroup)?
+    /// Memory every member can load from and store to directly, one segment of `count` floats
+    /// per member, or nil when the members do not all share a host. Collective; every member
+    /// gets the same answer.
+    func sharedSegments(floats count: Int) throws -> (any SharedSegments)?
+}
+
+/// Per-member memory segments that every member of a group addresses directly
+/// (`ProcessGroup.sharedSegments`): ranks on one host exchange data with loads and stores
+/// instead of messages.
+public protocol SharedSegments: AnyObject {
+    /// Each member's segment, in rank order; this member's own is `segments[rank]`.
+    var segments: [UnsafeMutablePointer<Float>] { get }
+    /// The floats in each segment.
+    var count: Int { get }
+    /// A barrier that also orders memory: stores made by any member before it are visible to
+    /// loads made by every member after it. Collective.
+    func synchronize() throws
 }
 
 /// A collective started by `ProcessGroup.startAllReduce`.

@@ -94,3 +94,22 @@ public final class Communicator: @unchecked Sendable {
         fatalError("MPI_Abort returned")
     }
 }
+
+extension Communicator {
+    /// The members of this communicator that can share memory with this process (those on the
+    /// same host), ranked as here: `MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)`. Collective.
+    public func splitSharedMemory() throws(MPIError) -> Communicator {
+        var newComm: MPI_Comm? = cmpi_comm_null()
+        try check(MPI_Comm_split_type(handle, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &newComm),
+                  "MPI_Comm_split_type")
+        return try Communicator(handle: newComm!, owned: true)
+    }
+
+    /// A barrier that also orders memory shared between the members (a full fence on each side),
+    /// for handing data in shared memory from one process to another.
+    public func memoryBarrier() throws(MPIError) {
+        cmpi_memory_fence()
+        try barrier()
+        cmpi_memory_fence()
+    }
+}

@@ -186,7 +186,7 @@ public final class Trainer {
             kind = .cosine(totalSteps: max(1, steps - config.warmupSteps), minimum: 0)
         }
         schedule = LearningRateSchedule(base: config.learningRate, kind: kind, warmupSteps: config.warmupSteps)
-        synchronizer = GradientSynchronizer(model: model, group: group, mode: config.gradSync, bucketBytes: config.bucketBytes)
+        synchronizer = try GradientSynchronizer(model: model, group: group, mode: config.gradSync, bucketBytes: config.bucketBytes)
         batchLabels = [Int32](repeating: 0, count: config.batchSize)
         batchNorms = model.batchNormLayers
         let built = model

@@ -30,7 +30,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     public var shuffle = true
     public var dropLast = false
-    public var gradSync = GradientSyncMode.flat
+    /// Shared memory when every rank is on one host, one all-reduce otherwise.
+    public var gradSync = GradientSyncMode.shared
     public var bucketBytes = 1 << 20
     /// Ranks per SyncBN group (nil: the whole world).
     public var syncBNGroupSize: Int? = nil

@@ -43,7 +43,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Measured steps per repeat.") var steps = 200
     @Option(help: "Warm-up steps per repeat (not measured).") var warmup = 20
     @Option(help: "Repeats (the median is reported).") var repeats = 3
-    @Option(help: "Gradient averaging: flat or bucketed.") var gradSync = GradientSyncMode.flat
+    @Option(help: "Gradient averaging: shared, flat or bucketed (see ddp train --help).") var gradSync = GradientSyncMode.shared
     @Option(help: "Ranks per SyncBN group, consecutive ranks (default: all ranks).") var syncbnGroupSize: Int?
     @Option(help: "Fashion-MNIST directory (synthetic data if missing).") var data = "/usr/share/datasets/fashion-mnist"
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
@@ -69,8 +69,10 @@ struct TrainBench: ParsableCommand {
             config.syncBNGroupSize = syncbnGroupSize
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
+            var sharedMemoryUsed = false
             for _ in 0..<repeats {
                 let trainer = try Trainer(config: config, group: group, train: datasets.0, test: datasets.1)
+                sharedMemoryUsed = trainer.synchronizer.usesSharedMemory
                 var atWarmup = StepTimings()
                 trainer.afterStep = { step, _, _ in if step == warmup { atWarmup = trainer.timings } }
                 _ = try trainer.run()
@@ -91,7 +93,7 @@ struct TrainBench: ParsableCommand {
                 "benchmark": "train", "world_size": group.worldSize,
                 "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
-                "grad_sync": gradSync.rawValue, "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
+                "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
@@ -174,7 +176,7 @@ extension StepTimings {
 struct AllReduceBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce",
-        abstract: "All-reduce bandwidth, 4 KB to 64 MB: SwiftDDP's gradient averaging vs a bare MPI_Allreduce of the same bytes.")
+        abstract: "All-reduce bandwidth, 4 KB to 64 MB: SwiftDDP's gradient averaging (one all-reduce, and through shared memory) vs a bare MPI_Allreduce of the same bytes.")
 
     @Option(parsing: .upToNextOption, help: "Message sizes in bytes (default 4 KiB × 4^k up to 64 MiB).")
     var sizes: [Int] = []
@@ -194,7 +196,12 @@ struct AllReduceBench: ParsableCommand {
                 let store = ParameterStore()
                 _ = store.reserveParameter("0.weight", shape: [count])
                 let model = Sequential(layers: [], store: store, inputFeatures: 1)
-                let sync = GradientSynchronizer(model: model, group: group, mode: .flat)
+                let sync = try GradientSynchronizer(model: model, group: group, mode: .flat)
+                // and the shared-memory reduction (`--grad-sync shared`, one host), on its own buffer
+                let sharedStore = ParameterStore()
+                _ = sharedStore.reserveParameter("0.weight", shape: [count])
+                let sharedSync = try GradientSynchronizer(model: Sequential(layers: [], store: sharedStore, inputFeatures: 1),
+                                                          group: group, mode: .shared)
                 // The bare call reduces the very same buffer, so alignment and page placement
                 // (which change Open MPI's shared-memory path) cannot differ between the two.
                 let bare = store.gradients  // zeros: repeated sums stay finite
@@ -218,21 +225,26 @@ struct AllReduceBench: ParsableCommand {
                 }
                 let mpiBody = { () throws -> Void in try world.allreduce(bare, op: .sum) }
                 let oursBody = { () throws -> Void in try sync.finish() }
+                let sharedBody = { () throws -> Void in try sharedSync.finish() }
                 let n = try iterations(mpiBody)
                 _ = try iterations(oursBody)
-                // Interleaved repeats, so drift on a shared machine hits both methods alike.
-                var mpiSamples: [Double] = [], oursSamples: [Double] = []
+                _ = try iterations(sharedBody)
+                // Interleaved repeats, so drift on a shared machine hits all methods alike.
+                var mpiSamples: [Double] = [], oursSamples: [Double] = [], sharedSamples: [Double] = []
                 for _ in 0..<repeats {
                     mpiSamples.append(try timeOnce(n, mpiBody))
                     oursSamples.append(try timeOnce(n, oursBody))
+                    sharedSamples.append(try timeOnce(n, sharedBody))
                 }
-                let mpiTime = median(mpiSamples), oursTime = median(oursSamples)
+                let mpiTime = median(mpiSamples), oursTime = median(oursSamples), sharedTime = median(sharedSamples)
                 // bus bandwidth as the NCCL tests define it: 2(W−1)/W × bytes / time
                 let factor = W > 1 ? 2 * Double(W - 1) / Double(W) : 1
                 rows.append(["bytes": count * 4, "mpi_allreduce_us": mpiTime * 1e6, "ddp_gradient_sync_us": oursTime * 1e6,
                              "mpi_bus_gbps": factor * Double(count * 4) / mpiTime / 1e9,
                              "ddp_bus_gbps": factor * Double(count * 4) / oursTime / 1e9,
-                             "ddp_over_mpi_bandwidth": mpiTime / oursTime])
+                             "ddp_over_mpi_bandwidth": mpiTime / oursTime,
+                             "ddp_shared_sync_us": sharedTime * 1e6, "ddp_shared_uses_shared_memory": sharedSync.usesSharedMemory,
+                             "ddp_shared_over_mpi_bandwidth": mpiTime / sharedTime])
             }
             if group.rank == 0 {
                 try emitJSON(["benchmark": "allreduce", "world_size": W, "results": rows], to: json)

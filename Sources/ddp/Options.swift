@@ -83,8 +83,8 @@ struct OptimizerOptions: ParsableArguments {
 
 /// How the ranks cooperate.
 struct DistributedOptions: ParsableArguments {
-    @Option(help: "Gradient averaging: flat (one all-reduce) or bucketed (overlapped with backward).")
-    var gradSync = GradientSyncMode.flat
+    @Option(help: "Gradient averaging: shared (through shared memory when all ranks are on one host, else as flat), flat (one all-reduce) or bucketed (overlapped with backward).")
+    var gradSync = GradientSyncMode.shared
 
     @Option(help: "Bucket size in MiB for --grad-sync bucketed.")
     var bucketMb: Double = 1

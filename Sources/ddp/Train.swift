@@ -154,7 +154,7 @@ struct Train: ParsableCommand {
                 print("data: \(config.dataDirectory ?? "synthetic") (\(trainer.train.count) train, \(trainer.test.count) test)")
                 print("model: MLP \(config.model.inputFeatures)-\(Array(repeating: String(config.model.width), count: config.model.depth).joined(separator: "-"))-\(config.model.classes), \(config.model.activation), norm \(config.model.norm.rawValue)\(trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? ""), init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
                 print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), schedule \(config.schedule.rawValue)")
-                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(config.gradSync.rawValue)")
+                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(syncDescription(config.gradSync, trainer.synchronizer))")
             }
             let summary = try trainer.run()
             if isRoot {
@@ -221,4 +221,15 @@ func hostSummary(_ group: any ProcessGroup) throws -> String {
         counts[name, default: 0] += 1
     }
     return order.map { "\($0) (\(counts[$0]!) rank\(counts[$0]! == 1 ? "" : "s"))" }.joined(separator: ", ")
+}
+
+/// What the gradient averaging does in this job, for the start-up line.
+func syncDescription(_ mode: GradientSyncMode, _ synchronizer: GradientSynchronizer) -> String {
+    switch mode {
+    case .shared:
+        if synchronizer.usesSharedMemory { "shared (through shared memory)" }
+        else if let reason = synchronizer.sharedMemoryUnavailable { "shared → one all-reduce (\(reason))" }
+        else { "shared (one all-reduce: the ranks span hosts or there is one rank)" }
+    case .flat, .bucketed: mode.rawValue
+    }
 }

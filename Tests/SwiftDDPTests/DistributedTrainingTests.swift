@@ -73,6 +73,15 @@ struct DistributedTrainingTests {
         #expect(relativeError(bucketed.losses, flat.losses) < 1e-5)
     }
 
+    @Test("shared-memory gradient sync equals one all-reduce under mpirun", arguments: [2, 4])
+    func sharedMemory(np: Int) throws {
+        let flat = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn", "--grad-sync", "flat"])
+        let shared = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn", "--grad-sync", "shared"])
+        #expect(shared.output.contains("gradient sync shared (through shared memory)"), "\(shared.output)")
+        #expect(relativeError(Self.floats(shared.state), Self.floats(flat.state)) < 1e-5)
+        #expect(relativeError(shared.losses, flat.losses) < 1e-5)
+    }
+
     @Test("--init-from starts from a saved state; metrics hold step, eval and summary lines")
     func initFromAndMetrics() throws {
         let first = try Self.train(np: 2, batch: 16, ["--norm", "syncbn"])

@@ -46,6 +46,10 @@ void ddp_relu(const float *x, float *y, ptrdiff_t n, float slope);
 /// d = y ≤ 0 ? slope·g : g, from the activation's output y.
 void ddp_relu_backward(const float *y, const float *g, float *d, ptrdiff_t n, float slope);
 
+/// dst[i] = src[0][i] + src[1][i] + … + src[members − 1][i], added in that order (so every
+/// caller gets the same bits); dst may be one of the sources.
+void ddp_sum_members(float *dst, const float *const *src, int members, ptrdiff_t n);
+
 /// Which clone the loader picked, for `ddp info` and benchmark records: "x86-64-v4",
 /// "x86-64-v3" or "baseline".
 const char *ddp_kernels_level(void);

@@ -30,12 +30,27 @@ public final class ParameterStore {
     /// Integer counters such as BatchNorm's `num_batches_tracked`.
     public var counters: [Int64] = []
 
+    /// Keeps relocated gradient storage alive (see `relocateGradients`); nil while the store
+    /// owns its gradient buffer.
+    private var gradientStorageOwner: AnyObject?
+
     public init() {}
 
     deinit {
         parameters.deallocate()
-        gradients.deallocate()
+        if gradientStorageOwner == nil { gradients.deallocate() }
         buffers.deallocate()
+    }
+
+    /// Moves the gradients into memory the caller provides (`parameterCount` floats, e.g. a
+    /// segment other ranks on the host can read), copying their current values. `owner` is
+    /// retained for as long as the store uses that memory.
+    public func relocateGradients(to storage: UnsafeMutablePointer<Float>, owner: AnyObject) {
+        precondition(isAllocated, "allocate() before relocating the gradients")
+        storage.update(from: gradients.baseAddress!, count: parameterCount)
+        if gradientStorageOwner == nil { gradients.deallocate() }
+        gradients = UnsafeMutableBufferPointer(start: storage, count: parameterCount)
+        gradientStorageOwner = owner
     }
 
     public var isAllocated: Bool { parameters.baseAddress != nil }

@@ -1,0 +1,74 @@
+import Collectives
+import NN
+import Testing
+import Training
+
+/// Gradient averaging on in-process ranks (the mpirun tests compare whole training runs).
+@Suite("Gradient synchronization")
+struct GradientSyncTests {
+    /// Each rank's gradients: a seeded function of the rank, the same on every call.
+    static func gradients(rank: Int, count: Int) -> [Float] {
+        var rng = TestRandom(seed: 100 + UInt64(rank))
+        return rng.normal(count, std: 0.5)
+    }
+
+    static func model() -> Sequential {
+        // 19·7 + 7 + 7 + 7 + 7·3 + 3 = 175 parameters: chunks of 58/58/59 over 3 ranks.
+        Sequential.mlp(MLPConfiguration(inputFeatures: 19, depth: 1, width: 7, classes: 3, activation: .relu, norm: .bn),
+                       seed: 1)
+    }
+
+    @Test("shared memory: every rank ends with the rank-ordered sum, bit for bit", arguments: [2, 3, 4])
+    func sharedSum(worldSize: Int) throws {
+        let results = try LocalProcessGroup.run(worldSize: worldSize) { group -> (Bool, [Float]) in
+            let model = Self.model()
+            let sync = try GradientSynchronizer(model: model, group: group, mode: .shared)
+            let n = model.store.parameterCount
+            // two steps: the second proves the buffers are reusable after the final barrier
+            for step in 0..<2 {
+                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
+                try sync.finish()
+            }
+            return (sync.usesSharedMemory, Array(model.store.gradients))
+        }
+        let n = results[0].1.count
+        var expected = [Float](repeating: 0, count: n)
+        let all = (0..<worldSize).map { Self.gradients(rank: $0, count: n).map { $0 * 2 } }
+        for i in 0..<n {
+            var s = all[0][i]
+            for r in 1..<worldSize { s += all[r][i] }
+            expected[i] = s
+        }
+        for (rank, (shared, values)) in results.enumerated() {
+            #expect(shared, "rank \(rank) did not use shared memory")
+            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank)")
+        }
+    }
+
+    @Test("shared memory and one all-reduce give the same sums")
+    func sharedEqualsFlat() throws {
+        func run(_ mode: GradientSyncMode) throws -> [[Float]] {
+            try LocalProcessGroup.run(worldSize: 3) { group in
+                let model = Self.model()
+                let sync = try GradientSynchronizer(model: model, group: group, mode: mode)
+                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
+                try sync.finish()
+                return Array(model.store.gradients)
+            }
+        }
+        let shared = try run(.shared), flat = try run(.flat)
+        for rank in 0..<3 {
+            #expect(relativeError(shared[rank].map(Double.init), flat[rank].map(Double.init)) < 1e-6)
+        }
+    }
+
+    @Test("one rank: shared mode needs no shared memory")
+    func singleRank() throws {
+        let model = Self.model()
+        let sync = try GradientSynchronizer(model: model, group: LocalProcessGroup.single(), mode: .shared)
+        #expect(!sync.usesSharedMemory)
+        _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: 0, count: model.store.parameterCount))
+        try sync.finish()
+        #expect(Array(model.store.gradients) == Self.gradients(rank: 0, count: model.store.parameterCount))
+    }
+}
