@@ -78,7 +78,8 @@ struct ReliabilityTests {
     func sharedMemoryShort() throws {
         let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }!
         // 2 × 1024² × 4 bytes of gradients do not fit a 2 MB /dev/shm (private to this mount namespace).
-        let command = "mount -t tmpfs -o size=2m tmpfs /dev/shm && exec \(mpirun) -np 2 --oversubscribe -x OPENBLAS_NUM_THREADS "
+        let command = "mount -t tmpfs -o size=2m tmpfs /dev/shm && exec \(mpirun) -np 2 --oversubscribe "
+            + Executables.localJobArguments.joined(separator: " ") + " -x OPENBLAS_NUM_THREADS "
             + Executables.path("ddp") + " train --synthetic --synthetic-train 256 --synthetic-test 64 --depth 2 --width 1024 "
             + "--max-steps 3 --grad-sync shared"
         let outcome = try Executables.run("/usr/bin/unshare", ["-m", "/bin/sh", "-c", command], timeout: 120)
@@ -123,8 +124,8 @@ struct ReliabilityTests {
     @Test("ranks started with different options refuse to train, with one message")
     func differingConfigurations() throws {
         let binary = Executables.path("ddp")
-        let outcome = try Executables.run("/usr/bin/mpirun", [
-            "--oversubscribe", "-np", "1", binary, "train", "--synthetic", "--lr", "0.1", ":",
+        let outcome = try Executables.run("/usr/bin/mpirun", ["--oversubscribe"] + Executables.localJobArguments + [
+            "-np", "1", binary, "train", "--synthetic", "--lr", "0.1", ":",
             "-np", "1", binary, "train", "--synthetic", "--lr", "0.2"], timeout: 60)
         #expect(outcome.status != 0)
         #expect(errorLines(outcome, containing: "configuration of rank 1 differs") == 1, "\(outcome.output)")

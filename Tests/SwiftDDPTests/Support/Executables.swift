@@ -50,6 +50,12 @@ enum Executables {
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
+        if timedOut {
+            // A launcher wedged in its own teardown ignores SIGTERM; the test must still end.
+            let grace = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < grace { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         process.waitUntilExit()
         pipe.fileHandleForReading.readabilityHandler = nil
         collected.append(pipe.fileHandleForReading.readDataToEndOfFile())
@@ -75,9 +81,16 @@ enum Executables {
         let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
             FileManager.default.isExecutableFile(atPath: $0)
         } ?? "/usr/bin/mpirun"
-        return try run(mpirun, ["-np", String(np), "--oversubscribe", "--bind-to", "none",
-                                "-x", "OPENBLAS_NUM_THREADS", path(name)] + arguments, timeout: timeout)
+        return try run(mpirun, ["-np", String(np), "--oversubscribe", "--bind-to", "none"] + localJobArguments
+                           + ["-x", "OPENBLAS_NUM_THREADS", path(name)] + arguments, timeout: timeout)
     }
+
+    /// Keeps a one-host job's own TCP traffic (mpirun ↔ ranks, and any TCP transport) on the
+    /// loopback interface. The simulated-cluster tests create and delete a bridge and veth
+    /// interfaces in this namespace while other suites run; a job started at that moment could
+    /// pick the vanishing interface and hang in its wire-up (seen once: a 4-rank run never
+    /// started training).
+    static let localJobArguments = ["--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo"]
 }
 
 final class OutputCollector: @unchecked Sendable {
