@@ -87,9 +87,10 @@ enum Executables {
 
     /// Keeps a one-host job's own TCP traffic (mpirun ↔ ranks, and any TCP transport) on the
     /// loopback interface. The simulated-cluster tests create and delete a bridge and veth
-    /// interfaces in this namespace while other suites run; a job started at that moment could
-    /// pick the vanishing interface and hang in its wire-up (seen once: a 4-rank run never
-    /// started training).
+    /// interfaces in this namespace while other suites run, and a job started at that moment
+    /// could pick a vanishing interface for its wire-up. (A 4-rank run once hung before its
+    /// first step while they did; 12 deliberate collisions afterwards did not reproduce it, so
+    /// this is a precaution, not a proven fix.)
     static let localJobArguments = ["--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo"]
 }
 
