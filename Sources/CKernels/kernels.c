@@ -61,6 +61,24 @@ CLONES int ddp_sgd_momentum(float *restrict p, const float *restrict grad, float
     return !bad;
 }
 
+// Adds a block's float32 partial sums into its Double accumulators.
+static inline void add_partials(double *restrict d1, double *restrict d2, const float *restrict p1,
+                                const float *restrict p2) {
+    for (int j = 0; j < BLOCK; j++) {
+        d1[j] += p1[j];
+        d2[j] += p2[j];
+    }
+}
+
+// Writes a block's sums for its `width` columns.
+static inline void store_sums(double *restrict s1, double *restrict s2, const double *restrict d1,
+                              const double *restrict d2, ptrdiff_t width) {
+    for (ptrdiff_t j = 0; j < width; j++) {
+        s1[j] = d1[j];
+        s2[j] = d2[j];
+    }
+}
+
 // The per-column reductions walk BLOCK columns at a time down all rows, keeping the partial
 // sums in registers (a row-major walk would keep them in memory). `width` < BLOCK only for the
 // last block; each column's arithmetic is the same either way.
@@ -93,15 +111,9 @@ CLONES void ddp_shifted_moments(const float *restrict x, ptrdiff_t rows, ptrdiff
                     }
                 }
             }
-            for (int j = 0; j < BLOCK; j++) {
-                d1[j] += p1[j];
-                d2[j] += p2[j];
-            }
+            add_partials(d1, d2, p1, p2);
         }
-        for (ptrdiff_t j = 0; j < width; j++) {
-            s1[c0 + j] = d1[j];
-            s2[c0 + j] = d2[j];
-        }
+        store_sums(s1 + c0, s2 + c0, d1, d2, width);
     }
 }
 
@@ -169,15 +181,9 @@ CLONES void ddp_gradient_sums(const float *restrict g, const float *restrict x, 
                     }
                 }
             }
-            for (int j = 0; j < BLOCK; j++) {
-                d1[j] += p1[j];
-                d2[j] += p2[j];
-            }
+            add_partials(d1, d2, p1, p2);
         }
-        for (ptrdiff_t j = 0; j < width; j++) {
-            s1[c0 + j] = d1[j];
-            s2[c0 + j] = d2[j];
-        }
+        store_sums(s1 + c0, s2 + c0, d1, d2, width);
     }
 }
 
