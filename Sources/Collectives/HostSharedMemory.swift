@@ -5,11 +5,13 @@ import Darwin
 #endif
 import MPI
 
-/// One POSIX shared-memory mapping split into a segment per rank of a host communicator, so
-/// ranks on one host exchange data with loads and stores.
+/// One shared file mapping split into a segment per rank of a host communicator, so ranks on
+/// one host exchange data with loads and stores.
 ///
-/// The host's rank 0 creates the object (`shm_open`), every rank maps it, and it is unlinked as
-/// soon as all have mapped it: nothing is left in /dev/shm, even if the job is killed. Unlike an
+/// The file lives in `directory` — /dev/shm (tmpfs) unless `SWIFTDDP_SHM_DIR` names another,
+/// e.g. a larger tmpfs where a container's /dev/shm is small. The host's rank 0 creates it with
+/// its pages reserved, every rank maps it, and it is unlinked as soon as all have mapped it:
+/// nothing is left behind, even if the job is killed. Unlike an
 /// MPI-3 window (`MPI_Win_allocate_shared`), releasing it is local (`munmap`), so a rank that
 /// fails mid-step and unwinds does not block in a collective free while the others wait for it
 /// elsewhere — the job's abort path stays prompt.
@@ -31,14 +33,14 @@ final class HostSharedMemory: SharedSegments {
         // A name unique to this job step: the leader's pid and a per-process counter.
         var tag = [Int64(getpid()), Int64(HostSharedMemory.nextSerial())]
         try host.broadcast(&tag, root: 0)
-        let name = "/swiftddp-\(tag[0])-\(tag[1])"
+        let name = HostSharedMemory.directory + "/swiftddp-\(tag[0])-\(tag[1])"
 
         var failure: String? = nil
         var fd: Int32 = -1
         if host.rank == 0 {
-            fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0o600)
+            fd = open(name, O_CREAT | O_EXCL | O_RDWR, 0o600)
             if fd < 0 {
-                failure = "shm_open(\(name)): \(String(cString: strerror(errno)))"
+                failure = "open(\(name)): \(String(cString: strerror(errno)))"
             } else if ftruncate(fd, off_t(length)) != 0 {
                 failure = "ftruncate(\(name), \(length)): \(String(cString: strerror(errno)))"
             } else {
@@ -49,8 +51,8 @@ final class HostSharedMemory: SharedSegments {
         }
         try HostSharedMemory.agree(host, failure, stage: "create")
         if host.rank != 0 {
-            fd = shm_open(name, O_RDWR, 0o600)
-            if fd < 0 { failure = "shm_open(\(name)): \(String(cString: strerror(errno)))" }
+            fd = open(name, O_RDWR)
+            if fd < 0 { failure = "open(\(name)): \(String(cString: strerror(errno)))" }
         }
         var mapped: UnsafeMutableRawPointer? = nil
         if failure == nil {
@@ -66,11 +68,11 @@ final class HostSharedMemory: SharedSegments {
             try HostSharedMemory.agree(host, failure, stage: "map")
         } catch {
             if let mapped { munmap(mapped, length) }
-            if host.rank == 0 { shm_unlink(name) }
+            if host.rank == 0 { unlink(name) }
             throw error
         }
         // Every rank has it mapped: the name is no longer needed.
-        if host.rank == 0 { shm_unlink(name) }
+        if host.rank == 0 { unlink(name) }
         let start = mapped!
         base = start
         segments = (0..<host.size).map { (start + $0 * stride).bindMemory(to: Float.self, capacity: max(count, 1)) }
@@ -89,6 +91,12 @@ final class HostSharedMemory: SharedSegments {
         guard anyFailed[0] != 0 else { return }
         throw ProcessGroupError("shared memory for the ranks on this host could not be set up (\(stage)): "
             + (failure ?? "failed on another rank of this host"))
+    }
+
+    /// Where the shared file is created: `SWIFTDDP_SHM_DIR`, else /dev/shm.
+    static var directory: String {
+        let configured = getenv("SWIFTDDP_SHM_DIR").map { String(cString: $0) } ?? ""
+        return configured.isEmpty ? "/dev/shm" : configured
     }
 
     nonisolated(unsafe) private static var serial = 0

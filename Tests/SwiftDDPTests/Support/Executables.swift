@@ -78,12 +78,13 @@ enum Executables {
     static func mpirun(np: Int, _ name: String, _ arguments: [String] = [], timeout: TimeInterval = 300) throws
         -> Outcome
     {
-        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
-            FileManager.default.isExecutableFile(atPath: $0)
-        } ?? "/usr/bin/mpirun"
-        return try run(mpirun, ["-np", String(np), "--oversubscribe", "--bind-to", "none"] + localJobArguments
+        return try run(mpirunPath, ["-np", String(np), "--oversubscribe", "--bind-to", "none"] + localJobArguments
                            + ["-x", "OPENBLAS_NUM_THREADS", path(name)] + arguments, timeout: timeout)
     }
+
+    static let mpirunPath = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    } ?? "/usr/bin/mpirun"
 
     /// Keeps a one-host job's own TCP traffic (mpirun ↔ ranks, and any TCP transport) on the
     /// loopback interface. The simulated-cluster tests create and delete a bridge and veth
