@@ -241,6 +241,8 @@ struct BenchOutputTests {
         let breakdown = t["breakdown_ms"] as? [String: Double] ?? [:]
         #expect(Set(breakdown.keys).isSuperset(of: ["forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]))
         #expect((t["gemm_floor_ms"] as? Double ?? 0) > 0)
+        #expect(["x86-64-v4", "x86-64-v3", "baseline"].contains(t["elementwise_kernels"] as? String ?? ""), "\(t)")
+        #expect(t["grad_sync"] as? String == "shared" && t["grad_sync_shared_memory"] as? Bool == true, "\(t)")
         let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536", "--repeats", "1",
                                                            "--seconds", "0.01", "--json", dir.path + "/a.json"])
         #expect(reduce.status == 0, "\(reduce.output)")
@@ -248,5 +250,7 @@ struct BenchOutputTests {
         let results = a["results"] as? [[String: Any]] ?? []
         #expect(results.map { $0["bytes"] as? Int } == [4096, 65536])
         #expect(results.allSatisfy { ($0["ddp_over_mpi_bandwidth"] as? Double ?? 0) > 0 })
+        #expect(results.allSatisfy { ($0["ddp_shared_over_mpi_bandwidth"] as? Double ?? 0) > 0
+            && $0["ddp_shared_uses_shared_memory"] as? Bool == true })
     }
 }
