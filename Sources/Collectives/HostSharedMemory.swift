@@ -11,10 +11,10 @@ import MPI
 /// The file lives in `directory` — /dev/shm (tmpfs) unless `SWIFTDDP_SHM_DIR` names another,
 /// e.g. a larger tmpfs where a container's /dev/shm is small. The host's rank 0 creates it with
 /// its pages reserved, every rank maps it, and it is unlinked as soon as all have mapped it:
-/// nothing is left behind, even if the job is killed. Unlike an
-/// MPI-3 window (`MPI_Win_allocate_shared`), releasing it is local (`munmap`), so a rank that
-/// fails mid-step and unwinds does not block in a collective free while the others wait for it
-/// elsewhere — the job's abort path stays prompt.
+/// nothing is left behind, even if the job is killed. Unlike an MPI-3 window
+/// (`MPI_Win_allocate_shared`), releasing it is local (`munmap`), so a rank that fails mid-step
+/// and unwinds does not block in a collective free while the others wait for it elsewhere — the
+/// job's abort path stays prompt.
 final class HostSharedMemory: SharedSegments {
     let communicator: Communicator
     let count: Int

@@ -10,10 +10,11 @@ public enum GradientSyncMode: String, CaseIterable, Sendable, Codable {
     /// has produced their gradients, overlapping communication with the rest of backward
     /// (PyTorch DDP's gradient buckets).
     case bucketed
-    /// Ranks on one host reduce through shared memory: the gradient buffers live in an MPI-3
-    /// shared-memory window, each rank sums its 1/W of the elements straight from every rank's
-    /// buffer, then copies the other sums back — no messages, half the memory traffic of
-    /// Open MPI's all-reduce. Falls back to `flat` when the ranks span hosts.
+    /// Ranks on one host reduce through shared memory: the gradient buffers live in memory all
+    /// of them map (`ProcessGroup.sharedSegments`), each rank sums its 1/W of the elements
+    /// straight from every rank's buffer, then copies the other sums back — no messages, half
+    /// the memory traffic of Open MPI's all-reduce. Falls back to `flat` when the ranks span
+    /// hosts or the shared memory cannot be set up (`sharedMemoryUnavailable` says why).
     case shared
 }
 
@@ -48,7 +49,7 @@ public final class GradientSynchronizer {
 
     /// - Parameters:
     ///   - model: the model whose gradient buffer is averaged (in `shared` mode it is moved
-    ///     into the shared window).
+    ///     into the shared memory).
     ///   - group: the ranks to average over.
     ///   - mode: how (see `GradientSyncMode`).
     ///   - bucketBytes: the smallest bucket in bucketed mode.

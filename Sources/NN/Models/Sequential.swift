@@ -22,7 +22,7 @@ public final class Sequential {
     /// saving a pass over the activations each way. Bit-identical to running them separately;
     /// off while an observer is set, because observers see every layer's own output.
     public var fusesBatchNormActivation = true
-    /// fusedActivation[i]: the activation that layer i + 1 applies, when layer i is a
+    /// fusableActivation[i]: the activation that layer i + 1 applies, when layer i is a
     /// BatchNorm1d that can run it.
     private let fusableActivation: [ActivationKind?]
     /// Whether the last forward ran fused pairs (backward follows the same path).
