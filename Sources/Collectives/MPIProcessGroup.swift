@@ -43,7 +43,7 @@ public final class MPIProcessGroup: ProcessGroup {
 
     public func barrier() throws { try communicator.barrier() }
 
-    /// A POSIX shared-memory mapping over the members (`HostSharedMemory`), when they are
+    /// A shared file mapping in /dev/shm over the members (`HostSharedMemory`), when they are
     /// all on this host.
     public func sharedSegments(floats count: Int) throws -> (any SharedSegments)? {
         let host = try communicator.splitSharedMemory()

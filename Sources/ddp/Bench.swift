@@ -193,15 +193,15 @@ struct AllReduceBench: ParsableCommand {
             for bytes in byteSizes {
                 let count = max(1, bytes / 4)
                 // "ours": a ParameterStore's gradient buffer averaged by the GradientSynchronizer
-                let store = ParameterStore()
-                _ = store.reserveParameter("0.weight", shape: [count])
-                let model = Sequential(layers: [], store: store, inputFeatures: 1)
-                let sync = try GradientSynchronizer(model: model, group: group, mode: .flat)
+                func gradientBuffer(_ mode: GradientSyncMode) throws -> (ParameterStore, GradientSynchronizer) {
+                    let store = ParameterStore()
+                    _ = store.reserveParameter("0.weight", shape: [count])
+                    let model = Sequential(layers: [], store: store, inputFeatures: 1)
+                    return (store, try GradientSynchronizer(model: model, group: group, mode: mode))
+                }
+                let (store, sync) = try gradientBuffer(.flat)
                 // and the shared-memory reduction (`--grad-sync shared`, one host), on its own buffer
-                let sharedStore = ParameterStore()
-                _ = sharedStore.reserveParameter("0.weight", shape: [count])
-                let sharedSync = try GradientSynchronizer(model: Sequential(layers: [], store: sharedStore, inputFeatures: 1),
-                                                          group: group, mode: .shared)
+                let (_, sharedSync) = try gradientBuffer(.shared)
                 // The bare call reduces the very same buffer, so alignment and page placement
                 // (which change Open MPI's shared-memory path) cannot differ between the two.
                 let bare = store.gradients  // zeros: repeated sums stay finite

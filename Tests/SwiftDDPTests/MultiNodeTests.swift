@@ -20,13 +20,18 @@ private var repositoryRoot: URL {
 @Suite("Multi-node on simulated nodes", .serialized,
        .enabled(if: namespacesPermitted, "network namespaces are not permitted here (needs root and ip netns)"))
 struct MultiNodeTests {
+    /// The 4-rank SyncBN run that the hostfile and Slurm paths both compare with one node.
+    static let fourRankTrain =
+        "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
+    static let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
+
     @Test("SyncBN on 2 simulated nodes × 2 ranks equals the one-node run with 4 ranks")
     func equalsOneNode() throws {
         let dir = TemporaryDirectory()
         let ddp = Executables.path("ddp")
-        let train = "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
+        let train = Self.fourRankTrain
         let script = repositoryRoot.appendingPathComponent("scripts/netns-cluster.sh").path
-        let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
+        let launcher = Self.launcher
         let state = dir.path + "/netns"
         let multi = try Executables.run("/bin/bash", ["-c", """
             export DDP_NETNS_STATE=\(state)
@@ -91,9 +96,9 @@ struct MultiNodeTests {
     func slurm() throws {
         let dir = TemporaryDirectory()
         let ddp = Executables.path("ddp")
-        let train = "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
+        let train = Self.fourRankTrain
         let script = repositoryRoot.appendingPathComponent("scripts/slurm-cluster.sh").path
-        let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
+        let launcher = Self.launcher
         let state = dir.path + "/netns"
         let outcome = try Executables.run("/bin/bash", ["-c", """
             export DDP_NETNS_STATE=\(state)

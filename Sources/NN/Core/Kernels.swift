@@ -2,7 +2,7 @@ import CKernels
 
 /// Which build of the training step's element-wise kernels this CPU runs ("x86-64-v4" with
 /// AVX-512, "x86-64-v3" with AVX2, or "baseline"); recorded by `ddp info` and `ddp bench`.
-public var elementwiseKernelLevel: String { Kernels.level }
+public var elementwiseKernelLevel: String { String(cString: ddp_kernels_level()) }
 
 /// The training step's element-wise and per-channel loops. They run in C (the `CKernels`
 /// target), compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2) and baseline SSE2 and chosen
@@ -13,13 +13,10 @@ public var elementwiseKernelLevel: String { Kernels.level }
 ///
 /// Fused activations: a ReLU or LeakyReLU that follows a BatchNorm can run inside BatchNorm's
 /// passes (see `Sequential`): forward clamps the output, backward scales the incoming gradient
-/// by the activation's derivative, read from the saved (post-activation) output. `slope` is the
+/// by the activation's derivative, decided from γ·x̂ + β (≤ 0 exactly where the output is). `slope` is the
 /// derivative where the output is ≤ 0 (0 for ReLU, 0.01 for LeakyReLU); nil means none. The
 /// results are bit-identical to running the layers one after the other.
 enum Kernels {
-    /// Which compiled level runs: "x86-64-v4", "x86-64-v3" or "baseline".
-    static var level: String { String(cString: ddp_kernels_level()) }
-
     /// y = max(x, 0) (slope 0), or LeakyReLU: y = x > 0 ? x : slope·x.
     static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int, slope: Float = 0) {
         ddp_relu(x, y, n, slope)

@@ -70,7 +70,6 @@ public final class DoubleScratch {
     }
     deinit { pointer.deallocate() }
     public var buffer: UnsafeMutableBufferPointer<Double> { UnsafeMutableBufferPointer(start: pointer, count: count) }
-    public func zero() { pointer.update(repeating: 0, count: count) }
 }
 
 /// A shape or argument error in the network code.
