@@ -5,8 +5,8 @@ import Darwin
 #endif
 import MPI
 
-/// One shared file mapping split into a segment per rank of a host communicator, so ranks on
-/// one host exchange data with loads and stores.
+/// One shared file mapping split into a segment per rank of a host communicator and one common
+/// region after them, so ranks on one host exchange data with loads and stores.
 ///
 /// The file lives in `directory` — /dev/shm (tmpfs) unless `SWIFTDDP_SHM_DIR` names another,
 /// e.g. a larger tmpfs where a container's /dev/shm is small. The host's rank 0 creates it with
@@ -19,17 +19,22 @@ final class HostSharedMemory: SharedSegments {
     let communicator: Communicator
     let count: Int
     let segments: [UnsafeMutablePointer<Float>]
+    let common: UnsafeMutablePointer<Float>
+    let commonCount: Int
     private let base: UnsafeMutableRawPointer
     private let length: Int
 
-    /// Maps `count` floats per member of `host` (all on this host). Collective over `host`.
-    init(host: Communicator, count: Int) throws {
+    /// Maps `count` floats per member of `host` (all on this host) and `common` floats for all.
+    /// Collective over `host`.
+    init(host: Communicator, count: Int, common: Int = 0) throws {
         communicator = host
         self.count = count
+        commonCount = common
         // Segments start on page boundaries: no two ranks write the same cache line.
         let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
-        let stride = (max(count, 1) * MemoryLayout<Float>.size + page - 1) / page * page
-        length = stride * host.size
+        func pages(_ floats: Int) -> Int { (max(floats, 1) * MemoryLayout<Float>.size + page - 1) / page * page }
+        let stride = pages(count)
+        length = stride * host.size + pages(common)
         // A name unique to this job step: the leader's pid and a per-process counter.
         var tag = [Int64(getpid()), Int64(HostSharedMemory.nextSerial())]
         try host.broadcast(&tag, root: 0)
@@ -76,7 +81,9 @@ final class HostSharedMemory: SharedSegments {
         let start = mapped!
         base = start
         segments = (0..<host.size).map { (start + $0 * stride).bindMemory(to: Float.self, capacity: max(count, 1)) }
+        self.common = (start + host.size * stride).bindMemory(to: Float.self, capacity: max(common, 1))
         segments[host.rank].initialize(repeating: 0, count: max(count, 1))
+        if host.rank == 0 { self.common.initialize(repeating: 0, count: max(common, 1)) }
         try host.memoryBarrier()
     }
 

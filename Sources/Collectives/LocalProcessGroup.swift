@@ -105,14 +105,13 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         _ = try world.exchange(rank: rank, value: 0)
     }
 
-    /// Members are threads of one process: each allocates its segment and the addresses are
-    /// exchanged; the world's barrier orders memory (it synchronizes through a lock).
-    public func sharedSegments(floats count: Int) throws -> (any SharedSegments)? {
-        let own = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-        own.initialize(repeating: 0, count: max(count, 1))
-        let addresses = try world.exchange(rank: rank, value: UInt(bitPattern: own)).map { $0 as! UInt }
-        return LocalSharedSegments(group: self, count: count,
-                                   segments: addresses.map { UnsafeMutablePointer<Float>(bitPattern: $0)! })
+    /// Members are threads of one process: rank 0 allocates every segment and the common
+    /// region in one object that all members keep alive (it is freed when the last lets go);
+    /// the world's barrier orders memory (it synchronizes through a lock).
+    public func sharedSegments(floats count: Int, common: Int) throws -> (any SharedSegments)? {
+        let created = rank == 0 ? LocalSharedMemory(members: worldSize, count: count, common: common) : nil
+        let memory = try world.exchange(rank: rank, value: created as Any)[0] as! LocalSharedMemory
+        return LocalSharedSegments(group: self, memory: memory)
     }
 
     public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
@@ -143,20 +142,43 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     }
 }
 
-final class LocalSharedSegments: SharedSegments {
-    let group: LocalProcessGroup
-    let count: Int
+/// Zero-filled memory for the members of a local group: one segment per member and a common
+/// region.
+final class LocalSharedMemory: @unchecked Sendable {
     let segments: [UnsafeMutablePointer<Float>]
+    let common: UnsafeMutablePointer<Float>
+    let count: Int, commonCount: Int
 
-    init(group: LocalProcessGroup, count: Int, segments: [UnsafeMutablePointer<Float>]) {
-        self.group = group
+    init(members: Int, count: Int, common: Int) {
+        func zeroed(_ n: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+            p.initialize(repeating: 0, count: max(n, 1))
+            return p
+        }
+        segments = (0..<members).map { _ in zeroed(count) }
+        self.common = zeroed(common)
         self.count = count
-        self.segments = segments
+        commonCount = common
     }
 
-    /// Each member frees its own segment; users synchronize before letting go, so no member
-    /// still reads it.
-    deinit { segments[group.rank].deallocate() }
+    deinit {
+        for s in segments { s.deallocate() }
+        common.deallocate()
+    }
+}
+
+final class LocalSharedSegments: SharedSegments {
+    let group: LocalProcessGroup
+    let memory: LocalSharedMemory
+    var segments: [UnsafeMutablePointer<Float>] { memory.segments }
+    var count: Int { memory.count }
+    var common: UnsafeMutablePointer<Float> { memory.common }
+    var commonCount: Int { memory.commonCount }
+
+    init(group: LocalProcessGroup, memory: LocalSharedMemory) {
+        self.group = group
+        self.memory = memory
+    }
 
     func synchronize() throws { try group.barrier() }
 }

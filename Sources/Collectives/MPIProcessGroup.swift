@@ -45,12 +45,12 @@ public final class MPIProcessGroup: ProcessGroup {
 
     /// A shared file mapping in /dev/shm over the members (`HostSharedMemory`), when they are
     /// all on this host.
-    public func sharedSegments(floats count: Int) throws -> (any SharedSegments)? {
+    public func sharedSegments(floats count: Int, common: Int) throws -> (any SharedSegments)? {
         let host = try communicator.splitSharedMemory()
         var everyoneHere: [Int32] = [host.size == worldSize ? 1 : 0]
         try allReduce(&everyoneHere, op: .min)
         guard everyoneHere[0] == 1 else { return nil }
-        return try HostSharedMemory(host: host, count: count)
+        return try HostSharedMemory(host: host, count: count, common: common)
     }
 
     public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {

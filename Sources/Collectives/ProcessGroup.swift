@@ -31,10 +31,11 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// by `key` then by rank; members passing nil join no group and get nil. Collective over
     /// this group.
     func split(color: Int?, key: Int) throws -> (any ProcessGroup)?
-    /// Memory every member can load from and store to directly, one segment of `count` floats
-    /// per member, or nil when the members do not all share a host. Collective; every member
-    /// gets the same answer.
-    func sharedSegments(floats count: Int) throws -> (any SharedSegments)?
+    /// Memory every member can load from and store to directly — one segment of `count` floats
+    /// per member and one `common` region of that many floats for all of them (zero-filled) —
+    /// or nil when the members do not all share a host. Collective; every member gets the same
+    /// answer.
+    func sharedSegments(floats count: Int, common: Int) throws -> (any SharedSegments)?
 }
 
 /// Per-member memory segments that every member of a group addresses directly
@@ -45,6 +46,10 @@ public protocol SharedSegments: AnyObject {
     var segments: [UnsafeMutablePointer<Float>] { get }
     /// The floats in each segment.
     var count: Int { get }
+    /// The region all members share (`commonCount` floats; not to be confused with the
+    /// per-member segments).
+    var common: UnsafeMutablePointer<Float> { get }
+    var commonCount: Int { get }
     /// A barrier that also orders memory: stores made by any member before it are visible to
     /// loads made by every member after it. Collective.
     func synchronize() throws
@@ -69,6 +74,11 @@ public struct ProcessGroupError: Error, CustomStringConvertible, Sendable {
 // MARK: - Array conveniences
 
 extension ProcessGroup {
+    /// Per-member shared segments without a common region.
+    public func sharedSegments(floats count: Int) throws -> (any SharedSegments)? {
+        try sharedSegments(floats: count, common: 0)
+    }
+
     /// In-place all-reduce of an array.
     public func allReduce<T: MPIScalar>(_ array: inout [T], op: ReductionOp = .sum) throws {
         try array.withUnsafeMutableBufferPointer { try allReduce($0, op: op) }

@@ -124,6 +124,9 @@ public final class Checkpointer {
             let width = rng.shape.count == 2 ? rng.shape[1] : 0
             try restoreDropoutState(trainer.model, Array(all[group.rank * width..<(group.rank + 1) * width]))
         }
+        // With `--grad-sync sharded` the ranks of a host loaded into one shared copy of the
+        // parameters and optimizer state (the same values): nobody trains until all are done.
+        try group.barrier()
         return point
     }
 

@@ -16,6 +16,12 @@ public enum GradientSyncMode: String, CaseIterable, Sendable, Codable {
     /// the memory traffic of Open MPI's all-reduce. Falls back to `flat` when the ranks span
     /// hosts or the shared memory cannot be set up (`sharedMemoryUnavailable` says why).
     case shared
+    /// `shared`, and the parameters and optimizer state are kept once per host in the shared
+    /// memory as well: each rank sums *and updates* its 1/W of the elements, so no rank copies
+    /// the other sums back or repeats the others' updates (ZeRO stage 1 within a host, with
+    /// every rank still reading the whole model). Same bits as `shared` and `flat`. Needs the
+    /// optimizer (the trainer passes it); without one it is `shared`, and it falls back like it.
+    case sharded
 }
 
 /// Averages the flat gradient buffer over the ranks of a process group, so N ranks with
@@ -36,24 +42,32 @@ public final class GradientSynchronizer {
     /// Buckets: flat-buffer range and the lowest layer index whose backward completes it.
     public let buckets: [(range: Range<Int>, firstLayer: Int)]
     private var pending: [(any PendingCollective)?]
-    /// Shared mode: every rank's gradient buffer (nil when the mode is not shared or the ranks
-    /// span hosts) and a scratch array of source pointers for the reduction.
+    /// Shared and sharded modes: every rank's gradient buffer (nil in other modes or when the
+    /// ranks span hosts) and a scratch array of source pointers for the reduction.
     private let shared: (any SharedSegments)?
     private let sources: UnsafeMutablePointer<UnsafePointer<Float>?>
-    /// Whether gradients are reduced through shared memory (mode `shared` on one host).
+    public var worldSize: Int { group.worldSize }
+    /// Whether gradients are reduced through shared memory (`shared` or `sharded` on one host).
     public var usesSharedMemory: Bool { shared != nil }
+    /// Sharded mode in effect: the flat-buffer range of the parameters this rank updates (the
+    /// others' updates reach it through the shared memory); nil when every rank updates all.
+    public let updateRange: Range<Int>?
     /// Why mode `shared` fell back to one all-reduce on a single host (e.g. /dev/shm is full).
     public private(set) var sharedMemoryUnavailable: String?
     /// Seconds spent starting, testing and waiting on gradient collectives since `resetTimers`.
     public private(set) var communicationSeconds = 0.0
 
     /// - Parameters:
-    ///   - model: the model whose gradient buffer is averaged (in `shared` mode it is moved
-    ///     into the shared memory).
+    ///   - model: the model whose gradient buffer is averaged (in `shared` and `sharded` modes
+    ///     it is moved into the shared memory; in `sharded` mode its parameters too).
     ///   - group: the ranks to average over.
     ///   - mode: how (see `GradientSyncMode`).
+    ///   - optimizer: the model's optimizer; `sharded` mode moves its state into the shared
+    ///     memory and the trainer then calls `optimizer.step(range: updateRange!)`.
     ///   - bucketBytes: the smallest bucket in bucketed mode.
-    public init(model: Sequential, group: any ProcessGroup, mode: GradientSyncMode, bucketBytes: Int = 1 << 20) throws {
+    public init(model: Sequential, group: any ProcessGroup, mode: GradientSyncMode, optimizer: (any Optimizer)? = nil,
+                bucketBytes: Int = 1 << 20) throws
+    {
         self.mode = mode
         self.group = group
         store = model.store
@@ -81,16 +95,27 @@ public final class GradientSynchronizer {
         sources = .allocate(capacity: max(group.worldSize, 1))
         sources.initialize(repeating: nil, count: max(group.worldSize, 1))
         var segments: (any SharedSegments)? = nil
-        if mode == .shared, group.worldSize > 1 {
+        let n = model.store.parameterCount
+        let sharding = mode == .sharded ? optimizer : nil
+        if mode == .shared || mode == .sharded, group.worldSize > 1 {
             do {
-                segments = try group.sharedSegments(floats: model.store.parameterCount)
+                // common: parameters, optimizer state, one finiteness flag per rank
+                segments = try group.sharedSegments(floats: n, common: sharding.map { n * (1 + $0.stateVectors) + group.worldSize } ?? 0)
             } catch let error as ProcessGroupError {
                 // Agreed by every rank of the host (the whole world here): all fall back alike.
                 sharedMemoryUnavailable = error.message
             }
         }
-        if let segments { model.store.relocateGradients(to: segments.segments[group.rank], owner: segments) }
         shared = segments
+        updateRange = segments != nil && sharding != nil ? Self.chunk(group.rank, of: n, ranks: group.worldSize) : nil
+        guard let segments else { return }
+        model.store.relocateGradients(to: segments.segments[group.rank], owner: segments)
+        if let sharding {
+            // Every rank holds the same values (broadcast from rank 0); one copies them in.
+            model.store.relocateParameters(to: segments.common, owner: segments, copyingValues: group.rank == 0)
+            sharding.relocateState(to: segments.common + n, owner: segments, copyingValues: group.rank == 0)
+            try segments.synchronize()
+        }
     }
 
     deinit { sources.deallocate() }
@@ -111,15 +136,18 @@ public final class GradientSynchronizer {
         communicationSeconds += monotonicSeconds() - start
     }
 
-    /// Completes the averaging after backward: waits for the buckets (bucketed) or runs the
-    /// single all-reduce (flat).
-    public func finish() throws {
+    /// Completes the averaging after backward: waits for the buckets (bucketed), runs the
+    /// single all-reduce (flat) or sums through shared memory.
+    ///
+    /// - Parameter wholeGradients: in sharded mode, whether every rank needs all the summed
+    ///   gradients (diagnostics, `--skip-nonfinite`) and not only those of `updateRange`.
+    public func finish(wholeGradients: Bool = true) throws {
         guard group.worldSize > 1 else { return }
         let start = monotonicSeconds()
         switch mode {
-        case .shared where shared != nil:
-            try reduceThroughSharedMemory(shared!)
-        case .flat, .shared:
+        case .shared where shared != nil, .sharded where shared != nil:
+            try reduceThroughSharedMemory(shared!, copyBack: updateRange == nil || wholeGradients)
+        case .flat, .shared, .sharded:
             try group.allReduce(store.gradients, op: .sum)
         case .bucketed:
             for b in pending.indices {
@@ -133,18 +161,37 @@ public final class GradientSynchronizer {
         communicationSeconds += monotonicSeconds() - start
     }
 
+    /// The elements rank `m` of `W` sums (and, sharded, updates).
+    static func chunk(_ m: Int, of n: Int, ranks W: Int) -> Range<Int> { (n * m / W)..<(n * (m + 1) / W) }
+
+    /// Ends a sharded step after `optimizer.step(range: updateRange!)`: waits until every rank
+    /// has updated its part (so the whole model is current for the next forward) and agrees
+    /// whether all parts were finite. Returns `stepWasFinite` unchanged in other modes.
+    public func finishUpdate(stepWasFinite: Bool) throws -> Bool {
+        guard updateRange != nil, let shared else { return stepWasFinite }
+        // Flags in shared memory, not an all-reduce: Open MPI's allocates a temporary per call.
+        // A rank rewrites its flag only after the next step's first barrier, which every rank
+        // passes after reading these.
+        let flags = shared.common + (shared.commonCount - group.worldSize)
+        flags[group.rank] = stepWasFinite ? 0 : 1
+        try shared.synchronize()
+        return (0..<group.worldSize).allSatisfy { flags[$0] == 0 }
+    }
+
     /// Reduce-scatter and all-gather by loads and stores: rank r sums elements
     /// [n·r/W, n·(r+1)/W) of every rank's buffer (in rank order, so the result does not depend
-    /// on who computes it) into its own, then copies the other ranks' sums from their buffers.
-    private func reduceThroughSharedMemory(_ shared: any SharedSegments) throws {
+    /// on who computes it) into its own, then (`copyBack`) copies the other ranks' sums from
+    /// their buffers.
+    private func reduceThroughSharedMemory(_ shared: any SharedSegments, copyBack: Bool) throws {
         let W = group.worldSize, r = group.rank, n = store.parameterCount
         let segments = shared.segments
         let own = segments[r]
-        func chunk(_ m: Int) -> Range<Int> { (n * m / W)..<(n * (m + 1) / W) }
+        func chunk(_ m: Int) -> Range<Int> { Self.chunk(m, of: n, ranks: W) }
         try shared.synchronize()  // every rank's gradients are complete
         let mine = chunk(r)
         for m in 0..<W { sources[m] = UnsafePointer(segments[m] + mine.lowerBound) }
         ddp_sum_members(own + mine.lowerBound, sources, Int32(W), mine.count)
+        guard copyBack else { return }  // sharded: `finishUpdate` is the next barrier, after the update
         try shared.synchronize()  // every chunk is summed
         for m in 0..<W where m != r {
             let theirs = chunk(m)

@@ -186,7 +186,10 @@ public final class Trainer {
             kind = .cosine(totalSteps: max(1, steps - config.warmupSteps), minimum: 0)
         }
         schedule = LearningRateSchedule(base: config.learningRate, kind: kind, warmupSteps: config.warmupSteps)
-        synchronizer = try GradientSynchronizer(model: model, group: group, mode: config.gradSync, bucketBytes: config.bucketBytes)
+        // The covariate-shift probe rewrites parameters on every rank, which one shared copy forbids.
+        synchronizer = try GradientSynchronizer(model: model, group: group, mode: config.gradSync,
+                                                optimizer: config.covariateShift ? nil : optimizer,
+                                                bucketBytes: config.bucketBytes)
         batchLabels = [Int32](repeating: 0, count: config.batchSize)
         batchNorms = model.batchNormLayers
         let built = model
@@ -314,7 +317,8 @@ public final class Trainer {
                 if let fault = faultInjection, fault.rank == group.rank, fault.step == step {
                     try inject(fault)
                 }
-                try synchronizer.finish()
+                // Sharded sync leaves each rank only its part of the sums unless all are read here.
+                try synchronizer.finish(wholeGradients: diagnosing || skipNonFinite)
                 now = monotonicSeconds()
                 timings.gradientSync += synchronizer.communicationSeconds
                 timings.syncBNCommunication += syncbnSeconds
@@ -350,8 +354,8 @@ public final class Trainer {
                 }
 
                 optimizer.learningRate = schedule.learningRate(at: step)
-                optimizer.step()
-                guard optimizer.lastStepWasFinite else {
+                if let part = synchronizer.updateRange { optimizer.step(range: part) } else { optimizer.step() }
+                guard try synchronizer.finishUpdate(stepWasFinite: optimizer.lastStepWasFinite) else {
                     // Training stops here, so the partly non-finite parameters are never saved.
                     throw TrainingError("non-finite gradients at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
                                         agreed: true)
@@ -483,12 +487,13 @@ public final class Trainer {
         try SafeTensors.write(optimizer.stateDict(), metadata: ["optimizer": config.optimizer.rawValue], to: path)
     }
 
-    /// Restores optimizer state saved by `saveOptimizer`.
+    /// Restores optimizer state saved by `saveOptimizer` (collective: every rank loads it).
     public func loadOptimizer(from path: String) throws {
         let file = try SafeTensors.read(path)
         if let kind = file.metadata["optimizer"], kind != config.optimizer.rawValue {
             throw TrainingError("\(path) holds \(kind) state, but the optimizer is \(config.optimizer.rawValue)")
         }
         do { try optimizer.loadStateDict(file.tensors) } catch { throw TrainingError("\(path): \(error)") }
+        try group.barrier()  // sharded: the ranks of a host wrote one shared copy of the state
     }
 }

@@ -31,7 +31,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var shuffle = true
     public var dropLast = false
     /// Shared memory when every rank is on one host, one all-reduce otherwise.
-    public var gradSync = GradientSyncMode.shared
+    public var gradSync = GradientSyncMode.sharded
     public var bucketBytes = 1 << 20
     /// Ranks per SyncBN group (nil: the whole world).
     public var syncBNGroupSize: Int? = nil

@@ -16,7 +16,7 @@ func option(_ name: String, _ fallback: String) -> String {
     arguments.firstIndex(of: name).flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil } ?? fallback
 }
 let norm = NormKind(rawValue: option("--norm", "syncbn")) ?? .syncbn
-let gradSync = GradientSyncMode(rawValue: option("--grad-sync", "shared")) ?? .shared
+let gradSync = GradientSyncMode(rawValue: option("--grad-sync", "sharded")) ?? .sharded
 let warmup = Int(option("--warmup", "20")) ?? 20
 let steps = Int(option("--steps", "50")) ?? 50
 

@@ -43,7 +43,7 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Measured steps per repeat.") var steps = 200
     @Option(help: "Warm-up steps per repeat (not measured).") var warmup = 20
     @Option(help: "Repeats (the median is reported).") var repeats = 3
-    @Option(help: "Gradient averaging: shared, flat or bucketed (see ddp train --help).") var gradSync = GradientSyncMode.shared
+    @Option(help: "Gradient averaging: sharded, shared, flat or bucketed (see ddp train --help).") var gradSync = GradientSyncMode.sharded
     @Option(help: "Ranks per SyncBN group, consecutive ranks (default: all ranks).") var syncbnGroupSize: Int?
     @Option(help: "Fashion-MNIST directory (synthetic data if missing).") var data = "/usr/share/datasets/fashion-mnist"
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
@@ -69,10 +69,11 @@ struct TrainBench: ParsableCommand {
             config.syncBNGroupSize = syncbnGroupSize
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
-            var sharedMemoryUsed = false
+            var sharedMemoryUsed = false, shardedUpdate = false
             for _ in 0..<repeats {
                 let trainer = try Trainer(config: config, group: group, train: datasets.0, test: datasets.1)
                 sharedMemoryUsed = trainer.synchronizer.usesSharedMemory
+                shardedUpdate = trainer.synchronizer.updateRange != nil
                 var atWarmup = StepTimings()
                 trainer.afterStep = { step, _, _ in if step == warmup { atWarmup = trainer.timings } }
                 _ = try trainer.run()
@@ -93,7 +94,8 @@ struct TrainBench: ParsableCommand {
                 "benchmark": "train", "world_size": group.worldSize,
                 "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
-                "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
+                "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "grad_sync_sharded_update": shardedUpdate,
+                "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,

@@ -83,8 +83,8 @@ struct OptimizerOptions: ParsableArguments {
 
 /// How the ranks cooperate.
 struct DistributedOptions: ParsableArguments {
-    @Option(help: "Gradient averaging: shared (through shared memory when all ranks are on one host, else as flat), flat (one all-reduce) or bucketed (overlapped with backward).")
-    var gradSync = GradientSyncMode.shared
+    @Option(help: "Gradient averaging: sharded (through shared memory when all ranks are on one host, each rank updating its 1/W of one shared copy of the model; else as flat), shared (through shared memory, every rank updating the whole model), flat (one all-reduce) or bucketed (overlapped with backward).")
+    var gradSync = GradientSyncMode.sharded
 
     @Option(help: "Bucket size in MiB for --grad-sync bucketed.")
     var bucketMb: Double = 1

@@ -226,10 +226,14 @@ func hostSummary(_ group: any ProcessGroup) throws -> String {
 /// What the gradient averaging does in this job, for the start-up line.
 func syncDescription(_ mode: GradientSyncMode, _ synchronizer: GradientSynchronizer) -> String {
     switch mode {
-    case .shared:
-        if synchronizer.usesSharedMemory { "shared (through shared memory)" }
-        else if let reason = synchronizer.sharedMemoryUnavailable { "shared → one all-reduce (\(reason))" }
-        else { "shared (one all-reduce: the ranks span hosts or there is one rank)" }
+    case .shared, .sharded:
+        if synchronizer.updateRange != nil { "sharded (through shared memory; each rank updates 1/\(synchronizer.worldSize) of the model)" }
+        else if synchronizer.usesSharedMemory && mode == .sharded {
+            "sharded → shared (through shared memory; every rank updates the whole model because --covariate-shift rewrites parameters on each rank)"
+        }
+        else if synchronizer.usesSharedMemory { "shared (through shared memory)" }
+        else if let reason = synchronizer.sharedMemoryUnavailable { "\(mode.rawValue) → one all-reduce (\(reason))" }
+        else { "\(mode.rawValue) (one all-reduce: the ranks span hosts or there is one rank)" }
     case .flat, .bucketed: mode.rawValue
     }
 }

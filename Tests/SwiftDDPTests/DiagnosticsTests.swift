@@ -36,6 +36,23 @@ struct DiagnosticsTests {
         #expect(measured[0].1 == measured[1].1, "identical on every rank")
     }
 
+    @Test("sharded sync: diagnostics read the whole averaged gradient and leave training unchanged")
+    func shardedSync() throws {
+        var flatConfig = Self.config(norm: .syncbn, diagnostics: 2)
+        flatConfig.gradSync = .flat
+        var shardedConfig = flatConfig
+        shardedConfig.gradSync = .sharded
+        var plainConfig = shardedConfig
+        plainConfig.diagnosticsEvery = nil
+        let flat = try Self.run(worldSize: 3, flatConfig)
+        let sharded = try Self.run(worldSize: 3, shardedConfig), plain = try Self.run(worldSize: 3, plainConfig)
+        #expect(sharded[0].0 == plain[0].0, "measuring does not change the sharded run")
+        #expect(sharded[0].1.count == 6 && sharded[0].1 == sharded[2].1)
+        for (a, b) in zip(sharded[0].1, flat[0].1) {
+            #expect(relativeError(a.weightGradNorm, b.weightGradNorm) < 1e-5, "step \(a.step)")
+        }
+    }
+
     @Test("recorded values: gradient norms, saturation, statistics noise, covariate shift")
     func values() throws {
         let sync = try Self.run(worldSize: 2, Self.config(norm: .syncbn, diagnostics: 4, probe: true))[0].1

@@ -73,13 +73,19 @@ struct DistributedTrainingTests {
         #expect(relativeError(bucketed.losses, flat.losses) < 1e-5)
     }
 
-    @Test("shared-memory gradient sync equals one all-reduce under mpirun", arguments: [2, 4])
+    @Test("shared-memory gradient sync (shared, and sharded by default) equals one all-reduce under mpirun",
+          arguments: [2, 4])
     func sharedMemory(np: Int) throws {
         let flat = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn", "--grad-sync", "flat"])
         let shared = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn", "--grad-sync", "shared"])
+        let sharded = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn"])
         #expect(shared.output.contains("gradient sync shared (through shared memory)"), "\(shared.output)")
+        #expect(sharded.output.contains("gradient sync sharded (through shared memory; each rank updates 1/\(np) of the model)"),
+                "\(sharded.output)")
         #expect(relativeError(Self.floats(shared.state), Self.floats(flat.state)) < 1e-5)
         #expect(relativeError(shared.losses, flat.losses) < 1e-5)
+        #expect(Self.floats(sharded.state) == Self.floats(shared.state), "sharded and shared: the same bits")
+        #expect(sharded.losses == shared.losses)
     }
 
     @Test("--init-from starts from a saved state; metrics hold step, eval and summary lines")
@@ -242,7 +248,8 @@ struct BenchOutputTests {
         #expect(Set(breakdown.keys).isSuperset(of: ["forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]))
         #expect((t["gemm_floor_ms"] as? Double ?? 0) > 0)
         #expect(["x86-64-v4", "x86-64-v3", "baseline"].contains(t["elementwise_kernels"] as? String ?? ""), "\(t)")
-        #expect(t["grad_sync"] as? String == "shared" && t["grad_sync_shared_memory"] as? Bool == true, "\(t)")
+        #expect(t["grad_sync"] as? String == "sharded" && t["grad_sync_shared_memory"] as? Bool == true
+                && t["grad_sync_sharded_update"] as? Bool == true, "\(t)")
         let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536", "--repeats", "1",
                                                            "--seconds", "0.01", "--json", dir.path + "/a.json"])
         #expect(reduce.status == 0, "\(reduce.output)")

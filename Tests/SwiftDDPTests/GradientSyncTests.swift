@@ -62,6 +62,40 @@ struct GradientSyncTests {
         }
     }
 
+    @Test("sharded: each rank updates its part of one shared copy; a non-finite part stops every rank")
+    func shardedUpdate() throws {
+        let results = try LocalProcessGroup.run(worldSize: 3) { group -> (parameters: [Float], finite: [Bool]) in
+            let model = Self.model()
+            let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
+            let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: sgd)
+            let n = model.store.parameterCount
+            var finite: [Bool] = [], afterTwoSteps: [Float] = []
+            for step in 0..<3 {
+                var g = Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) }
+                if step == 2 && group.rank == 1 { g[0] = .nan }  // lands in rank 0's part
+                _ = model.store.gradients.update(fromContentsOf: g)
+                try sync.finish(wholeGradients: false)
+                sgd.step(range: sync.updateRange!)
+                finite.append(try sync.finishUpdate(stepWasFinite: sgd.lastStepWasFinite))
+                if step == 1 { afterTwoSteps = Array(model.store.parameters) }
+            }
+            return (afterTwoSteps, finite)
+        }
+        // Reference: one process, whole-model SGD on the rank-ordered sums.
+        let model = Self.model()
+        let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
+        let n = model.store.parameterCount
+        for step in 0..<2 {
+            let all = (0..<3).map { Self.gradients(rank: $0, count: n).map { $0 * Float(step + 1) } }
+            _ = model.store.gradients.update(fromContentsOf: (0..<n).map { all[0][$0] + all[1][$0] + all[2][$0] })
+            sgd.step()
+        }
+        for (rank, result) in results.enumerated() {
+            #expect(result.parameters.map(\.bitPattern) == Array(model.store.parameters).map(\.bitPattern), "rank \(rank)")
+            #expect(result.finite == [true, true, false], "rank \(rank) agrees on the non-finite step")
+        }
+    }
+
     @Test("one rank: shared mode needs no shared memory")
     func singleRank() throws {
         let model = Self.model()

@@ -112,6 +112,40 @@ struct TrainerTests {
         #expect(flat[0].losses == bucketed[0].losses)
     }
 
+    @Test("shared and sharded synchronization equal flat; sharded keeps one copy of the model",
+          arguments: [TrainingConfiguration.OptimizerKind.sgd, .adam])
+    func sharedMemoryModes(optimizer: TrainingConfiguration.OptimizerKind) throws {
+        var config = Self.configuration(norm: .syncbn, batch: 6, sync: .flat)
+        config.optimizer = optimizer
+        config.learningRate = optimizer == .sgd ? 0.1 : 0.01
+        let flat = try Self.train(worldSize: 3, config)
+        config.gradSync = .shared
+        let shared = try Self.train(worldSize: 3, config)
+        config.gradSync = .sharded
+        let sharded = try Self.train(worldSize: 3, config)
+        // Both shared-memory modes sum in rank order and update with the same arithmetic.
+        for r in 0..<3 {
+            #expect(sharded[r].parameters == shared[0].parameters, "rank \(r) parameters, bit for bit")
+            #expect(sharded[r].losses == shared[0].losses, "rank \(r) losses")
+            #expect(sharded[r].buffers == shared[r].buffers, "rank \(r) running statistics")
+        }
+        // The all-reduce may add three ranks in another order: float32 rounding only.
+        #expect(relativeError(sharded[0].parameters.map(Double.init), flat[0].parameters.map(Double.init)) < 1e-5)
+        #expect(relativeError(sharded[0].losses, flat[0].losses) < 1e-5)
+
+        let data = try SyntheticData.make(count: 600, features: 20, classes: 4, noise: 0.4, seed: 2)
+        let frozen = config
+        let layout = try LocalProcessGroup.run(worldSize: 3) { group -> [Int] in
+            let trainer = try Trainer(config: frozen, group: group, train: data, test: data)
+            let part = try #require(trainer.synchronizer.updateRange)
+            return [Int(bitPattern: trainer.model.store.parameters.baseAddress), part.lowerBound, part.upperBound,
+                    trainer.model.store.parameterCount]
+        }
+        #expect(Set(layout.map { $0[0] }).count == 1, "every rank addresses the same parameters")
+        #expect(layout.map { $0[1] } == [0, layout[0][2], layout[1][2]] && layout[2][2] == layout[0][3],
+                "the update ranges tile the parameters in rank order")
+    }
+
     @Test("SyncBN subgroups: groups of 2 on 4 ranks equal two independent 2-rank SyncBN groups' statistics")
     func subgroups() throws {
         var config = Self.configuration(norm: .syncbn, batch: 8)

@@ -30,14 +30,15 @@ public final class ParameterStore {
     /// Integer counters such as BatchNorm's `num_batches_tracked`.
     public var counters: [Int64] = []
 
-    /// Keeps relocated gradient storage alive (see `relocateGradients`); nil while the store
-    /// owns its gradient buffer.
+    /// Keep relocated storage alive (see `relocateGradients`, `relocateParameters`); nil while
+    /// the store owns that buffer.
     private var gradientStorageOwner: AnyObject?
+    private var parameterStorageOwner: AnyObject?
 
     public init() {}
 
     deinit {
-        parameters.deallocate()
+        if parameterStorageOwner == nil { parameters.deallocate() }
         if gradientStorageOwner == nil { gradients.deallocate() }
         buffers.deallocate()
     }
@@ -47,10 +48,27 @@ public final class ParameterStore {
     /// retained for as long as the store uses that memory.
     public func relocateGradients(to storage: UnsafeMutablePointer<Float>, owner: AnyObject) {
         precondition(isAllocated, "allocate() before relocating the gradients")
-        storage.update(from: gradients.baseAddress!, count: parameterCount)
-        if gradientStorageOwner == nil { gradients.deallocate() }
-        gradients = UnsafeMutableBufferPointer(start: storage, count: parameterCount)
+        gradients = Self.relocate(gradients, to: storage, copyingValues: true, releasing: gradientStorageOwner == nil)
         gradientStorageOwner = owner
+    }
+
+    /// Moves the parameters into memory the caller provides (`parameterCount` floats), e.g. one
+    /// copy that every rank of a host shares. With `copyingValues` false the memory is assumed
+    /// to receive them from elsewhere (another rank sharing it copies them: identical values
+    /// must not be written concurrently by several). `owner` is retained as above.
+    public func relocateParameters(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool) {
+        precondition(isAllocated, "allocate() before relocating the parameters")
+        parameters = Self.relocate(parameters, to: storage, copyingValues: copyingValues,
+                                   releasing: parameterStorageOwner == nil)
+        parameterStorageOwner = owner
+    }
+
+    private static func relocate(_ old: UnsafeMutableBufferPointer<Float>, to storage: UnsafeMutablePointer<Float>,
+                                 copyingValues: Bool, releasing: Bool) -> UnsafeMutableBufferPointer<Float>
+    {
+        if copyingValues, old.count > 0 { storage.update(from: old.baseAddress!, count: old.count) }
+        if releasing { old.deallocate() }
+        return UnsafeMutableBufferPointer(start: storage, count: old.count)
     }
 
     public var isAllocated: Bool { parameters.baseAddress != nil }

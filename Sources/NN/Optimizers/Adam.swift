@@ -41,10 +41,13 @@ public final class Adam: Optimizer {
         secondMoment = FlatVector(count: store.parameterCount)
     }
 
-    public func step() {
+    public func step() { step(range: 0..<store.parameterCount) }
+
+    public func step(range: Range<Int>) {
         stepCount += 1
-        let p = store.parameters.baseAddress!, grad = store.gradients.baseAddress!
-        let m = firstMoment.buffer.baseAddress!, v = secondMoment.buffer.baseAddress!
+        let lo = range.lowerBound
+        let p = store.parameters.baseAddress! + lo, grad = store.gradients.baseAddress! + lo
+        let m = firstMoment.buffer.baseAddress! + lo, v = secondMoment.buffer.baseAddress! + lo
         let t = Float(stepCount)
         let bc1 = 1 - Float.pow(beta1, t), bc2Sqrt = (1 - Float.pow(beta2, t)).squareRoot()
         let stepSize = learningRate / bc1
@@ -52,7 +55,7 @@ public final class Adam: Optimizer {
         let shrink = decoupledWeightDecay ? 1 - learningRate * weightDecay : 1
         var poison: Float = 0
         defer { lastStepWasFinite = poison == 0 }
-        for i in 0..<store.parameterCount {
+        for i in 0..<range.count {
             p[i] *= shrink
             let g = grad[i] + l2 * p[i]
             poison += grad[i] * 0
@@ -60,6 +63,14 @@ public final class Adam: Optimizer {
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
             p[i] -= stepSize * m[i] / (v[i].squareRoot() / bc2Sqrt + epsilon)
         }
+    }
+
+    public var stateVectors: Int { 2 }
+
+    /// Both moments, first then second.
+    public func relocateState(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool) {
+        firstMoment.relocate(to: storage, owner: owner, copyingValues: copyingValues)
+        secondMoment.relocate(to: storage + store.parameterCount, owner: owner, copyingValues: copyingValues)
     }
 
     public func stateDict() -> [String: TensorData] {

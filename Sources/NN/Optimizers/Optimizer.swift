@@ -6,6 +6,17 @@ public protocol Optimizer: AnyObject {
     var learningRate: Float { get set }
     /// Applies one update from the current gradients.
     func step()
+    /// Applies one update to the parameters in `range` only (and their state), as `step()` would
+    /// to those elements — the same bits. Ranks sharing one copy of the parameters each update
+    /// their own part; every rank calls it once per step (step counts stay in lockstep).
+    func step(range: Range<Int>)
+    /// Floats of per-parameter state (momentum buffer, Adam moments), laid out as
+    /// `stateVectors` vectors of `parameterCount` each.
+    var stateVectors: Int { get }
+    /// Moves the per-parameter state into `storage` (`stateVectors × parameterCount` floats),
+    /// e.g. memory shared by the ranks of a host; see `ParameterStore.relocateParameters` for
+    /// `copyingValues`. `owner` is retained while the memory is used.
+    func relocateState(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool)
     /// Whether every gradient the last `step()` read was finite. The check rides along with the
     /// update's own pass over memory; a caller that must not apply a non-finite update at all
     /// checks the gradients before `step()` instead.
@@ -50,12 +61,22 @@ func int64State(_ dict: [String: TensorData], _ key: String) throws -> Int64 {
     return try t.int64s()[0]
 }
 
+/// One float per parameter of optimizer state, in memory of its own or relocated elsewhere.
 final class FlatVector {
-    let buffer: UnsafeMutableBufferPointer<Float>
+    private(set) var buffer: UnsafeMutableBufferPointer<Float>
+    private var owner: AnyObject?
     init(count: Int) {
         buffer = .allocate(capacity: max(count, 1))
         buffer.initialize(repeating: 0)
+        buffer = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
     }
-    deinit { buffer.deallocate() }
-    var values: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(rebasing: buffer[0..<buffer.count]) }
+    deinit { if owner == nil { buffer.deallocate() } }
+    var values: UnsafeMutableBufferPointer<Float> { buffer }
+
+    func relocate(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool) {
+        if copyingValues, buffer.count > 0 { storage.update(from: buffer.baseAddress!, count: buffer.count) }
+        if self.owner == nil { buffer.deallocate() }
+        buffer = UnsafeMutableBufferPointer(start: storage, count: buffer.count)
+        self.owner = owner
+    }
 }

@@ -46,10 +46,12 @@ public final class SGD: Optimizer {
         momentumBuffer = FlatVector(count: store.parameterCount)
     }
 
-    public func step() {
-        let p = store.parameters.baseAddress!, grad = store.gradients.baseAddress!
-        let b = momentumBuffer.buffer.baseAddress!
-        let n = store.parameterCount
+    public func step() { step(range: 0..<store.parameterCount) }
+
+    public func step(range: Range<Int>) {
+        let p = store.parameters.baseAddress! + range.lowerBound, grad = store.gradients.baseAddress! + range.lowerBound
+        let b = momentumBuffer.buffer.baseAddress! + range.lowerBound
+        let n = range.count
         let lr = learningRate, mu = momentum, wd = weightDecay, keep = 1 - dampening
         if mu == 0 {
             var poison: Float = 0
@@ -65,6 +67,13 @@ public final class SGD: Optimizer {
                                                 dampening: 1 - keep, weightDecay: wd, nesterov: nesterov,
                                                 first: !hasMomentumBuffer)
         hasMomentumBuffer = true
+    }
+
+    public var stateVectors: Int { momentum == 0 ? 0 : 1 }
+
+    public func relocateState(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool) {
+        guard stateVectors == 1 else { return }
+        momentumBuffer.relocate(to: storage, owner: owner, copyingValues: copyingValues)
     }
 
     public func stateDict() -> [String: TensorData] {
