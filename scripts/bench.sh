@@ -49,6 +49,7 @@ for round in $(seq 1 "$rounds"); do
     run scripts/launch.sh -np 2 -- "${one[@]}" --grad-sync bucketed --json "$out/ddp-2-bucketed.r$round.json" 2>/dev/null
     run scripts/launch.sh -np 4 -- "${one[@]}" --json "$out/ddp-4-syncbn.r$round.json" 2>/dev/null
     run scripts/launch.sh -np 2 -- "${one[@]}" --grad-sync flat --json "$out/ddp-2-flat.r$round.json" 2>/dev/null
+    run scripts/launch.sh -np 2 -- "${one[@]}" --grad-sync shared --json "$out/ddp-2-shared.r$round.json" 2>/dev/null
     run $py scripts/peers/torch_train.py --repeats 3 --json "$out/torch-1.r$round.json" >/dev/null
     run $py scripts/peers/torch_train.py --repeats 3 --world-size 2 --json "$out/torch-ddp-2.r$round.json" >/dev/null
     run mpirun -np 1 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-1.r$round.json" >/dev/null
@@ -71,7 +72,7 @@ def load(name):
 def lines(name):
     with open(f"{out}/{name}") as f:
         return [json.loads(l) for l in f if l.strip().startswith("{")]
-configs = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "ddp-2-bucketed", "ddp-4-syncbn", "ddp-2-flat",
+configs = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "ddp-2-bucketed", "ddp-4-syncbn", "ddp-2-flat", "ddp-2-shared",
            "torch-1", "torch-ddp-2", "mpi4py-1", "mpi4py-2", "mpi4py-2-nocma"]
 rounds = {k: [load(os.path.basename(f)) for f in sorted(glob.glob(f"{out}/{k}.r*.json"))] for k in configs}
 n = min(len(v) for v in rounds.values())
@@ -93,7 +94,8 @@ s = lambda k: r[k]["samples_per_second"]
 one = s("ddp-1")
 rows = [
     ("SwiftDDP, 1 rank", s("ddp-1"), r["ddp-1"]["step_ms"]),
-    ("SwiftDDP, 2 ranks, SyncBN (gradients through shared memory, the default)", s("ddp-2-syncbn"), r["ddp-2-syncbn"]["step_ms"]),
+    ("SwiftDDP, 2 ranks, SyncBN (sharded update through shared memory, the default)", s("ddp-2-syncbn"), r["ddp-2-syncbn"]["step_ms"]),
+    ("SwiftDDP, 2 ranks, SyncBN, shared-memory sum, every rank updates all (`--grad-sync shared`)", s("ddp-2-shared"), r["ddp-2-shared"]["step_ms"]),
     ("SwiftDDP, 2 ranks, SyncBN, one MPI_Allreduce (`--grad-sync flat`)", s("ddp-2-flat"), r["ddp-2-flat"]["step_ms"]),
     ("SwiftDDP, 2 ranks, local BN", s("ddp-2-bn"), r["ddp-2-bn"]["step_ms"]),
     ("SwiftDDP, 2 ranks, SyncBN, bucketed sync", s("ddp-2-bucketed"), r["ddp-2-bucketed"]["step_ms"]),
@@ -123,13 +125,15 @@ checkRatio("2 ranks vs 1 rank", "ddp-2-syncbn", "ddp-1", 1.85)
 checkRatio("2 ranks vs PyTorch DDP 2 processes", "ddp-2-syncbn", "torch-ddp-2", 1.5)
 checkRatio("2 ranks vs mpi4py + NumPy 2 ranks", "ddp-2-syncbn", "mpi4py-2", 1.5)
 m1, m2 = ratio("ddp-2-flat", "ddp-1")[0], ratio("ddp-2-syncbn", "mpi4py-2-nocma")[0]
-md.append(f"- with one MPI_Allreduce (`--grad-sync flat`): 2 ranks vs 1 rank {m1:.2f}×; default vs mpi4py + NumPy with vader's single-copy off (its faster setting): {m2:.2f}×")
+m3, m4 = ratio("ddp-2-shared", "ddp-1")[0], ratio("ddp-2-syncbn", "ddp-2-shared")
+md.append(f"- with one MPI_Allreduce (`--grad-sync flat`): 2 ranks vs 1 rank {m1:.2f}×; with `--grad-sync shared` {m3:.2f}×; default vs mpi4py + NumPy with vader's single-copy off (its faster setting): {m2:.2f}×")
+md.append(f"- default (sharded) vs `--grad-sync shared`, 2 ranks: {m4[0]:.3f}× [{m4[1]:.3f}–{m4[2]:.3f}]")
 cost = 1 / ratio("ddp-2-syncbn", "ddp-2-bn")[0] - 1
 check("SyncBN step time over local BN", f"{cost * 100:+.1f}%", "≤ +5%", cost <= 0.05)
 worst = min(x["ddp_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"])
 check("gradient all-reduce bandwidth vs bare MPI_Allreduce (worst size, 4 KB–64 MB)", f"{worst:.2f}", "≥ 0.90", worst >= 0.9)
 shared = [x["ddp_shared_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"]]
-md.append(f"- shared-memory gradient reduction (the default on one host) vs bare MPI_Allreduce: {min(shared):.2f}–{max(shared):.2f}× the bandwidth")
+md.append(f"- shared-memory gradient reduction (sum and copy-back as `--grad-sync shared`; `sharded` skips the copy-back) vs bare MPI_Allreduce: {min(shared):.2f}–{max(shared):.2f}× the bandwidth")
 local = r["alloc-local"][0]["mallocs_per_step"] if r["alloc-local"] else float("nan")
 mpi = max((x["mallocs_per_step"] for x in r["alloc-mpi"]), default=float("nan"))
 check("heap allocations per steady-state step, SwiftDDP code (in-process rank)", f"{local:g}", "0", local == 0)

@@ -86,9 +86,18 @@ struct TrainBench: ParsableCommand {
                 breakdowns.append(window)
             }
             let floor = try gemmFloor(group: group)
-            guard group.rank == 0 else { return }
+            // Every rank knows the same samples/s (the slowest rank's time), so all pick the same repeat.
             let best = breakdowns[samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0]
             let perStep = { (v: Double) in v / Double(steps) * 1000 }
+            // Each rank's phases, to show imbalance (time one rank spends waiting for another
+            // appears in the phase holding the collective it waits in).
+            let phaseNames = ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]
+            let mine = [best.data, best.forward, best.backward, best.gradientSync, best.syncBNCommunication, best.optimizer].map(perStep)
+            let everyRank = try group.allGather(mine)
+            guard group.rank == 0 else { return }
+            let perRank = (0..<group.worldSize).map { r in
+                Dictionary(uniqueKeysWithValues: zip(phaseNames, everyRank[r * phaseNames.count..<(r + 1) * phaseNames.count]))
+            }
             let stepMs = perStep(best.total)
             try emitJSON([
                 "benchmark": "train", "world_size": group.worldSize,
@@ -102,6 +111,7 @@ struct TrainBench: ParsableCommand {
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),
                                  "gradient_sync": perStep(best.gradientSync), "syncbn_communication": perStep(best.syncBNCommunication),
                                  "optimizer": perStep(best.optimizer), "buffer_broadcast": perStep(best.bufferBroadcast)],
+                "breakdown_ms_per_rank": perRank,
                 "gemm_floor_ms": floor * 1000, "step_over_gemm_floor": stepMs / (floor * 1000),
             ], to: json)
         })
