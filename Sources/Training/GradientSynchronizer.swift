@@ -63,7 +63,7 @@ public final class GradientSynchronizer {
     ///   - group: the ranks to average over.
     ///   - mode: how (see `GradientSyncMode`).
     ///   - optimizer: the model's optimizer; `sharded` mode moves its state into the shared
-    ///     memory and the trainer then calls `optimizer.step(range: updateRange!)`.
+    ///     memory, and `updateParameters(with:)` must then be given this optimizer.
     ///   - bucketBytes: the smallest bucket in bucketed mode.
     public init(model: Sequential, group: any ProcessGroup, mode: GradientSyncMode, optimizer: (any Optimizer)? = nil,
                 bucketBytes: Int = 1 << 20) throws
@@ -164,16 +164,21 @@ public final class GradientSynchronizer {
     /// The elements rank `m` of `W` sums (and, sharded, updates).
     static func chunk(_ m: Int, of n: Int, ranks W: Int) -> Range<Int> { (n * m / W)..<(n * (m + 1) / W) }
 
-    /// Ends a sharded step after `optimizer.step(range: updateRange!)`: waits until every rank
-    /// has updated its part (so the whole model is current for the next forward) and agrees
-    /// whether all parts were finite. Returns `stepWasFinite` unchanged in other modes.
-    public func finishUpdate(stepWasFinite: Bool) throws -> Bool {
-        guard updateRange != nil, let shared else { return stepWasFinite }
+    /// Applies the optimizer step after `finish`: the whole model on every rank, or, sharded,
+    /// `optimizer.step(range: updateRange!)` on this rank's part of the one shared copy followed
+    /// by one barrier, after which every rank sees the whole updated model. Returns whether
+    /// every gradient was finite, agreed by all ranks.
+    public func updateParameters(with optimizer: any Optimizer) throws -> Bool {
+        guard let part = updateRange, let shared else {
+            optimizer.step()
+            return optimizer.lastStepWasFinite
+        }
+        optimizer.step(range: part)
         // Flags in shared memory, not an all-reduce: Open MPI's allocates a temporary per call.
         // A rank rewrites its flag only after the next step's first barrier, which every rank
         // passes after reading these.
         let flags = shared.common + (shared.commonCount - group.worldSize)
-        flags[group.rank] = stepWasFinite ? 0 : 1
+        flags[group.rank] = optimizer.lastStepWasFinite ? 0 : 1
         try shared.synchronize()
         return (0..<group.worldSize).allSatisfy { flags[$0] == 0 }
     }

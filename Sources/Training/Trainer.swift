@@ -354,8 +354,7 @@ public final class Trainer {
                 }
 
                 optimizer.learningRate = schedule.learningRate(at: step)
-                if let part = synchronizer.updateRange { optimizer.step(range: part) } else { optimizer.step() }
-                guard try synchronizer.finishUpdate(stepWasFinite: optimizer.lastStepWasFinite) else {
+                guard try synchronizer.updateParameters(with: optimizer) else {
                     // Training stops here, so the partly non-finite parameters are never saved.
                     throw TrainingError("non-finite gradients at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
                                         agreed: true)

@@ -74,9 +74,8 @@ struct GradientSyncTests {
                 var g = Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) }
                 if step == 2 && group.rank == 1 { g[0] = .nan }  // lands in rank 0's part
                 _ = model.store.gradients.update(fromContentsOf: g)
-                try sync.finish(wholeGradients: false)
-                sgd.step(range: sync.updateRange!)
-                finite.append(try sync.finishUpdate(stepWasFinite: sgd.lastStepWasFinite))
+                try sync.finish(wholeGradients: step == 1)  // this rank's part only, or all sums
+                finite.append(try sync.updateParameters(with: sgd))
                 if step == 1 { afterTwoSteps = Array(model.store.parameters) }
             }
             return (afterTwoSteps, finite)

@@ -52,7 +52,7 @@ public final class SGD: Optimizer {
         let p = store.parameters.baseAddress! + range.lowerBound, grad = store.gradients.baseAddress! + range.lowerBound
         let b = momentumBuffer.buffer.baseAddress! + range.lowerBound
         let n = range.count
-        let lr = learningRate, mu = momentum, wd = weightDecay, keep = 1 - dampening
+        let lr = learningRate, mu = momentum, wd = weightDecay
         if mu == 0 {
             var poison: Float = 0
             for i in 0..<n {
@@ -64,7 +64,7 @@ public final class SGD: Optimizer {
             return
         }
         lastStepWasFinite = Kernels.sgdMomentum(parameters: p, gradients: grad, buffer: b, count: n, lr: lr, momentum: mu,
-                                                dampening: 1 - keep, weightDecay: wd, nesterov: nesterov,
+                                                dampening: dampening, weightDecay: wd, nesterov: nesterov,
                                                 first: !hasMomentumBuffer)
         hasMomentumBuffer = true
     }
