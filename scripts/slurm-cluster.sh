@@ -82,7 +82,14 @@ CONF
     export OMPI_MCA_btl=tcp,self OMPI_MCA_btl_tcp_if_include=10.77.0.0/24 \
         OMPI_MCA_oob_tcp_if_include=10.77.0.0/24 OMPI_MCA_mpi_yield_when_idle=1
     echo "slurm-cluster: $n nodes idle in partition 'nodes' (SLURM_CONF=$SLURM_CONF)"
-    "$@"
+    local status=0
+    "$@" || status=$?
+    if [ "$status" -ne 0 ]; then
+        # the logs go with the cluster's state at teardown: show their ends now
+        echo "slurm-cluster: the command failed (exit $status); the end of each Slurm log:" >&2
+        for f in "$dir"/*.log "$dir"/*.out; do [ -e "$f" ] && { echo "== $f"; tail -n 8 "$f"; }; done >&2
+    fi
+    return "$status"
 }
 
 stop_slurm() {
