@@ -92,7 +92,13 @@ enum Executables {
     /// could pick a vanishing interface for its wire-up. (A 4-rank run once hung before its
     /// first step while they did; 12 deliberate collisions afterwards did not reproduce it, so
     /// this is a precaution, not a proven fix.)
-    static let localJobArguments = ["--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo"]
+    ///
+    /// Waiting ranks yield the core: the serialized suites run in parallel with each other, so
+    /// several jobs of 2–4 ranks share the 2 cores, and ranks spinning in MPI waits starved the
+    /// others' start-up — a rank's `MPI_Init` once failed with PMIx "Unreachable" (its launcher
+    /// did not answer in time) and the job hung.
+    static let localJobArguments = ["--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo",
+                                    "--mca", "mpi_yield_when_idle", "1"]
 }
 
 final class OutputCollector: @unchecked Sendable {
