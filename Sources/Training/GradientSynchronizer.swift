@@ -196,7 +196,7 @@ public final class GradientSynchronizer {
         let mine = chunk(r)
         for m in 0..<W { sources[m] = UnsafePointer(segments[m] + mine.lowerBound) }
         ddp_sum_members(own + mine.lowerBound, sources, Int32(W), mine.count)
-        guard copyBack else { return }  // sharded: `finishUpdate` is the next barrier, after the update
+        guard copyBack else { return }  // sharded: `updateParameters` ends with the next barrier
         try shared.synchronize()  // every chunk is summed
         for m in 0..<W where m != r {
             let theirs = chunk(m)

@@ -48,7 +48,7 @@ public final class ParameterStore {
     /// retained for as long as the store uses that memory.
     public func relocateGradients(to storage: UnsafeMutablePointer<Float>, owner: AnyObject) {
         precondition(isAllocated, "allocate() before relocating the gradients")
-        gradients = Self.relocate(gradients, to: storage, copyingValues: true, releasing: gradientStorageOwner == nil)
+        gradients = relocateFloats(gradients, to: storage, copyingValues: true, releasing: gradientStorageOwner == nil)
         gradientStorageOwner = owner
     }
 
@@ -58,17 +58,9 @@ public final class ParameterStore {
     /// must not be written concurrently by several). `owner` is retained as above.
     public func relocateParameters(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool) {
         precondition(isAllocated, "allocate() before relocating the parameters")
-        parameters = Self.relocate(parameters, to: storage, copyingValues: copyingValues,
-                                   releasing: parameterStorageOwner == nil)
+        parameters = relocateFloats(parameters, to: storage, copyingValues: copyingValues,
+                                    releasing: parameterStorageOwner == nil)
         parameterStorageOwner = owner
-    }
-
-    private static func relocate(_ old: UnsafeMutableBufferPointer<Float>, to storage: UnsafeMutablePointer<Float>,
-                                 copyingValues: Bool, releasing: Bool) -> UnsafeMutableBufferPointer<Float>
-    {
-        if copyingValues, old.count > 0 { storage.update(from: old.baseAddress!, count: old.count) }
-        if releasing { old.deallocate() }
-        return UnsafeMutableBufferPointer(start: storage, count: old.count)
     }
 
     public var isAllocated: Bool { parameters.baseAddress != nil }
@@ -124,4 +116,14 @@ public final class ParameterStore {
 
     /// Sets every gradient to zero.
     public func zeroGradients() { gradients.update(repeating: 0) }
+}
+
+/// Moves a flat float buffer into `storage` (optionally copying its values and freeing the old
+/// memory, if it was the owner's own); returns the buffer at its new place.
+func relocateFloats(_ old: UnsafeMutableBufferPointer<Float>, to storage: UnsafeMutablePointer<Float>,
+                    copyingValues: Bool, releasing: Bool) -> UnsafeMutableBufferPointer<Float>
+{
+    if copyingValues, old.count > 0 { storage.update(from: old.baseAddress!, count: old.count) }
+    if releasing { old.deallocate() }
+    return UnsafeMutableBufferPointer(start: storage, count: old.count)
 }

@@ -74,9 +74,7 @@ final class FlatVector {
     var values: UnsafeMutableBufferPointer<Float> { buffer }
 
     func relocate(to storage: UnsafeMutablePointer<Float>, owner: AnyObject, copyingValues: Bool) {
-        if copyingValues, buffer.count > 0 { storage.update(from: buffer.baseAddress!, count: buffer.count) }
-        if self.owner == nil { buffer.deallocate() }
-        buffer = UnsafeMutableBufferPointer(start: storage, count: buffer.count)
+        buffer = relocateFloats(buffer, to: storage, copyingValues: copyingValues, releasing: self.owner == nil)
         self.owner = owner
     }
 }
