@@ -104,6 +104,7 @@ struct TrainBench: ParsableCommand {
                 "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
                 "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "grad_sync_sharded_update": shardedUpdate,
+                "small_collectives": smallCollectivesPath(group),
                 "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
@@ -262,5 +263,15 @@ struct AllReduceBench: ParsableCommand {
                 try emitJSON(["benchmark": "allreduce", "world_size": W, "results": rows], to: json)
             }
         })
+    }
+}
+
+/// How the group's small collectives (SyncBN statistics, the loss) travel, for the JSON.
+func smallCollectivesPath(_ group: any ProcessGroup) -> String {
+    guard let mpi = group as? MPIProcessGroup, group.worldSize > 1 else { return "none (one rank)" }
+    switch mpi.smallCollectivesUseSharedMemory {
+    case true?: return "shared memory"
+    case false?: return "mpi"
+    case nil: return "not used"
     }
 }

@@ -185,6 +185,10 @@ func runChecks(_ c: Checks, world: Communicator) throws {
     c.expect(rank == 0 ? onlyRoot?.worldSize == 1 : onlyRoot == nil, "MPIProcessGroup split with nil color")
     try group.barrier()
 
+    // Small collectives through shared memory (every member on this host): the same results
+    // as MPI's, in rank order on every member, with slots reused call after call.
+    try checkSmallCollectives(c, group: group, world: world)
+
     // SyncBatchNorm over MPI with uneven and empty per-rank batches
     if size > 1 { try checkSyncBatchNorm(c, group: group) }
 }

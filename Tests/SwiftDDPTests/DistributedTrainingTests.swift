@@ -16,13 +16,13 @@ struct DistributedTrainingTests {
                          "--width", "32", "--activation", "tanh", "--lr", "0.05", "--momentum", "0.9",
                          "--schedule", "constant", "--seed", "3", "--max-steps", "12", "--log-every", "1"]
 
-    static func train(np: Int, batch: Int, _ extra: [String]) throws -> Run {
+    static func train(np: Int, batch: Int, _ extra: [String], exporting: [String] = []) throws -> Run {
         let dir = TemporaryDirectory()
         let model = dir.path + "/model.safetensors", metrics = dir.path + "/metrics.jsonl"
         let outcome = try Executables.mpirun(
             np: np, "ddp",
             ["train"] + common + ["--batch-size", String(batch), "--save", model, "--metrics", metrics] + extra,
-            timeout: 240)
+            exporting: exporting, timeout: 240)
         guard outcome.status == 0, !outcome.timedOut else {
             Issue.record("mpirun -np \(np) ddp train failed (\(outcome.status)):\n\(outcome.output)")
             throw CancellationError()
@@ -86,6 +86,16 @@ struct DistributedTrainingTests {
         #expect(relativeError(shared.losses, flat.losses) < 1e-5)
         #expect(Self.floats(sharded.state) == Self.floats(shared.state), "sharded and shared: the same bits")
         #expect(sharded.losses == shared.losses)
+        // SyncBN's statistics and the loss through MPI instead of the shared-memory mailbox:
+        // the same sums (bit for bit with 2 ranks; another order of additions with 4).
+        let overMPI = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn"], exporting: ["SWIFTDDP_SMALL_COLLECTIVES=mpi"])
+        if np == 2 {
+            #expect(Self.floats(overMPI.state) == Self.floats(sharded.state), "small collectives over MPI: the same bits")
+            #expect(overMPI.losses == sharded.losses)
+        } else {
+            #expect(relativeError(Self.floats(overMPI.state), Self.floats(sharded.state)) < 1e-5)
+            #expect(relativeError(overMPI.losses, sharded.losses) < 1e-5)
+        }
     }
 
     @Test("--init-from starts from a saved state; metrics hold step, eval and summary lines")
@@ -230,6 +240,22 @@ struct AllocationTests {
             #expect(outcome.status == 0)
         }
     }
+
+    @Test("zero heap allocations per step under mpirun, Open MPI included (SyncBN, default sync)")
+    func zeroAllocationsUnderMPI() throws {
+        let interposer = Executables.path("libMallocInterposerSwift.so")
+        let outcome = try Executables.mpirun(np: 2, "ddp-alloc-check", exporting: ["LD_PRELOAD=\(interposer)"], timeout: 120)
+        let records = try outcome.output.split(separator: "\n").filter { $0.hasPrefix("{") }.map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(Set(records.compactMap { $0["rank"] as? Int }) == [0, 1], "\(outcome.output)")
+        for record in records {
+            #expect(record["interposer_loaded"] as? Bool == true, "\(outcome.output)")
+            #expect(record["world_size"] as? Int == 2 && record["norm"] as? String == "syncbn", "\(outcome.output)")
+            #expect(record["mallocs"] as? Int == 0, "\(outcome.output)")
+        }
+    }
 }
 
 /// `ddp bench` keeps producing its JSON (numbers are not asserted: speed is measured by
@@ -249,7 +275,7 @@ struct BenchOutputTests {
         #expect((t["gemm_floor_ms"] as? Double ?? 0) > 0)
         #expect(["x86-64-v4", "x86-64-v3", "baseline"].contains(t["elementwise_kernels"] as? String ?? ""), "\(t)")
         #expect(t["grad_sync"] as? String == "sharded" && t["grad_sync_shared_memory"] as? Bool == true
-                && t["grad_sync_sharded_update"] as? Bool == true, "\(t)")
+                && t["grad_sync_sharded_update"] as? Bool == true && t["small_collectives"] as? String == "shared memory", "\(t)")
         let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536", "--repeats", "1",
                                                            "--seconds", "0.01", "--json", dir.path + "/a.json"])
         #expect(reduce.status == 0, "\(reduce.output)")

@@ -5,9 +5,13 @@ import Testing
 /// checks values on each rank and prints "N passed, M failed".
 @Suite("MPI bindings under mpirun", .serialized)
 struct MPISelfTestTests {
-    @Test("mpi-selftest passes", arguments: [1, 2, 4])
-    func selfTest(np: Int) throws {
-        let outcome = try Executables.mpirun(np: np, "mpi-selftest", timeout: 180)
+    @Test("mpi-selftest passes", arguments: [(1, false), (2, false), (4, false), (4, true)])
+    func selfTest(np: Int, smallCollectivesOverMPI: Bool) throws {
+        // Small collectives go through shared memory on one host unless told to use MPI;
+        // the checks expect whichever path the environment asks for.
+        let outcome = try Executables.mpirun(np: np, "mpi-selftest",
+                                             exporting: smallCollectivesOverMPI ? ["SWIFTDDP_SMALL_COLLECTIVES=mpi"] : [],
+                                             timeout: 180)
         #expect(!outcome.timedOut, "mpirun -np \(np) timed out:\n\(outcome.output)")
         #expect(outcome.status == 0, "mpirun -np \(np) exited \(outcome.status):\n\(outcome.output)")
         #expect(outcome.output.contains("world size \(np)"), "\(outcome.output)")

@@ -75,11 +75,13 @@ enum Executables {
     }
 
     /// Runs a package executable under `mpirun -np N --oversubscribe`.
-    static func mpirun(np: Int, _ name: String, _ arguments: [String] = [], timeout: TimeInterval = 300) throws
-        -> Outcome
+    /// - Parameter exporting: `NAME=value` settings for every rank (mpirun's `-x`).
+    static func mpirun(np: Int, _ name: String, _ arguments: [String] = [], exporting: [String] = [],
+                       timeout: TimeInterval = 300) throws -> Outcome
     {
         return try run(mpirunPath, ["-np", String(np), "--oversubscribe", "--bind-to", "none"] + localJobArguments
-                           + ["-x", "OPENBLAS_NUM_THREADS", path(name)] + arguments, timeout: timeout)
+                           + ["-x", "OPENBLAS_NUM_THREADS"] + exporting.flatMap { ["-x", $0] } + [path(name)] + arguments,
+                       timeout: timeout)
     }
 
     static let mpirunPath = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
