@@ -50,6 +50,7 @@ for round in $(seq 1 "$rounds"); do
     run scripts/launch.sh -np 4 -- "${one[@]}" --json "$out/ddp-4-syncbn.r$round.json" 2>/dev/null
     run scripts/launch.sh -np 2 -- "${one[@]}" --grad-sync flat --json "$out/ddp-2-flat.r$round.json" 2>/dev/null
     run scripts/launch.sh -np 2 -- "${one[@]}" --grad-sync shared --json "$out/ddp-2-shared.r$round.json" 2>/dev/null
+    SWIFTDDP_SMALL_COLLECTIVES=mpi run scripts/launch.sh -np 2 -x SWIFTDDP_SMALL_COLLECTIVES -- "${one[@]}" --json "$out/ddp-2-mpi-small.r$round.json" 2>/dev/null
     run $py scripts/peers/torch_train.py --repeats 3 --json "$out/torch-1.r$round.json" >/dev/null
     run $py scripts/peers/torch_train.py --repeats 3 --world-size 2 --json "$out/torch-ddp-2.r$round.json" >/dev/null
     run mpirun -np 1 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-1.r$round.json" >/dev/null
@@ -61,6 +62,8 @@ run scripts/launch.sh -np 2 -- bench allreduce --json "$out/allreduce-2.json" 2>
 LD_PRELOAD=$PWD/$bin/libMallocInterposerSwift.so run $bin/ddp-alloc-check --local > "$out/alloc-local.jsonl" || true
 run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS -x LD_PRELOAD=$PWD/$bin/libMallocInterposerSwift.so \
     $bin/ddp-alloc-check > "$out/alloc-mpi.jsonl" 2>/dev/null || true
+run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS -x LD_PRELOAD=$PWD/$bin/libMallocInterposerSwift.so \
+    -x SWIFTDDP_SMALL_COLLECTIVES=mpi $bin/ddp-alloc-check > "$out/alloc-mpi-small.jsonl" 2>/dev/null || true
 
 $py - "$out" <<'PY'
 import json, sys, platform, os
@@ -72,7 +75,7 @@ def load(name):
 def lines(name):
     with open(f"{out}/{name}") as f:
         return [json.loads(l) for l in f if l.strip().startswith("{")]
-configs = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "ddp-2-bucketed", "ddp-4-syncbn", "ddp-2-flat", "ddp-2-shared",
+configs = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "ddp-2-bucketed", "ddp-4-syncbn", "ddp-2-flat", "ddp-2-shared", "ddp-2-mpi-small",
            "torch-1", "torch-ddp-2", "mpi4py-1", "mpi4py-2", "mpi4py-2-nocma"]
 rounds = {k: [load(os.path.basename(f)) for f in sorted(glob.glob(f"{out}/{k}.r*.json"))] for k in configs}
 n = min(len(v) for v in rounds.values())
@@ -88,7 +91,7 @@ def ratio(a, b):
     values = [x["samples_per_second"] / y["samples_per_second"] for x, y in zip(rounds[a], rounds[b])]
     return statistics.median(values), min(values), max(values)
 r["allreduce-2"] = load("allreduce-2.json")
-r["alloc-local"], r["alloc-mpi"] = lines("alloc-local.jsonl"), lines("alloc-mpi.jsonl")
+r["alloc-local"], r["alloc-mpi"], r["alloc-mpi-small"] = lines("alloc-local.jsonl"), lines("alloc-mpi.jsonl"), lines("alloc-mpi-small.jsonl")
 json.dump(r, open(f"{out}/results.json", "w"), indent=2)
 s = lambda k: r[k]["samples_per_second"]
 one = s("ddp-1")
@@ -97,6 +100,7 @@ rows = [
     ("SwiftDDP, 2 ranks, SyncBN (sharded update through shared memory, the default)", s("ddp-2-syncbn"), r["ddp-2-syncbn"]["step_ms"]),
     ("SwiftDDP, 2 ranks, SyncBN, shared-memory sum, every rank updates all (`--grad-sync shared`)", s("ddp-2-shared"), r["ddp-2-shared"]["step_ms"]),
     ("SwiftDDP, 2 ranks, SyncBN, one MPI_Allreduce (`--grad-sync flat`)", s("ddp-2-flat"), r["ddp-2-flat"]["step_ms"]),
+    ("SwiftDDP, 2 ranks, SyncBN, sharded, SyncBN statistics and loss over MPI (`SWIFTDDP_SMALL_COLLECTIVES=mpi`)", s("ddp-2-mpi-small"), r["ddp-2-mpi-small"]["step_ms"]),
     ("SwiftDDP, 2 ranks, local BN", s("ddp-2-bn"), r["ddp-2-bn"]["step_ms"]),
     ("SwiftDDP, 2 ranks, SyncBN, bucketed sync", s("ddp-2-bucketed"), r["ddp-2-bucketed"]["step_ms"]),
     ("SwiftDDP, 4 ranks (oversubscribed), SyncBN", s("ddp-4-syncbn"), r["ddp-4-syncbn"]["step_ms"]),
@@ -128,6 +132,8 @@ m1, m2 = ratio("ddp-2-flat", "ddp-1")[0], ratio("ddp-2-syncbn", "mpi4py-2-nocma"
 m3, m4 = ratio("ddp-2-shared", "ddp-1")[0], ratio("ddp-2-syncbn", "ddp-2-shared")
 md.append(f"- with one MPI_Allreduce (`--grad-sync flat`): 2 ranks vs 1 rank {m1:.2f}×; with `--grad-sync shared` {m3:.2f}×; default vs mpi4py + NumPy with vader's single-copy off (its faster setting): {m2:.2f}×")
 md.append(f"- default (sharded) vs `--grad-sync shared`, 2 ranks: {m4[0]:.3f}× [{m4[1]:.3f}–{m4[2]:.3f}]")
+m5 = ratio("ddp-2-syncbn", "ddp-2-mpi-small")
+md.append(f"- default (small collectives through shared memory) vs `SWIFTDDP_SMALL_COLLECTIVES=mpi`, 2 ranks: {m5[0]:.3f}× [{m5[1]:.3f}–{m5[2]:.3f}]")
 cost = 1 / ratio("ddp-2-syncbn", "ddp-2-bn")[0] - 1
 check("SyncBN step time over local BN", f"{cost * 100:+.1f}%", "≤ +5%", cost <= 0.05)
 worst = min(x["ddp_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"])
@@ -136,16 +142,19 @@ shared = [x["ddp_shared_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"
 md.append(f"- shared-memory gradient reduction (sum and copy-back as `--grad-sync shared`; `sharded` skips the copy-back) vs bare MPI_Allreduce: {min(shared):.2f}–{max(shared):.2f}× the bandwidth")
 local = r["alloc-local"][0]["mallocs_per_step"] if r["alloc-local"] else float("nan")
 mpi = max((x["mallocs_per_step"] for x in r["alloc-mpi"]), default=float("nan"))
+mpi_small = max((x["mallocs_per_step"] for x in r["alloc-mpi-small"]), default=float("nan"))
 check("heap allocations per steady-state step, SwiftDDP code (in-process rank)", f"{local:g}", "0", local == 0)
-md.append(f"- heap allocations per step with Open MPI (2 ranks, default sync, SyncBN), all inside Open MPI's collectives: {mpi:g}")
+check("heap allocations per steady-state step under mpirun, Open MPI included (2 ranks, defaults, SyncBN)", f"{mpi:g}", "0", mpi == 0)
+md.append(f"- the same with `SWIFTDDP_SMALL_COLLECTIVES=mpi` (Open MPI's all-reduce allocates a temporary per call): {mpi_small:g}")
 md += ["", "All-reduce (2 ranks), median of 5 interleaved repeats:", "", "| bytes | MPI_Allreduce µs | SwiftDDP flat µs | ratio | SwiftDDP shared memory µs | ratio |", "| --- | --- | --- | --- | --- | --- |"]
 for x in r["allreduce-2"]["results"]:
     md.append(f"| {x['bytes']:,} | {x['mpi_allreduce_us']:.1f} | {x['ddp_gradient_sync_us']:.1f} | {x['ddp_over_mpi_bandwidth']:.2f} | {x['ddp_shared_sync_us']:.1f} | {x['ddp_shared_over_mpi_bandwidth']:.2f} |")
-b = r["ddp-1"]["breakdown_ms"]; b2 = r["ddp-2-syncbn"]["breakdown_ms"]
-md += ["", "Step-time breakdown (ms per step):", "", "| phase | 1 rank | 2 ranks SyncBN |", "| --- | --- | --- |"]
+b = r["ddp-1"]["breakdown_ms"]; b2 = r["ddp-2-syncbn"]["breakdown_ms"]; b3 = r["ddp-2-mpi-small"]["breakdown_ms"]
+md += ["", "Step-time breakdown (ms per step, rank 0, each configuration's median round):", "",
+       "| phase | 1 rank | 2 ranks SyncBN (default) | 2 ranks, small collectives over MPI |", "| --- | --- | --- | --- |"]
 for k in ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer", "buffer_broadcast"]:
-    md.append(f"| {k} | {b[k]:.3f} | {b2[k]:.3f} |")
-md.append(f"| total | {r['ddp-1']['step_ms']:.3f} | {r['ddp-2-syncbn']['step_ms']:.3f} |")
+    md.append(f"| {k} | {b[k]:.3f} | {b2[k]:.3f} | {b3[k]:.3f} |")
+md.append(f"| total | {r['ddp-1']['step_ms']:.3f} | {r['ddp-2-syncbn']['step_ms']:.3f} | {r['ddp-2-mpi-small']['step_ms']:.3f} |")
 md.append("")
 forced = os.environ.get("OPENBLAS_CORETYPE")
 md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {r['torch-1']['torch']}, numpy {r['mpi4py-2']['numpy']}; "
