@@ -4,7 +4,7 @@
 // Targets, bottom-up (Docs/architecture.md explains each):
 //   CMPI, COpenBLAS, CZlib   C system libraries found with pkg-config (ompi-c, openblas, zlib)
 //   CKernels                 the step's element-wise and per-channel loops (SGD, BatchNorm, ReLU) in C,
-//                            cloned per x86-64 level and picked at load time
+//                            cloned per x86-64 level and picked at load time; the rank-to-rank probe
 //   MPI                      Swift bindings for Open MPI: errors, communicators, typed collectives
 //   Collectives              the ProcessGroup seam: MPI-backed and in-process (test) implementations
 //   BLAS                     thin typed wrapper over CBLAS (sgemm and the level-1 calls)
@@ -42,7 +42,7 @@ let package = Package(
 
         .target(name: "CKernels"),
         .target(name: "MPI", dependencies: ["CMPI"]),
-        .target(name: "Collectives", dependencies: ["MPI"]),
+        .target(name: "Collectives", dependencies: ["MPI", "CKernels"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
         .target(name: "SafeTensors"),
         .target(

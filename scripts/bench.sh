@@ -155,6 +155,16 @@ md += ["", "Step-time breakdown (ms per step, rank 0, each configuration's media
 for k in ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer", "buffer_broadcast"]:
     md.append(f"| {k} | {b[k]:.3f} | {b2[k]:.3f} | {b3[k]:.3f} |")
 md.append(f"| total | {r['ddp-1']['step_ms']:.3f} | {r['ddp-2-syncbn']['step_ms']:.3f} | {r['ddp-2-mpi-small']['step_ms']:.3f} |")
+two = [k for k in configs if k.startswith("ddp-2")]
+md += ["", "Placement: cache-line round trip between ranks 0 and 1 (ns), before / after each run's timing "
+       "(tens of ns: one shared L3; hundreds: the ranks' CPUs sit on different dies, and every exchange between them is slower):", "",
+       "| round | " + " | ".join(two) + " |", "| --- |" + " --- |" * len(two)]
+def trip(x):
+    t = x.get("rank_round_trip_ns") or {}
+    f = lambda v: "–" if v is None else f"{v:.0f}"
+    return f"{f(t.get('before'))} / {f(t.get('after'))}"
+for i in range(n):
+    md.append(f"| {i + 1} | " + " | ".join(trip(rounds[k][i]) for k in two) + " |")
 md.append("")
 forced = os.environ.get("OPENBLAS_CORETYPE")
 md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {r['torch-1']['torch']}, numpy {r['mpi4py-2']['numpy']}; "

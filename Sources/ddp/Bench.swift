@@ -70,6 +70,8 @@ struct TrainBench: ParsableCommand {
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
             var sharedMemoryUsed = false, shardedUpdate = false
+            // Placement can change while the benchmark runs (a VM's vCPUs migrate): probe both ends.
+            let roundTripBefore = try group.rankRoundTripNanoseconds()
             for _ in 0..<repeats {
                 let trainer = try Trainer(config: config, group: group, train: datasets.0, test: datasets.1)
                 sharedMemoryUsed = trainer.synchronizer.usesSharedMemory
@@ -85,6 +87,7 @@ struct TrainBench: ParsableCommand {
                 samplesPerSecond.append(Double(steps * batchSize * group.worldSize) / window.total)
                 breakdowns.append(window)
             }
+            let roundTripAfter = try group.rankRoundTripNanoseconds()
             let floor = try gemmFloor(group: group)
             // Every rank knows the same samples/s (the slowest rank's time), so all pick the same repeat.
             let best = breakdowns[samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0]
@@ -105,6 +108,8 @@ struct TrainBench: ParsableCommand {
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
                 "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "grad_sync_sharded_update": shardedUpdate,
                 "small_collectives": smallCollectivesPath(group),
+                "rank_round_trip_ns": ["before": roundTripBefore.map { $0 as Any } ?? NSNull(),
+                                       "after": roundTripAfter.map { $0 as Any } ?? NSNull()],
                 "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,

@@ -8,7 +8,7 @@ import NN
 /// A quick check that a hostfile or Slurm allocation gives the layout you expect.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the MPI world (ranks per host), the MPI library and each rank's BLAS threads and kernels.")
+        abstract: "Print the MPI world (ranks per host), the MPI library, each rank's BLAS threads and kernels, and how far apart ranks 0 and 1 sit (cache-line round trip).")
 
     func run() throws {
         try MPIRuntime.withRuntime { level in
@@ -16,11 +16,18 @@ struct Info: ParsableCommand {
             let hosts = try gatherHostNames(group)
             let threads = try group.allGather([Int32(BLAS.threadCount)])
             let kernels = try gatherStrings("OpenBLAS \(BLAS.coreName), element-wise \(elementwiseKernelLevel)", group)
+            let roundTrip = try group.rankRoundTripNanoseconds()
             guard group.rank == 0 else { return }
             print("world size: \(group.worldSize)   thread level: \(level)")
             print("MPI library: \(MPIRuntime.libraryVersion.split(separator: "\n").first ?? "")")
             for r in 0..<group.worldSize {
                 print("rank \(r): host \(hosts[r]), OpenBLAS threads \(threads[r]), kernels: \(kernels[r])")
+            }
+            // Where the ranks sit: tens of ns share a cache; hundreds cross dies or sockets.
+            if let roundTrip {
+                let reading = roundTrip < 150 ? "likely one shared cache" : roundTrip < 2_000 ? "likely different dies or sockets"
+                    : "likely sharing a CPU"
+                print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory (\(reading))")
             }
         }
     }

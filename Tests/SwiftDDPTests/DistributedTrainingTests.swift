@@ -276,6 +276,11 @@ struct BenchOutputTests {
         #expect(["x86-64-v4", "x86-64-v3", "baseline"].contains(t["elementwise_kernels"] as? String ?? ""), "\(t)")
         #expect(t["grad_sync"] as? String == "sharded" && t["grad_sync_shared_memory"] as? Bool == true
                 && t["grad_sync_sharded_update"] as? Bool == true && t["small_collectives"] as? String == "shared memory", "\(t)")
+        // Measured before and after timing; null only if the partner rank did not answer within
+        // the probe's timeout (a starved, oversubscribed rank).
+        let roundTrip = t["rank_round_trip_ns"] as? [String: Any] ?? [:]
+        #expect(Set(roundTrip.keys) == ["before", "after"], "\(t)")
+        #expect(roundTrip.values.allSatisfy { $0 is NSNull || ($0 as? Double ?? 0) > 0 }, "\(t)")
         let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536", "--repeats", "1",
                                                            "--seconds", "0.01", "--json", dir.path + "/a.json"])
         #expect(reduce.status == 0, "\(reduce.output)")

@@ -51,6 +51,16 @@ struct LocalProcessGroupTests {
         }
     }
 
+    @Test("rank-to-rank round trip: measured between ranks 0 and 1, the same figure on every rank, none for one rank")
+    func roundTrip() throws {
+        #expect(try LocalProcessGroup.single().rankRoundTripNanoseconds() == nil)
+        for size in [2, 3] {
+            // Generous timeout: other suites may be using both cores.
+            let figures = try LocalProcessGroup.run(worldSize: size) { try $0.rankRoundTripNanoseconds(rounds: 1_000, timeoutSeconds: 60) }
+            #expect(figures.allSatisfy { $0 != nil && $0! > 0 && $0 == figures[0] }, "\(figures)")
+        }
+    }
+
     @Test("split into subgroups ordered by key")
     func split() throws {
         let results = try LocalProcessGroup.run(worldSize: 6) { group -> [Int] in

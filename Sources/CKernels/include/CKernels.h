@@ -11,6 +11,7 @@
 #define SWIFTDDP_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// SGD with momentum, PyTorch's rule; returns 1 when every gradient was finite.
 int ddp_sgd_momentum(float *p, const float *grad, float *buf, ptrdiff_t n, float lr, float momentum,
@@ -49,6 +50,11 @@ void ddp_relu_backward(const float *y, const float *g, float *d, ptrdiff_t n, fl
 /// dst[i] = src[0][i] + src[1][i] + … + src[members − 1][i], added in that order (so every
 /// caller gets the same bits); dst may be one of the sources.
 void ddp_sum_members(float *dst, const float *const *src, int members, ptrdiff_t n);
+
+/// Cache-line ping-pong between exactly two callers sharing `line` (initially 0): the initiator
+/// returns the mean round trip in nanoseconds over `rounds`, the other caller 0; either returns
+/// −1 if its partner has not answered within `timeout_seconds` of the call.
+double ddp_cache_line_round_trip(int32_t *line, int initiator, int rounds, double timeout_seconds);
 
 /// Which clone the loader picked, for `ddp info` and benchmark records: "x86-64-v4",
 /// "x86-64-v3" or "baseline".
