@@ -33,6 +33,18 @@ bin=.build/release
 py=/usr/bin/python3   # Debian's python, which the Debian torch and mpi4py belong to
 
 run() { echo "bench: $*" >&2; "$@"; }
+# How far apart two ranks' CPUs are right now: the cache-line round trip `ddp info` measures
+# (tens of ns: one shared L3; hundreds: different dies). A VM's vCPUs can move between dies from
+# minute to minute, which changes every exchange between the ranks; SwiftDDP's bench records it
+# itself, and the peers' 2-process runs are bracketed by this probe.
+placement() { scripts/launch.sh -np 2 -- info 2>/dev/null | sed -n 's/.*cache-line round trip \([0-9]*\) ns.*/\1/p'; }
+peer2() {  # NAME COMMAND...: a 2-process peer run with the placement before and after
+    local name=$1 before after; shift
+    before=$(placement)
+    run "$@" >/dev/null
+    after=$(placement)
+    echo "{\"before\": ${before:-null}, \"after\": ${after:-null}}" > "$out/$name.r$round.placement.json"
+}
 # Open MPI's shared-memory transport copies large messages with CMA (process_vm_readv) by
 # default; on some machines (this VM) the copy-in/copy-out path is faster, so the mpi4py peer
 # runs both ways (SwiftDDP's default gradient path on one host uses no MPI messages).
@@ -52,10 +64,10 @@ for round in $(seq 1 "$rounds"); do
     run scripts/launch.sh -np 2 -- "${one[@]}" --grad-sync shared --json "$out/ddp-2-shared.r$round.json" 2>/dev/null
     SWIFTDDP_SMALL_COLLECTIVES=mpi run scripts/launch.sh -np 2 -x SWIFTDDP_SMALL_COLLECTIVES -- "${one[@]}" --json "$out/ddp-2-mpi-small.r$round.json" 2>/dev/null
     run $py scripts/peers/torch_train.py --repeats 3 --json "$out/torch-1.r$round.json" >/dev/null
-    run $py scripts/peers/torch_train.py --repeats 3 --world-size 2 --json "$out/torch-ddp-2.r$round.json" >/dev/null
+    peer2 torch-ddp-2 $py scripts/peers/torch_train.py --repeats 3 --world-size 2 --json "$out/torch-ddp-2.r$round.json"
     run mpirun -np 1 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-1.r$round.json" >/dev/null
-    run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-2.r$round.json" >/dev/null
-    run mpirun -np 2 --bind-to core "${nocma[@]}" -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-2-nocma.r$round.json" >/dev/null
+    peer2 mpi4py-2 mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-2.r$round.json"
+    peer2 mpi4py-2-nocma mpirun -np 2 --bind-to core "${nocma[@]}" -x OPENBLAS_NUM_THREADS $py scripts/peers/mpi4py_train.py --repeats 3 --json "$out/mpi4py-2-nocma.r$round.json"
 done
 run scripts/launch.sh -np 2 -- bench allreduce --json "$out/allreduce-2.json" 2>/dev/null
 # heap allocations in steady-state steps: SwiftDDP alone (in-process rank), then with Open MPI
@@ -90,6 +102,25 @@ def ratio(a, b):
     """Median over rounds of a/b (same round: same machine state), with its range."""
     values = [x["samples_per_second"] / y["samples_per_second"] for x, y in zip(rounds[a], rounds[b])]
     return statistics.median(values), min(values), max(values)
+def trip(k, i):
+    """Rank 0 <-> 1 round trip before/after run i of a 2-process configuration, or None."""
+    t = rounds[k][i].get("rank_round_trip_ns")
+    path = f"{out}/{k}.r{i + 1}.placement.json"
+    if t is None and os.path.exists(path):
+        t = json.load(open(path))
+    return t
+NEAR_NS = 150
+two_process = lambda k: "-2" in k
+def near(k, i):
+    """Whether run i had both ranks on one L3 before and after (1-process runs always count)."""
+    if not two_process(k):
+        return True
+    t = trip(k, i) or {}
+    return all(t.get(w) is not None and t[w] < NEAR_NS for w in ("before", "after"))
+def near_ratio(a, b):
+    """`ratio` over the rounds where both runs had near placement: (median, min, max, rounds) or None."""
+    values = [rounds[a][i]["samples_per_second"] / rounds[b][i]["samples_per_second"] for i in range(n) if near(a, i) and near(b, i)]
+    return (statistics.median(values), min(values), max(values), len(values)) if values else None
 r["allreduce-2"] = load("allreduce-2.json")
 r["alloc-local"], r["alloc-mpi"], r["alloc-mpi-small"] = lines("alloc-local.jsonl"), lines("alloc-mpi.jsonl"), lines("alloc-mpi-small.jsonl")
 json.dump(r, open(f"{out}/results.json", "w"), indent=2)
@@ -122,6 +153,10 @@ def check(name, value, target, ok):
 def checkRatio(name, a, b, target, at_least=True):
     m, lo, hi = ratio(a, b)
     check(name, f"{m:.2f}× [{lo:.2f}–{hi:.2f}]", f"{'≥' if at_least else '≤'} {target}×", m >= target if at_least else m <= target)
+    if two_process(a) or two_process(b):
+        q = near_ratio(a, b)
+        md[-1] += (f"; rounds with both runs on one L3: {q[0]:.2f}× [{q[1]:.2f}–{q[2]:.2f}] ({q[3]} of {n})" if q
+                   else f"; no round had both runs on one L3")
 checkRatio("1 rank vs PyTorch 1 thread", "ddp-1", "torch-1", 1.2)
 floors = sorted(x["step_ms"] / x["gemm_floor_ms"] for x in rounds["ddp-1"])
 check("step vs GEMM floor", f"{r['ddp-1']['step_over_gemm_floor']:.2f}× [{floors[0]:.2f}–{floors[-1]:.2f}]", "≤ 1.2×", r["ddp-1"]["step_over_gemm_floor"] <= 1.2)
@@ -131,11 +166,17 @@ checkRatio("2 ranks vs mpi4py + NumPy 2 ranks", "ddp-2-syncbn", "mpi4py-2", 1.5)
 m1, m2 = ratio("ddp-2-flat", "ddp-1")[0], ratio("ddp-2-syncbn", "mpi4py-2-nocma")[0]
 m3, m4 = ratio("ddp-2-shared", "ddp-1")[0], ratio("ddp-2-syncbn", "ddp-2-shared")
 md.append(f"- with one MPI_Allreduce (`--grad-sync flat`): 2 ranks vs 1 rank {m1:.2f}×; with `--grad-sync shared` {m3:.2f}×; default vs mpi4py + NumPy with vader's single-copy off (its faster setting): {m2:.2f}×")
-md.append(f"- default (sharded) vs `--grad-sync shared`, 2 ranks: {m4[0]:.3f}× [{m4[1]:.3f}–{m4[2]:.3f}]")
+def on_one_l3(a, b):
+    q = near_ratio(a, b)
+    return f"; rounds with both runs on one L3: {q[0]:.3f}× [{q[1]:.3f}–{q[2]:.3f}] ({q[3]} of {n})" if q else "; no round had both runs on one L3"
+md.append(f"- default (sharded) vs `--grad-sync shared`, 2 ranks: {m4[0]:.3f}× [{m4[1]:.3f}–{m4[2]:.3f}]" + on_one_l3("ddp-2-syncbn", "ddp-2-shared"))
 m5 = ratio("ddp-2-syncbn", "ddp-2-mpi-small")
-md.append(f"- default (small collectives through shared memory) vs `SWIFTDDP_SMALL_COLLECTIVES=mpi`, 2 ranks: {m5[0]:.3f}× [{m5[1]:.3f}–{m5[2]:.3f}]")
+md.append(f"- default (small collectives through shared memory) vs `SWIFTDDP_SMALL_COLLECTIVES=mpi`, 2 ranks: {m5[0]:.3f}× [{m5[1]:.3f}–{m5[2]:.3f}]"
+          + on_one_l3("ddp-2-syncbn", "ddp-2-mpi-small"))
 cost = 1 / ratio("ddp-2-syncbn", "ddp-2-bn")[0] - 1
 check("SyncBN step time over local BN", f"{cost * 100:+.1f}%", "≤ +5%", cost <= 0.05)
+q = near_ratio("ddp-2-syncbn", "ddp-2-bn")
+md[-1] += f"; rounds with both runs on one L3: {(1 / q[0] - 1) * 100:+.1f}% ({q[3]} of {n})" if q else "; no round had both runs on one L3"
 worst = min(x["ddp_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"])
 check("gradient all-reduce bandwidth vs bare MPI_Allreduce (worst size, 4 KB–64 MB)", f"{worst:.2f}", "≥ 0.90", worst >= 0.9)
 shared = [x["ddp_shared_over_mpi_bandwidth"] for x in r["allreduce-2"]["results"]]
@@ -155,16 +196,16 @@ md += ["", "Step-time breakdown (ms per step, rank 0, each configuration's media
 for k in ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer", "buffer_broadcast"]:
     md.append(f"| {k} | {b[k]:.3f} | {b2[k]:.3f} | {b3[k]:.3f} |")
 md.append(f"| total | {r['ddp-1']['step_ms']:.3f} | {r['ddp-2-syncbn']['step_ms']:.3f} | {r['ddp-2-mpi-small']['step_ms']:.3f} |")
-two = [k for k in configs if k.startswith("ddp-2")]
+two = [k for k in configs if two_process(k)]
 md += ["", "Placement: cache-line round trip between ranks 0 and 1 (ns), before / after each run's timing "
        "(tens of ns: one shared L3; hundreds: the ranks' CPUs sit on different dies, and every exchange between them is slower):", "",
        "| round | " + " | ".join(two) + " |", "| --- |" + " --- |" * len(two)]
-def trip(x):
-    t = x.get("rank_round_trip_ns") or {}
+def cell(k, i):
+    t = trip(k, i) or {}
     f = lambda v: "–" if v is None else f"{v:.0f}"
     return f"{f(t.get('before'))} / {f(t.get('after'))}"
 for i in range(n):
-    md.append(f"| {i + 1} | " + " | ".join(trip(rounds[k][i]) for k in two) + " |")
+    md.append(f"| {i + 1} | " + " | ".join(cell(k, i) for k in two) + " |")
 md.append("")
 forced = os.environ.get("OPENBLAS_CORETYPE")
 md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {r['torch-1']['torch']}, numpy {r['mpi4py-2']['numpy']}; "
