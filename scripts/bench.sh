@@ -89,7 +89,12 @@ def lines(name):
         return [json.loads(l) for l in f if l.strip().startswith("{")]
 configs = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "ddp-2-bucketed", "ddp-4-syncbn", "ddp-2-flat", "ddp-2-shared", "ddp-2-mpi-small",
            "torch-1", "torch-ddp-2", "mpi4py-1", "mpi4py-2", "mpi4py-2-nocma"]
-rounds = {k: [load(os.path.basename(f)) for f in sorted(glob.glob(f"{out}/{k}.r*.json"))] for k in configs}
+import re
+# r1, r2, ... in round order (r10 after r9), not the .placement.json files beside them
+def round_files(k):
+    found = [f for f in glob.glob(f"{out}/{k}.r*.json") if re.fullmatch(rf"{re.escape(k)}\.r\d+\.json", os.path.basename(f))]
+    return sorted(found, key=lambda f: int(re.search(r"\.r(\d+)\.json$", f).group(1)))
+rounds = {k: [load(os.path.basename(f)) for f in round_files(k)] for k in configs}
 n = min(len(v) for v in rounds.values())
 def median_round(k):
     """The round whose samples/s is the median (its breakdown is reported)."""
