@@ -81,11 +81,13 @@ final class HostMailbox {
         out.update(from: UnsafeRawPointer(slot(0, p)).assumingMemoryBound(to: U.self), count: n)
         for m in 1..<size {
             let other = UnsafeRawPointer(slot(m, p)).assumingMemoryBound(to: U.self)
+            // One loop per operation (chosen once), so each loop vectorizes.
+            func accumulate(_ f: (U, U) -> U) { for i in 0..<n { out[i] = f(out[i], other[i]) } }
             switch op {
-            case .sum: for i in 0..<n { out[i] += other[i] }
-            case .product: for i in 0..<n { out[i] *= other[i] }
-            case .max: for i in 0..<n where other[i] > out[i] { out[i] = other[i] }
-            case .min: for i in 0..<n where other[i] < out[i] { out[i] = other[i] }
+            case .sum: accumulate(+)
+            case .product: accumulate(*)
+            case .max: accumulate(Swift.max)
+            case .min: accumulate(Swift.min)
             }
         }
     }

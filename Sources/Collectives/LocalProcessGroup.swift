@@ -59,15 +59,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         let all = try exchangeSameLength(Array(buffer), what: "allReduce")
         for i in 0..<buffer.count {
             var acc = all[0][i]
-            for r in 1..<all.count {
-                let v = all[r][i]
-                switch op {
-                case .sum: acc += v
-                case .product: acc *= v
-                case .max: acc = Swift.max(acc, v)
-                case .min: acc = Swift.min(acc, v)
-                }
-            }
+            for r in 1..<all.count { acc = op.combine(acc, all[r][i]) }
             buffer[i] = acc
         }
     }

@@ -55,6 +55,20 @@ public protocol SharedSegments: AnyObject {
     func synchronize() throws
 }
 
+extension ReductionOp {
+    /// `a ∘ b`: the step of a reduction that the in-process and shared-memory collectives run
+    /// themselves, member after member in rank order.
+    @inline(__always)
+    func combine<T: MPIScalar>(_ a: T, _ b: T) -> T {
+        switch self {
+        case .sum: a + b
+        case .product: a * b
+        case .max: Swift.max(a, b)
+        case .min: Swift.min(a, b)
+        }
+    }
+}
+
 /// A collective started by `ProcessGroup.startAllReduce`.
 public protocol PendingCollective: AnyObject {
     /// Blocks until the collective has completed.
