@@ -217,6 +217,23 @@ public final class Trainer {
         guard train.classes == config.model.classes else {
             throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
         }
+        guard train.count > 0 else { throw TrainingError("the training set is empty") }
+        if config.evaluate && test.count == 0 { throw TrainingError("the test set is empty (pass --no-eval to train without one)") }
+        let perRank = DistributedSampler(datasetSize: train.count, worldSize: worldSize, rank: 0,
+                                         shuffle: false, dropLast: config.dropLast).samplesPerRank
+        guard perRank > 0 else {
+            throw TrainingError("--drop-last leaves no training sample: \(train.count) samples over \(worldSize) ranks")
+        }
+        // PyTorch fails inside the epoch when a BatchNorm batch has one sample; an epoch's last,
+        // partial batch would do that here after a whole epoch of work, so say it before.
+        let tail = perRank % config.batchSize
+        let normalizedTogether = config.model.norm == .syncbn ? config.syncBNGroupSize ?? worldSize : 1
+        if config.model.norm != .none, tail > 0, tail * normalizedTogether < 2,
+           totalSteps(config: config, datasetSize: train.count, worldSize: worldSize) >= (perRank + config.batchSize - 1) / config.batchSize
+        {
+            throw TrainingError(
+                "BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample per rank (\(perRank) per rank, --batch-size \(config.batchSize)): choose another --batch-size or --max-steps")
+        }
     }
 
     private func inject(_ fault: FaultInjection) throws {

@@ -77,6 +77,8 @@ struct Train: ParsableCommand {
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        if data.synthetic && data.syntheticTrain < 1 { throw ValidationError("--synthetic-train must be at least 1, got \(data.syntheticTrain)") }
+        if data.synthetic && data.syntheticTest < 0 { throw ValidationError("--synthetic-test must be ≥ 0, got \(data.syntheticTest)") }
         if !(optimizer.lr > 0) { throw ValidationError("--lr must be positive, got \(optimizer.lr)") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
         if let g = distributed.syncbnGroupSize, g < 1 { throw ValidationError("--syncbn-group-size must be at least 1, got \(g)") }

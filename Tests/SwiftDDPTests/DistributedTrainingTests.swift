@@ -122,6 +122,11 @@ struct DistributedTrainingTests {
         (["--activation", "swish"], "swish"),
         (["--syncbn-group-size", "3"], "must divide the world size 2"),
         (["--lr", "-1"], "--lr"),
+        (["--synthetic-train=0"], "--synthetic-train must be at least 1"),
+        (["--synthetic-test", "0"], "the test set is empty"),
+        (["--synthetic-train", "1", "--drop-last"], "--drop-last leaves no training sample"),
+        // 6 samples, 3 per rank, batches of 2: every epoch ends with one sample per rank
+        (["--synthetic-train", "6", "--batch-size", "2", "--norm", "bn"], "ends with a batch of 1 sample per rank"),
     ])
     func badOptions(arguments: [String], message: String) throws {
         let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--synthetic", "--max-steps", "2"] + arguments, timeout: 60)
@@ -130,6 +135,17 @@ struct DistributedTrainingTests {
         let errorLines = outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }
         #expect(errorLines.count == 1, "exactly one error line naming the problem:\n\(outcome.output)")
         #expect(!outcome.output.contains("Stack dump") && !outcome.output.contains("Fatal error"))
+    }
+
+    @Test("an epoch's one-sample tail batch is fine where BatchNorm never sees it alone", arguments: [
+        ["--norm", "syncbn"],  // one sample per rank, two in the SyncBN group
+        ["--norm", "bn", "--max-steps", "1"],  // the tail batch is never reached
+        ["--norm", "none"],
+    ])
+    func oneSampleTail(arguments: [String]) throws {
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--synthetic", "--synthetic-train", "6", "--batch-size", "2",
+                                                           "--epochs", "1"] + arguments, timeout: 60)
+        #expect(outcome.status == 0, "\(outcome.output)")
     }
 
     @Test("a missing data directory is one clear error")
