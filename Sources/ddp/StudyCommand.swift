@@ -40,6 +40,12 @@ struct StudyCommand: ParsableCommand {
         @Option(help: "Epochs per configuration (default 2; --quick: 60 steps).")
         var epochs: Int?
 
+        func validate() throws {
+            // Depth 0 has a single Linear layer: no gradient profile, nothing to vanish.
+            if depths.contains(where: { $0 < 1 }) { throw ValidationError("--depths must be at least 1 (hidden layers)") }
+            if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        }
+
         func run() throws {
             var study = common.quick ? VanishingStudy.quick : VanishingStudy()
             if !depths.isEmpty { study.depths = depths }
@@ -61,7 +67,9 @@ struct StudyCommand: ParsableCommand {
         var samples: Int?
 
         func validate() throws {
-            if batches.contains(where: { $0 < 1 }) { throw ValidationError("--batches must be positive") }
+            // Local BN, one of the compared configurations, needs two samples per rank.
+            if batches.contains(where: { $0 < 2 }) { throw ValidationError("--batches must be at least 2 (local BatchNorm needs two samples per rank)") }
+            if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
         }
 
         func run() throws {

@@ -237,6 +237,22 @@ struct StudyTests {
             #expect((sigmoidNone["firstLastRatioInit"] as! Double) < 1e-2)
         }
     }
+
+    @Test("study options that make no sense: one clear line, no results", arguments: [
+        (["vanishing", "--depths", "0"], "--depths must be at least 1"),  // crashed in the report before
+        (["vanishing", "--epochs", "0"], "--epochs must be at least 1"),
+        (["syncbn", "--batches", "1"], "--batches must be at least 2"),
+        (["syncbn", "--samples", "0"], "--samples must be at least 1"),
+    ])
+    func badOptions(arguments: [String], message: String) throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["study"] + arguments + ["--synthetic", "--quick", "--out", dir.path + "/out"],
+                                             timeout: 60)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }.count == 1, "\(outcome.output)")
+        #expect(!outcome.output.contains("Swift runtime failure") && !outcome.output.contains("Fatal error"))
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
 }
 
 /// The steady-state training step allocates nothing on the heap (measured with ordo-one's
