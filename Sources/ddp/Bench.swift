@@ -50,6 +50,7 @@ struct TrainBench: ParsableCommand {
 
     func validate() throws {
         if steps < 1 || warmup < 0 || repeats < 1 || batchSize < 1 { throw ValidationError("steps, repeats and batch size must be positive") }
+        if let json { try checkWritable(json, option: "--json") }
     }
 
     func run() throws {
@@ -202,6 +203,17 @@ struct AllReduceBench: ParsableCommand {
     @Option(help: "Repeats per size, interleaving the two methods (median reported).") var repeats = 5
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
 
+    /// The largest message: three buffers of it per rank (flat, shared, bare MPI).
+    static let largestSize = 1 << 30
+
+    func validate() throws {
+        if let bad = sizes.first(where: { $0 < 4 || $0 % 4 != 0 || $0 > Self.largestSize }) {
+            throw ValidationError("--sizes are bytes of float32 values: multiples of 4 from 4 to \(Self.largestSize), got \(bad)")
+        }
+        if !(seconds > 0) || repeats < 1 { throw ValidationError("--seconds and --repeats must be positive") }
+        if let json { try checkWritable(json, option: "--json") }
+    }
+
     func run() throws {
         let byteSizes = sizes.isEmpty ? (0..<8).map { 4096 << (2 * $0) } : sizes
         try Job.run(setUp: { _ in () }, work: { group, _ in
@@ -209,7 +221,7 @@ struct AllReduceBench: ParsableCommand {
             let W = group.worldSize
             var rows: [[String: Any]] = []
             for bytes in byteSizes {
-                let count = max(1, bytes / 4)
+                let count = bytes / 4
                 // "ours": a ParameterStore's gradient buffer averaged by the GradientSynchronizer
                 func gradientBuffer(_ mode: GradientSyncMode) throws -> (ParameterStore, GradientSynchronizer) {
                     let store = ParameterStore()

@@ -323,4 +323,17 @@ struct BenchOutputTests {
         #expect(results.allSatisfy { ($0["ddp_shared_over_mpi_bandwidth"] as? Double ?? 0) > 0
             && $0["ddp_shared_uses_shared_memory"] as? Bool == true })
     }
+
+    @Test("bench options that make no sense: one clear line before any work", arguments: [
+        (["train", "--json", "/nonexistent/t.json"], "directory /nonexistent does not exist"),  // an NSError after the run before
+        (["allreduce", "--sizes", "4096", "3"], "multiples of 4"),  // floored to 0 floats before
+        (["allreduce", "--sizes", "100000000000"], "multiples of 4 from 4 to"),  // a failed allocation's crash before
+        (["allreduce", "--seconds", "0"], "--seconds and --repeats must be positive"),
+    ])
+    func badOptions(arguments: [String], message: String) throws {
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["bench"] + arguments, timeout: 60)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }.count == 1, "\(outcome.output)")
+        #expect(!outcome.output.contains("Fatal error") && !outcome.output.contains("NSCocoaErrorDomain"))
+    }
 }
