@@ -7,17 +7,19 @@ import MPI
 /// mismatch throws on every member instead of corrupting memory.
 ///
 /// Use `LocalProcessGroup.run(worldSize:_:)` to start the members; a group of size 1
-/// (`LocalProcessGroup.single()`) stands in for a one-process run.
+/// (`LocalProcessGroup.single()`) stands in for a one-process run. `run(worldSize:ranksPerHost:_:)`
+/// simulates several hosts: consecutive ranks share a host name and shared memory, and
+/// `sharedSegments` refuses a group that spans hosts, as over MPI.
 public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     public let rank: Int
     public var worldSize: Int { world.size }
     public let hostName: String
     private let world: LocalWorld
 
-    init(rank: Int, world: LocalWorld, hostName: String = "localhost") {
+    init(rank: Int, world: LocalWorld) {
         self.rank = rank
         self.world = world
-        self.hostName = hostName
+        hostName = "localhost\(world.hosts[rank])"
     }
 
     /// A group with one member, this thread.
@@ -27,11 +29,17 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
 
     /// Runs `body` once per rank, each on its own thread, and returns the results in rank
     /// order. Throws the lowest rank's error if any member threw.
+    /// - Parameters:
+    ///   - worldSize: the number of members.
+    ///   - ranksPerHost: members per simulated host (ranks 0..<k on the first, and so on;
+    ///     default: all on one host).
     public static func run<R: Sendable>(
-        worldSize: Int, _ body: @escaping @Sendable (LocalProcessGroup) throws -> R
+        worldSize: Int, ranksPerHost: Int? = nil, _ body: @escaping @Sendable (LocalProcessGroup) throws -> R
     ) throws -> [R] {
         precondition(worldSize >= 1, "worldSize must be at least 1")
-        let world = LocalWorld(size: worldSize)
+        let perHost = ranksPerHost ?? worldSize
+        precondition(perHost >= 1, "ranksPerHost must be at least 1")
+        let world = LocalWorld(size: worldSize, hosts: (0..<worldSize).map { $0 / perHost })
         let results = ResultBox<R>(count: worldSize)
         let done = DispatchGroup()
         for rank in 0..<worldSize {
@@ -101,6 +109,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     /// region in one object that all members keep alive (it is freed when the last lets go);
     /// the world's barrier orders memory (it synchronizes through a lock).
     public func sharedSegments(floats count: Int, common: Int) throws -> (any SharedSegments)? {
+        if Set(world.hosts).count > 1 { return nil }
         let created = rank == 0 ? LocalSharedMemory(members: worldSize, count: count, common: common) : nil
         let memory = try world.exchange(rank: rank, value: created as Any)[0] as! LocalSharedMemory
         return LocalSharedSegments(group: self, memory: memory)
@@ -117,10 +126,14 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
             .sorted { (requests[$0][1], $0) < (requests[$1][1], $1) }
         // The first member of each new group creates its world; a second exchange hands it out.
         let leader = members[0]
-        let created: LocalWorld? = rank == leader ? LocalWorld(size: members.count) : nil
+        let created: LocalWorld? = rank == leader ? LocalWorld(size: members.count, hosts: members.map { world.hosts[$0] }) : nil
         let worlds = try world.exchange(rank: rank, value: created as Any)
         let subWorld = worlds[leader] as! LocalWorld
-        return LocalProcessGroup(rank: members.firstIndex(of: rank)!, world: subWorld, hostName: hostName)
+        return LocalProcessGroup(rank: members.firstIndex(of: rank)!, world: subWorld)
+    }
+
+    public func hostGroup() throws -> any ProcessGroup {
+        try split(color: world.hosts[rank], key: rank)!
     }
 
     /// Exchanges `values` with every member and checks that all passed the same length.
@@ -184,6 +197,8 @@ final class CompletedCollective: PendingCollective {
 /// which every member deposits a value and receives everybody's.
 final class LocalWorld: @unchecked Sendable {
     let size: Int
+    /// The simulated host of each member.
+    let hosts: [Int]
     private let condition = NSCondition()
     private var slots: [Any?]
     private var arrived = 0
@@ -191,8 +206,9 @@ final class LocalWorld: @unchecked Sendable {
     private var completed: [Any] = []
     private var poisoned = false
 
-    init(size: Int) {
+    init(size: Int, hosts: [Int]? = nil) {
         self.size = size
+        self.hosts = hosts ?? Array(repeating: 0, count: size)
         slots = Array(repeating: nil, count: size)
     }
 

@@ -118,6 +118,10 @@ public final class MPIProcessGroup: ProcessGroup {
         }
     }
 
+    public func hostGroup() throws -> any ProcessGroup {
+        try MPIProcessGroup(communicator: try communicator.splitSharedMemory())
+    }
+
     public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
         if let color, color < 0 { throw ProcessGroupError("split color must be non-negative, got \(color)") }
         guard let sub = try communicator.split(color: color, key: key) else { return nil }

@@ -31,6 +31,9 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// by `key` then by rank; members passing nil join no group and get nil. Collective over
     /// this group.
     func split(color: Int?, key: Int) throws -> (any ProcessGroup)?
+    /// The members on this member's host (those that can share memory with it), ordered by
+    /// rank. Collective over this group.
+    func hostGroup() throws -> any ProcessGroup
     /// Memory every member can load from and store to directly — one segment of `count` floats
     /// per member and one `common` region of that many floats for all of them (zero-filled) —
     /// or nil when the members do not all share a host. Collective; every member gets the same

@@ -11,13 +11,17 @@ public enum GradientSyncMode: String, CaseIterable, Sendable, Codable {
     /// (PyTorch DDP's gradient buckets).
     case bucketed
     /// Ranks on one host reduce through shared memory: the gradient buffers live in memory all
-    /// of them map (`ProcessGroup.sharedSegments`), each rank sums its 1/W of the elements
-    /// straight from every rank's buffer, then copies the other sums back — no messages, half
-    /// the memory traffic of Open MPI's all-reduce. Falls back to `flat` when the ranks span
-    /// hosts or the shared memory cannot be set up (`sharedMemoryUnavailable` says why).
+    /// of them map (`ProcessGroup.sharedSegments`), each rank sums its 1/L of the elements
+    /// straight from the L buffers of its host, then copies the other sums back — no messages,
+    /// half the memory traffic of Open MPI's all-reduce. Across hosts it is hierarchical: after
+    /// the host sum, each rank all-reduces its 1/L with the ranks holding the same part on the
+    /// other hosts (one MPI all-reduce of n/L elements per rank, so each host sends the gradient
+    /// once, not once per rank). Falls back to `flat` when there is one rank per host, hosts
+    /// run different numbers of ranks, or the shared memory cannot be set up
+    /// (`sharedMemoryUnavailable` says why).
     case shared
     /// `shared`, and the parameters and optimizer state are kept once per host in the shared
-    /// memory as well: each rank sums *and updates* its 1/W of the elements, so no rank copies
+    /// memory as well: each rank sums *and updates* its 1/L of the elements, so no rank copies
     /// the other sums back or repeats the others' updates (ZeRO stage 1 within a host, with
     /// every rank still reading the whole model). Same bits as `shared` and `flat`. Needs the
     /// optimizer (the trainer passes it); without one it is `shared`, and it falls back like it.
@@ -42,13 +46,19 @@ public final class GradientSynchronizer {
     /// Buckets: flat-buffer range and the lowest layer index whose backward completes it.
     public let buckets: [(range: Range<Int>, firstLayer: Int)]
     private var pending: [(any PendingCollective)?]
-    /// Shared and sharded modes: every rank's gradient buffer (nil in other modes or when the
-    /// ranks span hosts) and a scratch array of source pointers for the reduction.
-    private let shared: (any SharedSegments)?
+    /// Shared and sharded modes (nil in other modes, or when they fell back to `flat`).
+    private let hostReduction: HostReduction?
+    /// A scratch array of source pointers for the reduction.
     private let sources: UnsafeMutablePointer<UnsafePointer<Float>?>
     public var worldSize: Int { group.worldSize }
-    /// Whether gradients are reduced through shared memory (`shared` or `sharded` on one host).
-    public var usesSharedMemory: Bool { shared != nil }
+    /// Whether gradients are reduced through shared memory (`shared` or `sharded`).
+    public var usesSharedMemory: Bool { hostReduction != nil }
+    /// The ranks whose gradient buffers one shared mapping holds: the ranks of a host (the
+    /// whole world on one host); 1 without shared memory.
+    public var ranksPerHost: Int { hostReduction?.host.worldSize ?? 1 }
+    /// Whether the shared-memory reduction is hierarchical: several hosts, each summing through
+    /// its shared memory, joined by one all-reduce of 1/L of the elements per rank.
+    public var isHierarchical: Bool { hostReduction?.peers != nil }
     /// Sharded mode in effect: the flat-buffer range of the parameters this rank updates (the
     /// others' updates reach it through the shared memory); nil when every rank updates all.
     public let updateRange: Range<Int>?
@@ -94,28 +104,70 @@ public final class GradientSynchronizer {
         pending = Array(repeating: nil, count: built.count)
         sources = .allocate(capacity: max(group.worldSize, 1))
         sources.initialize(repeating: nil, count: max(group.worldSize, 1))
-        var segments: (any SharedSegments)? = nil
         let n = model.store.parameterCount
         let sharding = mode == .sharded ? optimizer : nil
+        var reduction: HostReduction? = nil
         if mode == .shared || mode == .sharded, group.worldSize > 1 {
-            do {
-                // common: parameters, optimizer state, one finiteness flag per rank
-                segments = try group.sharedSegments(floats: n, common: sharding.map { n * (1 + $0.stateVectors) + group.worldSize } ?? 0)
-            } catch let error as ProcessGroupError {
-                // Agreed by every rank of the host (the whole world here): all fall back alike.
-                sharedMemoryUnavailable = error.message
-            }
+            // common: parameters, optimizer state, one finiteness flag per rank of the host
+            (reduction, sharedMemoryUnavailable) = try Self.hostReduction(
+                group: group, floats: n, common: { ranks in sharding.map { n * (1 + $0.stateVectors) + ranks } ?? 0 })
         }
-        shared = segments
-        updateRange = segments != nil && sharding != nil ? Self.chunk(group.rank, of: n, ranks: group.worldSize) : nil
-        guard let segments else { return }
-        model.store.relocateGradients(to: segments.segments[group.rank], owner: segments)
+        hostReduction = reduction
+        guard let reduction else { updateRange = nil; return }
+        let host = reduction.host, segments = reduction.memory
+        updateRange = sharding != nil ? Self.chunk(host.rank, of: n, ranks: host.worldSize) : nil
+        model.store.relocateGradients(to: segments.segments[host.rank], owner: segments)
         if let sharding {
-            // Every rank holds the same values (broadcast from rank 0); one copies them in.
-            model.store.relocateParameters(to: segments.common, owner: segments, copyingValues: group.rank == 0)
-            sharding.relocateState(to: segments.common + n, owner: segments, copyingValues: group.rank == 0)
+            // Every rank holds the same values (broadcast from rank 0); one per host copies them in.
+            model.store.relocateParameters(to: segments.common, owner: segments, copyingValues: host.rank == 0)
+            sharding.relocateState(to: segments.common + n, owner: segments, copyingValues: host.rank == 0)
             try segments.synchronize()
         }
+    }
+
+    /// Where the shared and sharded modes sum: the ranks of this host, their gradient buffers
+    /// in shared memory, and, when the job spans hosts, the ranks holding the same part on
+    /// every other host.
+    private struct HostReduction {
+        let host: any ProcessGroup
+        let memory: any SharedSegments
+        /// Rank k of every host (nil on one host): they all-reduce part k of the host sums.
+        let peers: (any ProcessGroup)?
+    }
+
+    /// Sets up the shared-memory reduction, or returns why it cannot be used (nil reason: one
+    /// rank per host, nothing to share). Collective; every rank of `group` gets the same kind of
+    /// answer, so all of them take the same path.
+    private static func hostReduction(group: any ProcessGroup, floats n: Int, common: (Int) -> Int) throws
+        -> (HostReduction?, String?)
+    {
+        let splitHost = try group.hostGroup()
+        let oneHost = splitHost.worldSize == group.worldSize
+        let host = oneHost ? group : splitHost  // on one host, no second communicator
+        if !oneHost {  // (every rank agrees on that: the hosts partition the group)
+            // Part k of one host is reduced with part k of the others: every host needs the same L.
+            var extremes: [Int32] = [Int32(host.worldSize), -Int32(host.worldSize)]
+            try group.allReduce(&extremes, op: .min)
+            guard extremes[0] == -extremes[1] else {
+                return (nil, "hosts run different numbers of ranks, \(extremes[0]) to \(-extremes[1])")
+            }
+            guard host.worldSize > 1 else { return (nil, nil) }
+        }
+        var memory: (any SharedSegments)? = nil
+        var failure: String? = nil
+        do {
+            memory = try host.sharedSegments(floats: n, common: common(host.worldSize))
+        } catch let error as ProcessGroupError {
+            failure = error.message  // agreed by the ranks of this host
+        }
+        if !oneHost {  // and by every host: the ranks of one host must not wait in a collective the others skip
+            var ready: [Int32] = [memory != nil ? 1 : 0]
+            try group.allReduce(&ready, op: .min)
+            if ready[0] == 0 { return (nil, failure ?? "shared memory could not be set up on another host") }
+        }
+        guard let memory else { return (nil, failure ?? "the ranks cannot share memory") }
+        let peers = oneHost ? nil : try group.split(color: host.rank, key: group.rank)
+        return (HostReduction(host: host, memory: memory, peers: peers), nil)
     }
 
     deinit { sources.deallocate() }
@@ -145,8 +197,8 @@ public final class GradientSynchronizer {
         guard group.worldSize > 1 else { return }
         let start = monotonicSeconds()
         switch mode {
-        case .shared where shared != nil, .sharded where shared != nil:
-            try reduceThroughSharedMemory(shared!, copyBack: updateRange == nil || wholeGradients)
+        case .shared where hostReduction != nil, .sharded where hostReduction != nil:
+            try reduceThroughSharedMemory(hostReduction!, copyBack: updateRange == nil || wholeGradients)
         case .flat, .shared, .sharded:
             try group.allReduce(store.gradients, op: .sum)
         case .bucketed:
@@ -169,26 +221,30 @@ public final class GradientSynchronizer {
     /// by one barrier, after which every rank sees the whole updated model. Returns whether
     /// every gradient was finite, agreed by all ranks.
     public func updateParameters(with optimizer: any Optimizer) throws -> Bool {
-        guard let part = updateRange, let shared else {
+        guard let part = updateRange, let reduction = hostReduction else {
             optimizer.step()
             return optimizer.lastStepWasFinite
         }
         optimizer.step(range: part)
         // Flags in shared memory, not an all-reduce: Open MPI's allocates a temporary per call.
         // A rank rewrites its flag only after the next step's first barrier, which every rank
-        // passes after reading these.
-        let flags = shared.common + (shared.commonCount - group.worldSize)
-        flags[group.rank] = optimizer.lastStepWasFinite ? 0 : 1
+        // passes after reading these. Across hosts the host's flags suffice: part k holds the
+        // same sums on every host, so every host sees the same flags.
+        let shared = reduction.memory, L = reduction.host.worldSize
+        let flags = shared.common + (shared.commonCount - L)
+        flags[reduction.host.rank] = optimizer.lastStepWasFinite ? 0 : 1
         try shared.synchronize()
-        return (0..<group.worldSize).allSatisfy { flags[$0] == 0 }
+        return (0..<L).allSatisfy { flags[$0] == 0 }
     }
 
-    /// Reduce-scatter and all-gather by loads and stores: rank r sums elements
-    /// [n·r/W, n·(r+1)/W) of every rank's buffer (in rank order, so the result does not depend
-    /// on who computes it) into its own, then (`copyBack`) copies the other ranks' sums from
-    /// their buffers.
-    private func reduceThroughSharedMemory(_ shared: any SharedSegments, copyBack: Bool) throws {
-        let W = group.worldSize, r = group.rank, n = store.parameterCount
+    /// Reduce-scatter and all-gather by loads and stores: rank r of a host of L ranks sums
+    /// elements [n·r/L, n·(r+1)/L) of every host rank's buffer (in rank order, so the result
+    /// does not depend on who computes it) into its own, all-reduces that part with rank r of
+    /// the other hosts (hierarchical), then (`copyBack`) copies the other ranks' sums from their
+    /// buffers.
+    private func reduceThroughSharedMemory(_ reduction: HostReduction, copyBack: Bool) throws {
+        let shared = reduction.memory
+        let W = reduction.host.worldSize, r = reduction.host.rank, n = store.parameterCount
         let segments = shared.segments
         let own = segments[r]
         func chunk(_ m: Int) -> Range<Int> { Self.chunk(m, of: n, ranks: W) }
@@ -196,6 +252,8 @@ public final class GradientSynchronizer {
         let mine = chunk(r)
         for m in 0..<W { sources[m] = UnsafePointer(segments[m] + mine.lowerBound) }
         ddp_sum_members(own + mine.lowerBound, sources, Int32(W), mine.count)
+        // The other ranks of this host read this part only after the next barrier.
+        try reduction.peers?.allReduce(UnsafeMutableBufferPointer(start: own + mine.lowerBound, count: mine.count), op: .sum)
         guard copyBack else { return }  // sharded: `updateParameters` ends with the next barrier
         try shared.synchronize()  // every chunk is summed
         for m in 0..<W where m != r {

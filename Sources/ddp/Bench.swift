@@ -70,13 +70,14 @@ struct TrainBench: ParsableCommand {
             config.syncBNGroupSize = syncbnGroupSize
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
-            var sharedMemoryUsed = false, shardedUpdate = false
+            var sharedMemoryUsed = false, shardedUpdate = false, hierarchical = false
             // Placement can change while the benchmark runs (a VM's vCPUs migrate): probe both ends.
             let roundTripBefore = try group.rankRoundTripNanoseconds()
             for _ in 0..<repeats {
                 let trainer = try Trainer(config: config, group: group, train: datasets.0, test: datasets.1)
                 sharedMemoryUsed = trainer.synchronizer.usesSharedMemory
                 shardedUpdate = trainer.synchronizer.updateRange != nil
+                hierarchical = trainer.synchronizer.isHierarchical
                 var atWarmup = StepTimings()
                 trainer.afterStep = { step, _, _ in if step == warmup { atWarmup = trainer.timings } }
                 _ = try trainer.run()
@@ -108,6 +109,7 @@ struct TrainBench: ParsableCommand {
                 "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
                 "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "grad_sync_sharded_update": shardedUpdate,
+                "grad_sync_hierarchical": hierarchical,
                 "small_collectives": smallCollectivesPath(group),
                 "rank_round_trip_ns": ["before": roundTripBefore.map { $0 as Any } ?? NSNull(),
                                        "after": roundTripAfter.map { $0 as Any } ?? NSNull()],

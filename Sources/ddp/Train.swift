@@ -229,13 +229,20 @@ func hostSummary(_ group: any ProcessGroup) throws -> String {
 func syncDescription(_ mode: GradientSyncMode, _ synchronizer: GradientSynchronizer) -> String {
     switch mode {
     case .shared, .sharded:
-        if synchronizer.updateRange != nil { "sharded (through shared memory; each rank updates 1/\(synchronizer.worldSize) of the model)" }
-        else if synchronizer.usesSharedMemory && mode == .sharded {
-            "sharded → shared (through shared memory; every rank updates the whole model because --covariate-shift rewrites parameters on each rank)"
+        let through = synchronizer.isHierarchical
+            ? "through shared memory on each host, then one all-reduce of 1/\(synchronizer.ranksPerHost) per rank between hosts"
+            : "through shared memory"
+        return if synchronizer.updateRange != nil {
+            "sharded (\(through); each rank updates 1/\(synchronizer.ranksPerHost) of \(synchronizer.isHierarchical ? "its host's" : "the") model)"
+        } else if synchronizer.usesSharedMemory && mode == .sharded {
+            "sharded → shared (\(through); every rank updates the whole model because --covariate-shift rewrites parameters on each rank)"
+        } else if synchronizer.usesSharedMemory {
+            "shared (\(through))"
+        } else if let reason = synchronizer.sharedMemoryUnavailable {
+            "\(mode.rawValue) → one all-reduce (\(reason))"
+        } else {
+            "\(mode.rawValue) (one all-reduce: \(synchronizer.worldSize == 1 ? "there is one rank" : "one rank per host"))"
         }
-        else if synchronizer.usesSharedMemory { "shared (through shared memory)" }
-        else if let reason = synchronizer.sharedMemoryUnavailable { "\(mode.rawValue) → one all-reduce (\(reason))" }
-        else { "\(mode.rawValue) (one all-reduce: the ranks span hosts or there is one rank)" }
-    case .flat, .bucketed: mode.rawValue
+    case .flat, .bucketed: return mode.rawValue
     }
 }

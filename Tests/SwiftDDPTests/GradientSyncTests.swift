@@ -95,6 +95,95 @@ struct GradientSyncTests {
         }
     }
 
+    /// Rank-ordered sums within each simulated host, then the host sums in host order: what
+    /// the hierarchical reduction computes (the in-process all-reduce adds in rank order).
+    static func hierarchicalSums(_ all: [[Float]], ranksPerHost: Int) -> [Float] {
+        (0..<all[0].count).map { i in
+            var total: Float = 0
+            for host in stride(from: 0, to: all.count, by: ranksPerHost) {
+                var s = all[host][i]
+                for r in host + 1..<host + ranksPerHost { s += all[r][i] }
+                total = host == 0 ? s : total + s
+            }
+            return total
+        }
+    }
+
+    @Test("across simulated hosts: shared memory within each, one all-reduce of 1/L between them, bit for bit",
+          arguments: [(4, 2), (6, 3), (6, 2)])
+    func hierarchicalSum(worldSize: Int, ranksPerHost: Int) throws {
+        let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
+            let model = Self.model()
+            let sync = try GradientSynchronizer(model: model, group: group, mode: .shared)
+            let n = model.store.parameterCount
+            for step in 0..<2 {
+                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
+                try sync.finish()
+            }
+            return (sync.isHierarchical, sync.ranksPerHost, Array(model.store.gradients))
+        }
+        let n = results[0].2.count
+        let expected = Self.hierarchicalSums((0..<worldSize).map { Self.gradients(rank: $0, count: n).map { $0 * 2 } },
+                                             ranksPerHost: ranksPerHost)
+        for (rank, (hierarchical, perHost, values)) in results.enumerated() {
+            #expect(hierarchical && perHost == ranksPerHost, "rank \(rank)")
+            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank)")
+        }
+    }
+
+    @Test("sharded across simulated hosts: one model copy per host, the same bits on every rank; a non-finite part stops every rank")
+    func hierarchicalSharded() throws {
+        let results = try LocalProcessGroup.run(worldSize: 4, ranksPerHost: 2) { group -> (parameters: [Float], finite: [Bool]) in
+            let model = Self.model()
+            let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
+            let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: sgd)
+            #expect(sync.updateRange?.count ?? 0 < model.store.parameterCount && sync.isHierarchical)
+            let n = model.store.parameterCount
+            var finite: [Bool] = [], afterTwoSteps: [Float] = []
+            for step in 0..<3 {
+                var g = Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) }
+                if step == 2 && group.rank == 3 { g[0] = .nan }  // summed by rank 2 (host 1), updated by ranks 0 and 2
+                _ = model.store.gradients.update(fromContentsOf: g)
+                try sync.finish(wholeGradients: step == 1)
+                finite.append(try sync.updateParameters(with: sgd))
+                if step == 1 { afterTwoSteps = Array(model.store.parameters) }
+            }
+            return (afterTwoSteps, finite)
+        }
+        let model = Self.model()
+        let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
+        let n = model.store.parameterCount
+        for step in 0..<2 {
+            let all = (0..<4).map { Self.gradients(rank: $0, count: n).map { $0 * Float(step + 1) } }
+            _ = model.store.gradients.update(fromContentsOf: Self.hierarchicalSums(all, ranksPerHost: 2))
+            sgd.step()
+        }
+        for (rank, result) in results.enumerated() {
+            #expect(result.parameters.map(\.bitPattern) == Array(model.store.parameters).map(\.bitPattern), "rank \(rank)")
+            #expect(result.finite == [true, true, false], "rank \(rank) agrees on the non-finite step")
+        }
+    }
+
+    @Test("hosts with different numbers of ranks, or one rank each: one all-reduce, and why",
+          arguments: [(3, 2, "different numbers of ranks"), (3, 1, nil as String?)])
+    func hierarchicalFallback(worldSize: Int, ranksPerHost: Int, reason: String?) throws {
+        let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
+            let model = Self.model()
+            let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: try SGD(store: model.store, learningRate: 0.1))
+            _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
+            try sync.finish()
+            return (sync.usesSharedMemory, sync.sharedMemoryUnavailable, Array(model.store.gradients))
+        }
+        let n = results[0].2.count
+        let all = (0..<worldSize).map { Self.gradients(rank: $0, count: n) }
+        let expected = (0..<n).map { i in all.dropFirst().reduce(all[0][i]) { $0 + $1[i] } }
+        for (rank, (shared, why, values)) in results.enumerated() {
+            #expect(!shared, "rank \(rank)")
+            if let reason { #expect(why?.contains(reason) == true, "rank \(rank): \(why ?? "no reason")") } else { #expect(why == nil) }
+            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank)")
+        }
+    }
+
     @Test("one rank: shared mode needs no shared memory")
     func singleRank() throws {
         let model = Self.model()

@@ -36,15 +36,24 @@ struct MultiNodeTests {
         let multi = try Executables.run("/bin/bash", ["-c", """
             export DDP_NETNS_STATE=\(state)
             \(script) run 2 -- bash -c 'DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 $(cat \(state)/mpirun-args) -- info && \
-            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors'
+            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors && \
+            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --grad-sync flat --save \(dir.path)/nodes-flat.safetensors && \
+            mpirun $(cat \(state)/mpirun-args) -np 3 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --synthetic-train 96'
             """], timeout: 300)
         #expect(multi.status == 0, "\(multi.output)")
         #expect(multi.output.contains("rank 0: host ddpnode1") && multi.output.contains("rank 3: host ddpnode2"),
                 "ranks placed on both simulated nodes:\n\(multi.output)")
         #expect(!multi.output.contains("cache-line round trip"), "no shared-memory probe across nodes:\n\(multi.output)")
+        // The default (sharded) is hierarchical across nodes: shared memory inside each node.
+        #expect(multi.output.contains(
+            "gradient sync sharded (through shared memory on each host, then one all-reduce of 1/2 per rank between hosts; each rank updates 1/2 of its host's model)"),
+            "\(multi.output)")
+        // 3 ranks on 2 nodes (2 + 1): no common part size, so one all-reduce, and the line says why.
+        #expect(multi.output.contains("gradient sync sharded → one all-reduce (hosts run different numbers of ranks, 1 to 2)"),
+                "\(multi.output)")
         #expect(multi.output.contains("torn down"))
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
-        try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["nodes"])
+        try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["nodes", "nodes-flat"])
     }
 
     @Test("emulated links add the configured delay, and training across them equals the one-node run",
