@@ -83,7 +83,7 @@ struct OptimizerOptions: ParsableArguments {
 
 /// How the ranks cooperate.
 struct DistributedOptions: ParsableArguments {
-    @Option(help: "Gradient averaging: sharded (through shared memory when all ranks are on one host, each rank updating its 1/W of one shared copy of the model; else as flat), shared (through shared memory, every rank updating the whole model), flat (one all-reduce) or bucketed (overlapped with backward).")
+    @Option(help: "Gradient averaging: sharded (through shared memory inside each host, each rank updating its 1/L of the host's one copy of the model; across hosts, 1/L per rank all-reduced between hosts), shared (the same sum, every rank updating the whole model), flat (one all-reduce) or bucketed (overlapped with backward).")
     var gradSync = GradientSyncMode.sharded
 
     @Option(help: "Bucket size in MiB for --grad-sync bucketed.")
