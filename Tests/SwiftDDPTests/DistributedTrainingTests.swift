@@ -307,7 +307,8 @@ struct BenchOutputTests {
         #expect((t["gemm_floor_ms"] as? Double ?? 0) > 0)
         #expect(["x86-64-v4", "x86-64-v3", "baseline"].contains(t["elementwise_kernels"] as? String ?? ""), "\(t)")
         #expect(t["grad_sync"] as? String == "sharded" && t["grad_sync_shared_memory"] as? Bool == true
-                && t["grad_sync_sharded_update"] as? Bool == true && t["small_collectives"] as? String == "shared memory", "\(t)")
+                && t["grad_sync_sharded_update"] as? Bool == true && t["small_collectives"] as? String == "shared memory"
+                && t["grad_sync_hierarchical"] as? Bool == false, "\(t)")
         // Measured before and after timing; null only if the partner rank did not answer within
         // the probe's timeout (a starved, oversubscribed rank).
         let roundTrip = t["rank_round_trip_ns"] as? [String: Any] ?? [:]
