@@ -143,7 +143,7 @@ public final class GradientSynchronizer {
     {
         let splitHost = try group.hostGroup()
         let oneHost = splitHost.worldSize == group.worldSize
-        let host = oneHost ? group : splitHost  // on one host, no second communicator
+        let host = oneHost ? group : splitHost  // on one host, keep using the group itself
         if !oneHost {  // (every rank agrees on that: the hosts partition the group)
             // Part k of one host is reduced with part k of the others: every host needs the same L.
             var extremes: [Int32] = [Int32(host.worldSize), -Int32(host.worldSize)]

@@ -228,9 +228,8 @@ public final class Trainer {
         // partial batch would do that here after a whole epoch of work, so say it before.
         let tail = perRank % config.batchSize
         let normalizedTogether = config.model.norm == .syncbn ? config.syncBNGroupSize ?? worldSize : 1
-        if config.model.norm != .none, tail > 0, tail * normalizedTogether < 2,
-           totalSteps(config: config, datasetSize: train.count, worldSize: worldSize) >= (perRank + config.batchSize - 1) / config.batchSize
-        {
+        let reachesTail = totalSteps(config: config, datasetSize: train.count, worldSize: worldSize) > perRank / config.batchSize
+        if config.model.norm != .none, tail > 0, tail * normalizedTogether < 2, reachesTail {
             throw TrainingError(
                 "BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample per rank (\(perRank) per rank, --batch-size \(config.batchSize)): choose another --batch-size or --max-steps")
         }
