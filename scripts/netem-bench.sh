@@ -16,10 +16,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 export DDP_NETNS_STATE="${DDP_NETNS_STATE:-/tmp/swiftddp-netns}"
 swift build -c release >/dev/null
 
-ip link add ddpq0 type veth peer name ddpq1
-if tc qdisc add dev ddpq0 root netem delay 1ms 2>/dev/null; then shaper=--qdisc; prefix="netem "
-else shaper=--emulate; prefix=""; fi
-ip link delete ddpq0
+IFS='|' read -r shaper prefix <<< "$(scripts/netns-cluster.sh shaper)"
 
 # name | netns-cluster.sh options
 links=("plain|" "delay1ms|$shaper|${prefix}delay 1ms" "delay1ms-1gbit|$shaper|${prefix}delay 1ms rate 1gbit")

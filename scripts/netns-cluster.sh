@@ -9,6 +9,7 @@
 #                                              no veth/bridge: links go through scripts/link-emulator.py
 #                                              (userspace delay + rate, for kernels without sch_netem)
 #   scripts/netns-cluster.sh down              remove what `up` created (and nothing else)
+#   scripts/netns-cluster.sh shaper            print "--qdisc|netem " (kernel has sch_netem) or "--emulate|"
 #   scripts/netns-cluster.sh run N [--qdisc "netem delay 1ms rate 1gbit"] -- COMMAND...
 #                                              up, run COMMAND, always tear down (trap)
 #
@@ -152,7 +153,17 @@ down() {
     echo "netns-cluster: torn down"
 }
 
+# How this kernel can add latency to a link: "--qdisc|netem " where it has sch_netem, else
+# "--emulate|" (the userspace link emulator) — the run option and the prefix of its spec.
+shaper() {
+    [ "$(id -u)" -eq 0 ] || die "needs root (ip link)"
+    ip link add ddpq0 type veth peer name ddpq1
+    if tc qdisc add dev ddpq0 root netem delay 1ms 2>/dev/null; then echo "--qdisc|netem "; else echo "--emulate|"; fi
+    ip link delete ddpq0
+}
+
 case "${1:-}" in
+    shaper) shaper ;;
     up) shift; [ $# -ge 1 ] || die "usage: $0 up N [NETEM...]"; up "$@" ;;
     down) down ;;
     run)
@@ -168,5 +179,5 @@ case "${1:-}" in
         up "$n" $qdisc
         "$@"
         ;;
-    *) die "usage: $0 up N [QDISC | emulate delay D rate R] | down | run N [--qdisc SPEC | --emulate 'delay D rate R'] -- COMMAND" ;;
+    *) die "usage: $0 up N [QDISC | emulate delay D rate R] | down | shaper | run N [--qdisc SPEC | --emulate 'delay D rate R'] -- COMMAND" ;;
 esac
