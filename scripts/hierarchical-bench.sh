@@ -10,8 +10,9 @@
 #   scripts/hierarchical-bench.sh [OUT_DIR]     (default runs/hierarchical; STEPS=30 timed steps per repeat)
 #
 # Open MPI may use shared memory (vader) between the two ranks of a node, so the flat baseline
-# is what it would be on a real cluster. Four ranks share this machine's cores with the kernel's TCP stack (and the link emulator),
-# so absolute times are inflated; the comparison between sync modes in one round is the point.
+# is what it would be on a real cluster. Four ranks share this machine's cores with the
+# kernel's TCP stack (and the link emulator), so absolute times are inflated; the comparison
+# between sync modes in one round is the point.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/hierarchical}"

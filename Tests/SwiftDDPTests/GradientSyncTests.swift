@@ -18,33 +18,6 @@ struct GradientSyncTests {
                        seed: 1)
     }
 
-    @Test("shared memory: every rank ends with the rank-ordered sum, bit for bit", arguments: [2, 3, 4])
-    func sharedSum(worldSize: Int) throws {
-        let results = try LocalProcessGroup.run(worldSize: worldSize) { group -> (Bool, [Float]) in
-            let model = Self.model()
-            let sync = try GradientSynchronizer(model: model, group: group, mode: .shared)
-            let n = model.store.parameterCount
-            // two steps: the second proves the buffers are reusable after the final barrier
-            for step in 0..<2 {
-                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
-                try sync.finish()
-            }
-            return (sync.usesSharedMemory, Array(model.store.gradients))
-        }
-        let n = results[0].1.count
-        var expected = [Float](repeating: 0, count: n)
-        let all = (0..<worldSize).map { Self.gradients(rank: $0, count: n).map { $0 * 2 } }
-        for i in 0..<n {
-            var s = all[0][i]
-            for r in 1..<worldSize { s += all[r][i] }
-            expected[i] = s
-        }
-        for (rank, (shared, values)) in results.enumerated() {
-            #expect(shared, "rank \(rank) did not use shared memory")
-            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank)")
-        }
-    }
-
     @Test("shared memory and one all-reduce give the same sums")
     func sharedEqualsFlat() throws {
         func run(_ mode: GradientSyncMode) throws -> [[Float]] {
@@ -62,39 +35,6 @@ struct GradientSyncTests {
         }
     }
 
-    @Test("sharded: each rank updates its part of one shared copy; a non-finite part stops every rank")
-    func shardedUpdate() throws {
-        let results = try LocalProcessGroup.run(worldSize: 3) { group -> (parameters: [Float], finite: [Bool]) in
-            let model = Self.model()
-            let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
-            let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: sgd)
-            let n = model.store.parameterCount
-            var finite: [Bool] = [], afterTwoSteps: [Float] = []
-            for step in 0..<3 {
-                var g = Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) }
-                if step == 2 && group.rank == 1 { g[0] = .nan }  // lands in rank 0's part
-                _ = model.store.gradients.update(fromContentsOf: g)
-                try sync.finish(wholeGradients: step == 1)  // this rank's part only, or all sums
-                finite.append(try sync.updateParameters(with: sgd))
-                if step == 1 { afterTwoSteps = Array(model.store.parameters) }
-            }
-            return (afterTwoSteps, finite)
-        }
-        // Reference: one process, whole-model SGD on the rank-ordered sums.
-        let model = Self.model()
-        let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
-        let n = model.store.parameterCount
-        for step in 0..<2 {
-            let all = (0..<3).map { Self.gradients(rank: $0, count: n).map { $0 * Float(step + 1) } }
-            _ = model.store.gradients.update(fromContentsOf: (0..<n).map { all[0][$0] + all[1][$0] + all[2][$0] })
-            sgd.step()
-        }
-        for (rank, result) in results.enumerated() {
-            #expect(result.parameters.map(\.bitPattern) == Array(model.store.parameters).map(\.bitPattern), "rank \(rank)")
-            #expect(result.finite == [true, true, false], "rank \(rank) agrees on the non-finite step")
-        }
-    }
-
     /// Rank-ordered sums within each simulated host, then the host sums in host order: what
     /// the hierarchical reduction computes (the in-process all-reduce adds in rank order).
     static func hierarchicalSums(_ all: [[Float]], ranksPerHost: Int) -> [Float] {
@@ -109,53 +49,56 @@ struct GradientSyncTests {
         }
     }
 
-    @Test("across simulated hosts: shared memory within each, one all-reduce of 1/L between them, bit for bit",
-          arguments: [(4, 2), (6, 3), (6, 2)])
-    func hierarchicalSum(worldSize: Int, ranksPerHost: Int) throws {
+    @Test("shared memory: every rank ends with the rank-ordered sum on one host, and across simulated hosts the host sums all-reduced 1/L per rank, bit for bit",
+          arguments: [(2, 2), (3, 3), (4, 4), (4, 2), (6, 3), (6, 2)])
+    func sharedSum(worldSize: Int, ranksPerHost: Int) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
             let model = Self.model()
             let sync = try GradientSynchronizer(model: model, group: group, mode: .shared)
             let n = model.store.parameterCount
+            // two steps: the second proves the buffers are reusable after the final barrier
             for step in 0..<2 {
                 _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
                 try sync.finish()
             }
-            return (sync.isHierarchical, sync.ranksPerHost, Array(model.store.gradients))
+            return (sync.usesSharedMemory, sync.isHierarchical, sync.ranksPerHost, Array(model.store.gradients))
         }
-        let n = results[0].2.count
+        let n = results[0].3.count
         let expected = Self.hierarchicalSums((0..<worldSize).map { Self.gradients(rank: $0, count: n).map { $0 * 2 } },
                                              ranksPerHost: ranksPerHost)
-        for (rank, (hierarchical, perHost, values)) in results.enumerated() {
-            #expect(hierarchical && perHost == ranksPerHost, "rank \(rank)")
+        for (rank, (shared, hierarchical, perHost, values)) in results.enumerated() {
+            #expect(shared && hierarchical == (ranksPerHost < worldSize) && perHost == ranksPerHost, "rank \(rank)")
             #expect(values.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank)")
         }
     }
 
-    @Test("sharded across simulated hosts: one model copy per host, the same bits on every rank; a non-finite part stops every rank")
-    func hierarchicalSharded() throws {
-        let results = try LocalProcessGroup.run(worldSize: 4, ranksPerHost: 2) { group -> (parameters: [Float], finite: [Bool]) in
+    @Test("sharded: each rank updates its part of one shared copy per host, the same bits on every rank; a non-finite part stops every rank",
+          arguments: [(3, 3, 1), (4, 2, 3)])  // one host (NaN in rank 0's part); 2 hosts × 2 (summed by rank 2, updated by ranks 0 and 2)
+    func shardedUpdate(worldSize: Int, ranksPerHost: Int, poisonedRank: Int) throws {
+        let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group -> (parameters: [Float], finite: [Bool]) in
             let model = Self.model()
             let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
             let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: sgd)
-            #expect(sync.updateRange?.count ?? 0 < model.store.parameterCount && sync.isHierarchical)
+            #expect(sync.updateRange?.count ?? 0 < model.store.parameterCount && sync.isHierarchical == (ranksPerHost < worldSize))
             let n = model.store.parameterCount
             var finite: [Bool] = [], afterTwoSteps: [Float] = []
             for step in 0..<3 {
                 var g = Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) }
-                if step == 2 && group.rank == 3 { g[0] = .nan }  // summed by rank 2 (host 1), updated by ranks 0 and 2
+                if step == 2 && group.rank == poisonedRank { g[0] = .nan }  // lands in part 0
                 _ = model.store.gradients.update(fromContentsOf: g)
-                try sync.finish(wholeGradients: step == 1)
+                try sync.finish(wholeGradients: step == 1)  // this rank's part only, or all sums
                 finite.append(try sync.updateParameters(with: sgd))
                 if step == 1 { afterTwoSteps = Array(model.store.parameters) }
             }
             return (afterTwoSteps, finite)
         }
+        // Reference: one process, whole-model SGD on the sums in the same order.
         let model = Self.model()
         let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
         let n = model.store.parameterCount
         for step in 0..<2 {
-            let all = (0..<4).map { Self.gradients(rank: $0, count: n).map { $0 * Float(step + 1) } }
-            _ = model.store.gradients.update(fromContentsOf: Self.hierarchicalSums(all, ranksPerHost: 2))
+            let all = (0..<worldSize).map { Self.gradients(rank: $0, count: n).map { $0 * Float(step + 1) } }
+            _ = model.store.gradients.update(fromContentsOf: Self.hierarchicalSums(all, ranksPerHost: ranksPerHost))
             sgd.step()
         }
         for (rank, result) in results.enumerated() {
