@@ -10,6 +10,8 @@
 //                straight into the momentum buffer (beta = mu, so b <- mu*b + dY^T X without a
 //                gradient buffer), then one pass p <- p - lr*b
 //   gather       copying 128 random rows of a 60000x784 float data set (the batch input)
+//   gemm+sgd0    the separate SGD pass also zeroes the gradient it read, so the weight-gradient
+//                product can accumulate (beta = 1) instead of OpenBLAS clearing C first (beta = 0)
 // Build and run:
 //   clang -O2 -march=native scripts/experiments/step-lower-bound.c $(pkg-config --cflags --libs openblas) -o /tmp/lb
 //   OPENBLAS_NUM_THREADS=1 /tmp/lb [batch]
@@ -54,12 +56,13 @@ int main(int argc, char **argv) {
   const size_t samples = 60000, features = 784;
   float *data = filled(samples * features, 0.5f);
   const float mu = 0.9f, lr = 1e-9f;  // lr tiny: the weights stay put, the work is the same
-  const char *names[] = {"gemm", "gemm+sgd", "gemm+fused", "gather"};
+  enum { VARIANTS = 5 };
+  const char *names[VARIANTS] = {"gemm", "gemm+sgd", "gemm+fused", "gather", "gemm+sgd0"};
   unsigned seed = 1;
-  double times[4][REPEATS];
+  double times[VARIANTS][REPEATS];
   // Repeats outermost, so a machine whose speed drifts over minutes slows every variant alike.
   for (int rep = 0; rep < REPEATS; rep++) {
-    for (int variant = 0; variant < 4; variant++) {
+    for (int variant = 0; variant < VARIANTS; variant++) {
       double start = seconds();
       for (int s = 0; s < STEPS; s++) {
         if (variant == 3) {
@@ -77,7 +80,7 @@ int main(int argc, char **argv) {
           int i = dims[l], o = dims[l + 1];
           float *c = variant == 2 ? m[l] : g[l];
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, i, B, 1, grad[l + 1], o, act[l], i,
-                      variant == 2 ? mu : 0, c, i);
+                      variant == 2 ? mu : variant == 4 ? 1 : 0, c, i);
           if (l > 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, i, o, 1, grad[l + 1], o, w[l], i, 0, grad[l], i);
         }
@@ -86,6 +89,8 @@ int main(int argc, char **argv) {
           float *p = w[l], *gl = g[l], *b = m[l];
           if (variant == 1)
             for (size_t k = 0; k < n; k++) { float v = mu * b[k] + gl[k]; b[k] = v; p[k] -= lr * v; }
+          else if (variant == 4)
+            for (size_t k = 0; k < n; k++) { float v = mu * b[k] + gl[k]; b[k] = v; p[k] -= lr * v; gl[k] = 0; }
           else
             for (size_t k = 0; k < n; k++) p[k] -= lr * b[k];
         }
@@ -93,7 +98,7 @@ int main(int argc, char **argv) {
       times[variant][rep] = (seconds() - start) / STEPS * 1e3;
     }
   }
-  for (int variant = 0; variant < 4; variant++) {
+  for (int variant = 0; variant < VARIANTS; variant++) {
     qsort(times[variant], REPEATS, sizeof(double), compare);
     printf("{\"variant\": \"%s\", \"batch\": %d, \"ms_per_step_median\": %.3f, \"min\": %.3f, \"max\": %.3f}\n",
            names[variant], B, times[variant][REPEATS / 2], times[variant][0], times[variant][REPEATS - 1]);
