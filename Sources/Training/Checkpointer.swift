@@ -81,10 +81,10 @@ public final class Checkpointer {
             throw TrainingError("\(path): checksum mismatch (the file is corrupt)")
         }
         guard file.metadata["world_size"] == String(trainer.group.worldSize) else {
-            throw TrainingError("\(path) was written by \(file.metadata["world_size"] ?? "?") ranks; this job has \(trainer.group.worldSize)")
+            throw Mismatch(message: "\(path) was written by \(file.metadata["world_size"] ?? "?") ranks; this job has \(trainer.group.worldSize)")
         }
         guard file.metadata["config"] == resumeFingerprintJSON(trainer.config) else {
-            throw TrainingError("\(path) was written with a different configuration")
+            throw Mismatch(message: "\(path) was written with a different configuration")
         }
         guard let step = file.metadata["step"].flatMap(Int.init), let epoch = file.metadata["epoch"].flatMap(Int.init),
               let position = file.metadata["position"].flatMap(Int.init)
@@ -92,11 +92,22 @@ public final class Checkpointer {
         return (file, ResumePoint(step: step, epoch: epoch, position: position))
     }
 
+    /// A checkpoint that is intact but belongs to another job (world size or configuration).
+    struct Mismatch: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+
     /// Restores the newest valid checkpoint of `directory` into `trainer` (collective). Rank 0
-    /// chooses; every rank loads the chosen file. Returns nil when there is none.
+    /// chooses; every rank loads the chosen file. Returns nil when there is none. Corrupt files
+    /// are skipped with a warning; if every checkpoint there is intact but from another job
+    /// (other options or rank count), it throws instead of starting over, because training
+    /// from step 0 would soon write over that job's checkpoints.
     public static func resume(_ trainer: Trainer, from directory: String, warn: (String) -> Void) throws -> ResumePoint? {
         let group = trainer.group
-        var chosen: [Int64] = [-1]
+        let noneValid: Int64 = -1, onlyOtherJobs: Int64 = -2
+        var chosen: [Int64] = [noneValid]
+        var mismatch: Mismatch? = nil
         if group.rank == 0 {
             for step in checkpointSteps(in: directory) {
                 let p = directory + String(format: "/checkpoint-%08d.safetensors", step)
@@ -104,12 +115,20 @@ public final class Checkpointer {
                     _ = try load(p, for: trainer)
                     chosen[0] = Int64(step)
                     break
+                } catch let error as Mismatch {
+                    mismatch = mismatch ?? error
                 } catch {
                     warn("warning: skipping checkpoint \(p): \(error)")
                 }
             }
+            if chosen[0] == noneValid && mismatch != nil { chosen[0] = onlyOtherJobs }
         }
         try group.broadcast(&chosen, root: 0)
+        if chosen[0] == onlyOtherJobs {
+            throw TrainingError(
+                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); resume with the same options and number of ranks, or use another --checkpoint-dir",
+                agreed: true)
+        }
         guard chosen[0] >= 0 else { return nil }
         let (file, point) = try load(directory + String(format: "/checkpoint-%08d.safetensors", Int(chosen[0])), for: trainer)
         var model: [String: TensorData] = [:], optimizer: [String: TensorData] = [:]

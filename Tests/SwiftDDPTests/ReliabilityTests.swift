@@ -57,6 +57,24 @@ struct ReliabilityTests {
         #expect(again.output.contains("skipping checkpoint"), "\(again.output)")
     }
 
+    @Test("--resume refuses checkpoints of another job (rank count, options) instead of starting over, and leaves them")
+    func resumeOtherJob() throws {
+        let dir = TemporaryDirectory()
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
+        #expect(first.status == 0, "\(first.output)")
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        for (np, extra, reason) in [(1, [String](), "was written by 2 ranks; this job has 1"),
+                                    (2, ["--lr", "0.2"], "was written with a different configuration")] {
+            let outcome = try ddp(np: np, Self.common + extra + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                                                 "--resume", "--max-steps", "30"])
+            #expect(outcome.status != 0)
+            #expect(errorLines(outcome, containing: "no checkpoint in \(dir.path) belongs to this job") == 1, "\(outcome.output)")
+            #expect(outcome.output.contains(reason), "\(outcome.output)")
+            #expect(!outcome.output.contains("MPI_ABORT"), "an agreed error, not an abort: \(outcome.output)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before, "the checkpoints are left as they were")
+    }
+
     @Test("a rank killed with SIGKILL ends the whole job promptly, naming the rank")
     func killedRank() throws {
         let start = Date()
