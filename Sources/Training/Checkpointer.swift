@@ -76,10 +76,7 @@ public final class Checkpointer {
     /// Loads and fully validates one checkpoint file for `trainer`.
     static func load(_ path: String, for trainer: Trainer) throws -> (SafeTensors.File, ResumePoint) {
         let file = try SafeTensors.read(path)
-        guard file.metadata["format"] == format else { throw TrainingError("\(path) is not a SwiftDDP checkpoint") }
-        guard file.metadata["checksum"] == checksum(file.tensors, file.metadata.filter { $0.key != "checksum" }) else {
-            throw TrainingError("\(path): checksum mismatch (the file is corrupt)")
-        }
+        try verify(file, path: path)
         guard file.metadata["world_size"] == String(trainer.group.worldSize) else {
             throw Mismatch(message: "\(path) was written by \(file.metadata["world_size"] ?? "?") ranks; this job has \(trainer.group.worldSize)")
         }
@@ -90,6 +87,25 @@ public final class Checkpointer {
               let position = file.metadata["position"].flatMap(Int.init)
         else { throw TrainingError("\(path): missing step, epoch or position") }
         return (file, ResumePoint(step: step, epoch: epoch, position: position))
+    }
+
+    /// The model's state dict held in a checkpoint file (its `model.` tensors), after checking
+    /// the checksum; nil when `file` is not a SwiftDDP checkpoint (e.g. a plain state dict).
+    /// Lets `--init-from` start a new job from another job's checkpoint.
+    public static func modelState(in file: SafeTensors.File, path: String) throws -> [String: TensorData]? {
+        guard file.metadata["format"] == format else { return nil }
+        try verify(file, path: path)
+        return file.tensors.reduce(into: [:]) { model, entry in
+            if entry.key.hasPrefix("model.") { model[String(entry.key.dropFirst("model.".count))] = entry.value }
+        }
+    }
+
+    /// Throws unless `file` is an intact SwiftDDP checkpoint.
+    private static func verify(_ file: SafeTensors.File, path: String) throws {
+        guard file.metadata["format"] == format else { throw TrainingError("\(path) is not a SwiftDDP checkpoint") }
+        guard file.metadata["checksum"] == checksum(file.tensors, file.metadata.filter { $0.key != "checksum" }) else {
+            throw TrainingError("\(path): checksum mismatch (the file is corrupt)")
+        }
     }
 
     /// A checkpoint that is intact but belongs to another job (world size or configuration).

@@ -111,7 +111,8 @@ struct Train: ParsableCommand {
             let (train, test) = try loadData(config)
             try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
             let initial = try initFrom.map { path -> [String: TensorData] in
-                let state = try SafeTensors.read(path).tensors
+                let file = try SafeTensors.read(path)
+                let state = try Checkpointer.modelState(in: file, path: path) ?? file.tensors
                 do { try Sequential.mlp(config.model, seed: 0).loadStateDict(state) } catch {
                     throw ValidationError("--init-from \(path): \(error)")
                 }

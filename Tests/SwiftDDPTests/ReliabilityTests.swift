@@ -75,6 +75,24 @@ struct ReliabilityTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before, "the checkpoints are left as they were")
     }
 
+    @Test("--init-from takes the model out of a checkpoint: the same run as from the saved model; a corrupt one is refused")
+    func initFromCheckpoint() throws {
+        let dir = TemporaryDirectory()
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--max-steps", "10",
+                                           "--save", dir.path + "/model.safetensors"])
+        #expect(first.status == 0, "\(first.output)")
+        let checkpoint = dir.path + "/ck/checkpoint-00000010.safetensors"
+        for (source, output) in [(checkpoint, "a"), (dir.path + "/model.safetensors", "b")] {
+            let next = try ddp(Self.common + ["--init-from", source, "--max-steps", "3", "--save", dir.path + "/\(output).safetensors"])
+            #expect(next.status == 0, "\(next.output)")
+        }
+        #expect(try SafeTensors.read(dir.path + "/a.safetensors").tensors == SafeTensors.read(dir.path + "/b.safetensors").tensors)
+        var bytes = [UInt8](FileManager.default.contents(atPath: checkpoint)!)
+        bytes[bytes.count - 100] ^= 0xFF
+        FileManager.default.createFile(atPath: checkpoint, contents: Data(bytes))
+        try expectCleanFailure(Self.common + ["--init-from", checkpoint], "checksum mismatch")
+    }
+
     @Test("a rank killed with SIGKILL ends the whole job promptly, naming the rank")
     func killedRank() throws {
         let start = Date()
