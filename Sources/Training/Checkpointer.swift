@@ -142,7 +142,7 @@ public final class Checkpointer {
         try group.broadcast(&chosen, root: 0)
         if chosen[0] == onlyOtherJobs {
             throw TrainingError(
-                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); resume with the same options and number of ranks, or use another --checkpoint-dir",
+                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); resume with the same options and number of ranks, start a new job from one with --init-from (the model only), or use another --checkpoint-dir",
                 agreed: true)
         }
         guard chosen[0] >= 0 else { return nil }
