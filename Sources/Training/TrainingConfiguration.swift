@@ -61,6 +61,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if !(learningRate > 0) || !learningRate.isFinite { try fail("--lr must be a positive number, got \(learningRate)") }
         if momentum < 0 || !momentum.isFinite { try fail("--momentum must be ≥ 0, got \(momentum)") }
         if weightDecay < 0 || !weightDecay.isFinite { try fail("--weight-decay must be ≥ 0, got \(weightDecay)") }
+        if nesterov && optimizer != .sgd { try fail("--nesterov applies to --optimizer sgd, not \(optimizer.rawValue)") }
         if nesterov && (momentum == 0 || dampening != 0) { try fail("--nesterov needs --momentum > 0 and no dampening") }
         if model.depth < 0 { try fail("--depth must be ≥ 0, got \(model.depth)") }
         if model.width < 1 { try fail("--width must be at least 1, got \(model.width)") }
@@ -74,6 +75,19 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
             if g < 1 || worldSize % g != 0 {
                 try fail("--syncbn-group-size \(g) must divide the world size \(worldSize)")
             }
+        }
+        if warmupSteps < 0 { try fail("--warmup-steps must be ≥ 0, got \(warmupSteps)") }
+        if schedule == .step && stepSize < 1 { try fail("--step-size must be at least 1, got \(stepSize)") }
+        if schedule == .step && !(gamma >= 0 && gamma.isFinite) { try fail("--gamma must be a number ≥ 0, got \(gamma)") }
+        if !(bucketBytes >= 0) { try fail("--bucket-mb must be ≥ 0") }
+        // Parameters, gradients and optimizer state, one float each: refuse what cannot fit
+        // instead of dying in an allocation.
+        let floatsPerParameter = 2.0 + (optimizer == .sgd ? (momentum > 0 ? 1 : 0) : 2)
+        let modelBytes = model.parameterCount * floatsPerParameter * 4
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        if modelBytes > memory {
+            try fail(String(format: "the model needs %.3g GB per rank for %.3g parameters, their gradients and optimizer state; this machine has %.1f GB: lower --width or --depth",
+                            modelBytes / 1e9, model.parameterCount, memory / 1e9))
         }
         if model.norm != .none && batchSize * (model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1) < 2 {
             try fail("BatchNorm needs more than one sample per batch: raise --batch-size (got \(batchSize))")

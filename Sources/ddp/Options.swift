@@ -94,6 +94,11 @@ struct DistributedOptions: ParsableArguments {
 
     @Flag(inversion: .prefixedNo, help: "Broadcast rank 0's BatchNorm buffers before each forward (--norm bn).")
     var broadcastBuffers = true
+
+    func validate() throws {
+        // Checked before the conversion to bytes, which traps on NaN or overflow.
+        if !(0...1_048_576).contains(bucketMb) { throw ValidationError("--bucket-mb must be between 0 and 1048576, got \(bucketMb)") }
+    }
 }
 
 extension TrainingConfiguration {

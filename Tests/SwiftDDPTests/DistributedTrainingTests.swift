@@ -123,6 +123,11 @@ struct DistributedTrainingTests {
         (["--syncbn-group-size", "3"], "must divide the world size 2"),
         (["--lr", "-1"], "--lr"),
         (["--synthetic-train=0"], "--synthetic-train must be at least 1"),
+        (["--bucket-mb", "nan"], "--bucket-mb must be between 0 and"),  // trapped converting to bytes before
+        (["--warmup-steps=-3"], "--warmup-steps must be ≥ 0"),
+        (["--schedule", "step", "--step-size", "0"], "--step-size must be at least 1"),
+        (["--optimizer", "adam", "--nesterov"], "--nesterov applies to --optimizer sgd"),
+        (["--width", "100000", "--depth", "3"], "lower --width or --depth"),  // died in an 80 GB allocation before
         (["--synthetic-test", "0"], "the test set is empty"),
         (["--synthetic-train", "1", "--drop-last"], "--drop-last leaves no training sample"),
         // 6 samples, 3 per rank, batches of 2: every epoch ends with one sample per rank

@@ -40,6 +40,14 @@ public struct MLPConfiguration: Sendable, Equatable, Codable {
         self.dropout = dropout
     }
 
+    /// Learnable parameters (weights, biases, BatchNorm's γ and β), in Double so that absurd
+    /// sizes can be refused before anything is allocated.
+    public var parameterCount: Double {
+        let sizes = [Double(inputFeatures)] + Array(repeating: Double(width), count: max(depth, 0)) + [Double(classes)]
+        let linear = zip(sizes, sizes.dropFirst()).reduce(0) { $0 + $1.0 * $1.1 + $1.1 }
+        return linear + (norm == .none ? 0 : 2 * Double(width) * Double(max(depth, 0)))
+    }
+
     public var activationKind: ActivationKind { ActivationKind(rawValue: activation) ?? .relu }
     public var initScheme: InitScheme { InitScheme(rawValue: initialization) ?? .default }
 }
