@@ -70,6 +70,12 @@ enum Markdown {
 
     static func percent(_ v: Double) -> String { v.isFinite ? String(format: "%.2f%%", v * 100) : "NaN" }
 
+    /// Test accuracy, with ± its standard deviation in percentage points over several seeds.
+    static func accuracy(_ r: RunResult) -> String {
+        guard let std = r.testAccuracyStd, r.seeds > 1 else { return percent(r.testAccuracy) }
+        return percent(r.testAccuracy) + String(format: " ± %.2f", std * 100)
+    }
+
     static func figure(_ file: String?, _ caption: String) -> String {
         guard let file else { return "*(figure \(caption) not drawn: gnuplot unavailable)*\n" }
         return "![\(caption)](figures/\(file))\n"

@@ -16,6 +16,12 @@ public struct RunResult: Codable, Sendable {
     public var batchPerRank: Int
     public var globalBatch: Int
     public var syncBNGroupSize: Int?
+    /// The seed of this run (initialization, shuffling, dropout).
+    public var seed: UInt64
+    /// Runs behind this result: 1 for one run; more for `combined(_:)` of several seeds, whose
+    /// test accuracy then has a sample standard deviation.
+    public var seeds = 1
+    public var testAccuracyStd: Double? = nil
     public var steps: Int
     public var testAccuracy: Double
     public var testLoss: Double
@@ -61,6 +67,7 @@ public struct RunResult: Codable, Sendable {
         batchPerRank = config.batchSize
         globalBatch = config.batchSize * ranks
         syncBNGroupSize = config.model.norm == .syncbn ? (config.syncBNGroupSize ?? ranks) : nil
+        seed = config.seed
         steps = summary.steps
         testAccuracy = summary.testAccuracy ?? .nan
         testLoss = summary.testLoss ?? .nan
@@ -100,6 +107,64 @@ public struct RunResult: Codable, Sendable {
         syncBNSecondsPerStep = summary.timings.syncBNCommunication / n
         gradSyncSecondsPerStep = summary.timings.gradientSync / n
         trainingSeconds = summary.trainingSeconds
+    }
+
+    /// One result for several seeds of the same configuration: arithmetic means, except for
+    /// gradient norms and ratios, which span orders of magnitude and are averaged geometrically;
+    /// `diverged` if any run diverged; `testAccuracyStd` over the runs.
+    static func combined(_ runs: [RunResult]) -> RunResult {
+        guard var r = runs.first, runs.count > 1 else { return runs[0] }
+        func arithmetic(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
+        func geometric(_ values: [Double]) -> Double {
+            values.allSatisfy { $0 > 0 } ? Foundation.exp(arithmetic(values.map { Foundation.log($0) })) : arithmetic(values)
+        }
+        func each(_ pick: (RunResult) -> [Double]?, _ average: ([Double]) -> Double) -> [Double]? {
+            let arrays = runs.compactMap(pick)
+            guard arrays.count == runs.count, let n = arrays.map(\.count).min() else { return nil }
+            return (0..<n).map { i in average(arrays.map { $0[i] }) }
+        }
+        func scalar(_ pick: (RunResult) -> Double?, _ average: ([Double]) -> Double) -> Double? {
+            let values = runs.compactMap(pick)
+            return values.count == runs.count ? average(values) : nil
+        }
+        r.seeds = runs.count
+        r.testAccuracy = arithmetic(runs.map(\.testAccuracy))
+        r.testAccuracyStd = (runs.reduce(0) { $0 + ($1.testAccuracy - r.testAccuracy) * ($1.testAccuracy - r.testAccuracy) }
+            / Double(runs.count - 1)).squareRoot()
+        r.testLoss = arithmetic(runs.map(\.testLoss))
+        r.finalLoss = arithmetic(runs.map(\.finalLoss))
+        r.diverged = runs.contains(where: \.diverged)
+        r.lossSpread = arithmetic(runs.map(\.lossSpread))
+        let points = runs.map(\.lossCurve.count).min() ?? 0
+        r.lossCurve = (0..<points).map { i in [r.lossCurve[i][0], arithmetic(runs.map { $0.lossCurve[i][1] })] }
+        r.gradNormInit = each(\.gradNormInit, geometric) ?? []
+        r.gradNormTrain = each(\.gradNormTrain, geometric) ?? []
+        r.inputGradNormInit = each(\.inputGradNormInit, geometric) ?? []
+        r.firstLastRatioInit = scalar(\.firstLastRatioInit, geometric)
+        r.firstLastRatioTrain = scalar(\.firstLastRatioTrain, geometric)
+        r.saturationInit = each(\.saturationInit, arithmetic) ?? []
+        r.saturationTrain = each(\.saturationTrain, arithmetic) ?? []
+        r.preactStdTrain = each(\.preactStdTrain, arithmetic) ?? []
+        r.bnNoiseMean = scalar(\.bnNoiseMean, arithmetic)
+        r.rankNoiseMean = arithmetic(runs.map(\.rankNoiseMean))
+        r.distributionShift = each(\.distributionShift, arithmetic)
+        r.icsGradientRelative = each(\.icsGradientRelative, arithmetic)
+        r.stepSeconds = arithmetic(runs.map(\.stepSeconds))
+        r.syncBNSecondsPerStep = arithmetic(runs.map(\.syncBNSecondsPerStep))
+        r.gradSyncSecondsPerStep = arithmetic(runs.map(\.gradSyncSecondsPerStep))
+        r.trainingSeconds = arithmetic(runs.map(\.trainingSeconds))
+        return r
+    }
+
+    /// `combined(_:)` per configuration (runs with the same `name`), in order of first appearance.
+    static func combinedBySetting(_ results: [RunResult]) -> [RunResult] {
+        var order: [String] = []
+        var runs: [String: [RunResult]] = [:]
+        for r in results {
+            if runs[r.name] == nil { order.append(r.name) }
+            runs[r.name, default: []].append(r)
+        }
+        return order.map { combined(runs[$0]!) }
     }
 
     /// One JSON line (NaN and infinities written as strings, which JSON lacks).

@@ -38,20 +38,23 @@ public final class StudyContext {
         }
     }
 
-    /// Trains one configuration on `group` (all ranks of it take part) and returns its result.
-    /// Rank 0 of the study appends it to results.jsonl.
-    func run(_ config: TrainingConfiguration, study: String, name: String, mode: String, on group: any ProcessGroup)
-        throws -> RunResult
+    /// Trains one configuration on `group` (all ranks of it take part) once per seed —
+    /// `config.seed`, `config.seed + 1`, … — and returns the results; rank 0 of the study appends
+    /// each to results.jsonl as it finishes.
+    func run(_ config: TrainingConfiguration, seeds: Int, study: String, name: String, mode: String,
+             on group: any ProcessGroup) throws -> [RunResult]
     {
-        let trainer = try Trainer(config: config, group: group, train: train, test: test)
-        let summary = try trainer.run()
-        return RunResult(study: study, name: name, mode: mode, ranks: group.worldSize, config: config, summary: summary)
-    }
-
-    func record(_ result: RunResult) {
-        results?.write(Data((result.jsonLine + "\n").utf8))
-        log(String(format: "  %@: test accuracy %.2f%%, %d steps, %.1f s", result.name, result.testAccuracy * 100,
-                   result.steps, result.trainingSeconds))
+        try (0..<UInt64(seeds)).map { offset in
+            var c = config
+            c.seed = config.seed &+ offset
+            let trainer = try Trainer(config: c, group: group, train: train, test: test)
+            let result = RunResult(study: study, name: name, mode: mode, ranks: group.worldSize, config: c,
+                                   summary: try trainer.run())
+            results?.write(Data((result.jsonLine + "\n").utf8))
+            log(String(format: "  %@%@: test accuracy %.2f%%, %d steps, %.1f s", name, seeds > 1 ? " (seed \(c.seed))" : "",
+                       result.testAccuracy * 100, result.steps, result.trainingSeconds))
+            return result
+        }
     }
 
     func writeReport(_ name: String, _ text: String) throws {

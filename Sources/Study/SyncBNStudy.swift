@@ -17,6 +17,8 @@ public struct SyncBNStudy: Sendable {
     public var learningRate: Float = 0.05
     public var diagnosticsPerRun = 20
     public var seed: UInt64 = 0
+    /// Runs per configuration, with seeds `seed`, `seed + 1`, …; the report averages them.
+    public var seeds = 1
 
     public init() {}
 
@@ -62,7 +64,7 @@ public struct SyncBNStudy: Sendable {
         let group = context.group
         let W = group.worldSize
         let G = W >= 4 && W % 2 == 0 ? 2 : nil
-        context.log("study syncbn: per-rank batches \(batchesPerRank) on \(W) ranks, \(samples) samples each, \(context.dataDescription)")
+        context.log("study syncbn: per-rank batches \(batchesPerRank) on \(W) ranks, \(samples) samples each\(seeds > 1 ? ", \(seeds) seeds" : ""), \(context.dataDescription)")
         // The one-process baseline runs on rank 0 alone.
         let solo = try group.split(color: group.rank == 0 ? 0 : nil, key: 0)
         var results: [RunResult] = []
@@ -74,23 +76,18 @@ public struct SyncBNStudy: Sendable {
                 case .local, .sync:
                     guard mode == .local || W > 1 else { continue }
                     let c = configuration(batch: batch, norm: mode == .local ? .bn : .syncbn, ranks: W, data: context)
-                    let r = try context.run(c, study: "syncbn", name: name, mode: label, on: group)
-                    context.record(r)
-                    results.append(r)
+                    results += try context.run(c, seeds: seeds, study: "syncbn", name: name, mode: label, on: group)
                 case .subgroups:
                     guard let G else { continue }
                     var c = configuration(batch: batch, norm: .syncbn, ranks: W, data: context)
                     c.syncBNGroupSize = G
-                    let r = try context.run(c, study: "syncbn", name: name, mode: label, on: group)
-                    context.record(r)
-                    results.append(r)
+                    results += try context.run(c, seeds: seeds, study: "syncbn", name: name, mode: label, on: group)
                 case .single:
                     guard batch * W >= 2 else { continue }
                     if let solo {
                         let c = configuration(batch: batch * W, norm: .bn, ranks: 1, data: context)
-                        let r = try context.run(c, study: "syncbn", name: "batch \(batch * W) × 1: 1 process", mode: label, on: solo)
-                        context.record(r)
-                        results.append(r)
+                        results += try context.run(c, seeds: seeds, study: "syncbn", name: "batch \(batch * W) × 1: 1 process",
+                                                   mode: label, on: solo)
                     }
                     try group.barrier()
                 }
@@ -100,7 +97,8 @@ public struct SyncBNStudy: Sendable {
         return results
     }
 
-    func report(_ results: [RunResult], _ context: StudyContext, groupSize: Int?) throws {
+    func report(_ runs: [RunResult], _ context: StudyContext, groupSize: Int?) throws {
+        let results = RunResult.combinedBySetting(runs)
         let W = context.group.worldSize
         let modes = [Mode.local, .sync, .subgroups, .single].filter { $0 != .subgroups || groupSize != nil }
         let labels = modes.map { $0.label(world: W, group: groupSize ?? 0) }
@@ -143,6 +141,7 @@ public struct SyncBNStudy: Sendable {
             \(activation.rawValue), SGD lr \(learningRate) momentum 0.9 with a cosine schedule; every configuration
             trains on \(samples) samples. "1 process" trains with the same global batch on a one-rank
             sub-communicator. Results: `results.jsonl`.
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed + UInt64(seeds) - 1)); figures and tables show their means, test accuracy ± its standard deviation over the seeds; \"diverged\" if any seed did.\n" : "")
 
             BN statistics noise: RMS over channels of (μ_used − μ_global)/σ_global for the statistics each
             BN layer normalized with, averaged over layers, ranks and diagnostic steps (SyncBN over all
@@ -161,7 +160,7 @@ public struct SyncBNStudy: Sendable {
              "per-rank noise", "SyncBN ms/step", "grad sync ms/step", "step ms"],
             batchesPerRank.flatMap { b in
                 modes.compactMap { m in pick(b, m) }.map { r in
-                    [String(b), r.mode, String(r.globalBatch), String(r.steps), Markdown.percent(r.testAccuracy),
+                    [String(b), r.mode, String(r.globalBatch), String(r.steps), Markdown.accuracy(r),
                      Markdown.number(r.lossSpread), r.diverged ? "yes" : "no", Markdown.number(r.bnNoiseMean),
                      Markdown.number(r.rankNoiseMean), Markdown.number(r.syncBNSecondsPerStep * 1000, "%.3f"),
                      Markdown.number(r.gradSyncSecondsPerStep * 1000, "%.3f"), Markdown.number(r.stepSeconds * 1000, "%.3f")]

@@ -17,6 +17,8 @@ public struct VanishingStudy: Sendable {
     public var diagnosticsEvery = 50
     public var learningRate: Float = 0.05
     public var seed: UInt64 = 0
+    /// Runs per configuration, with seeds `seed`, `seed + 1`, …; the report averages them.
+    public var seeds = 1
 
     public init() {}
 
@@ -55,7 +57,7 @@ public struct VanishingStudy: Sendable {
     public func run(_ context: StudyContext) throws -> [RunResult] {
         var results: [RunResult] = []
         let total = depths.count * activations.count * norms.count * inits.count
-        context.log("study vanishing: \(total) configurations on \(context.group.worldSize) ranks, \(context.dataDescription)")
+        context.log("study vanishing: \(total) configurations\(seeds > 1 ? " × \(seeds) seeds" : "") on \(context.group.worldSize) ranks, \(context.dataDescription)")
         for depth in depths {
             for activation in activations {
                 for norm in norms {
@@ -63,10 +65,8 @@ public struct VanishingStudy: Sendable {
                         let name = "depth \(depth) \(activation.rawValue) \(norm.rawValue) \(initScheme.rawValue)"
                         let config = configuration(depth: depth, activation: activation, norm: norm, initScheme: initScheme,
                                                    data: context)
-                        let result = try context.run(config, study: "vanishing", name: name, mode: norm.rawValue,
-                                                     on: context.group)
-                        context.record(result)
-                        results.append(result)
+                        results += try context.run(config, seeds: seeds, study: "vanishing", name: name, mode: norm.rawValue,
+                                                   on: context.group)
                     }
                 }
             }
@@ -77,7 +77,8 @@ public struct VanishingStudy: Sendable {
 
     // MARK: Report
 
-    func report(_ results: [RunResult], _ context: StudyContext) throws {
+    func report(_ runs: [RunResult], _ context: StudyContext) throws {
+        let results = RunResult.combinedBySetting(runs)
         let fig = context.figuresDirectory
         var md = """
             # Vanishing gradients, BatchNorm and ReLU
@@ -86,6 +87,7 @@ public struct VanishingStudy: Sendable {
             MLPs of width \(width), per-rank batch \(batchPerRank) (global \(batchPerRank * context.group.worldSize)),
             SGD lr \(learningRate) momentum 0.9 with a cosine schedule, \(maxSteps.map { "\($0) steps" } ?? "\(epochs) epochs"),
             diagnostics every \(diagnosticsEvery) steps from step 0 (initialization). Results: `results.jsonl`.
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed + UInt64(seeds) - 1)); figures and tables show their means (gradient norms and ratios geometric), test accuracy ± its standard deviation over the seeds.\n" : "")
 
             Definitions (see `Diagnostics`): gradient norms are ‖∂L/∂W‖ of each Linear layer's weight;
             the ratio is first layer over last; saturation is the fraction of hidden units whose
@@ -132,7 +134,7 @@ public struct VanishingStudy: Sendable {
                 [String(r.depth), r.activation, r.norm, r.initialization, Markdown.number(r.firstLastRatioInit),
                  Markdown.number(r.firstLastRatioTrain), Markdown.number(mean(r.saturationInit), "%.3f"),
                  Markdown.number(mean(r.saturationTrain), "%.3f"), Markdown.number(r.distributionShift.flatMap(mean)),
-                 Markdown.number(r.icsGradientRelative.flatMap { mean(Array($0.dropFirst())) }), Markdown.percent(r.testAccuracy)]
+                 Markdown.number(r.icsGradientRelative.flatMap { mean(Array($0.dropFirst())) }), Markdown.accuracy(r)]
             })
         // Covariate shift: normalization on vs off, per activation (deepest network, default init).
         if let deepest = depths.max() {

@@ -27,8 +27,15 @@ struct StudyCommand: ParsableCommand {
         @Flag(help: "Use synthetic data.")
         var synthetic = false
 
-        @Option(help: "Seed.")
+        @Option(help: "Seed (of the first run of each configuration).")
         var seed: UInt64 = 0
+
+        @Option(help: "Runs per configuration, with seeds --seed, --seed + 1, …; the report shows means and the test accuracy's standard deviation.")
+        var seeds = 1
+
+        func validate() throws {
+            if !(1...100).contains(seeds) { throw ValidationError("--seeds must be between 1 and 100, got \(seeds)") }
+        }
     }
 
     struct Vanishing: ParsableCommand {
@@ -51,6 +58,7 @@ struct StudyCommand: ParsableCommand {
             if !depths.isEmpty { study.depths = depths }
             if let epochs { study.epochs = epochs; study.maxSteps = nil }
             study.seed = common.seed
+            study.seeds = common.seeds
             let s = study
             try runStudy(common) { try s.run($0) }
         }
@@ -77,6 +85,7 @@ struct StudyCommand: ParsableCommand {
             if !batches.isEmpty { study.batchesPerRank = batches }
             if let samples { study.samples = samples }
             study.seed = common.seed
+            study.seeds = common.seeds
             let s = study
             try runStudy(common) { try s.run($0) }
         }

@@ -243,6 +243,32 @@ struct StudyTests {
         }
     }
 
+    @Test("study --seeds: every configuration runs once per seed; the report gives the mean test accuracy ± its standard deviation")
+    func seeds() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["study", "syncbn", "--quick", "--seeds", "2", "--seed", "5",
+                                                           "--batches", "4", "--out", dir.path], timeout: 180)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        let records = try String(contentsOfFile: dir.path + "/results.jsonl", encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let byName = Dictionary(grouping: records) { $0["name"] as! String }
+        #expect(records.count == 6 && byName.count == 3, "local BN, SyncBN, 1 process × 2 seeds: \(byName.keys)")
+        let report = try String(contentsOfFile: dir.path + "/report.md", encoding: .utf8)
+        var seedsMattered = false
+        for (name, runs) in byName {
+            #expect(Set(runs.map { $0["seed"] as! Int }) == [5, 6], "\(name)")
+            let accuracies = runs.map { $0["testAccuracy"] as! Double }
+            let mean = accuracies.reduce(0, +) / 2
+            let std = accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }.squareRoot()  // sample std, n − 1 = 1
+            seedsMattered = seedsMattered || accuracies[0] != accuracies[1]
+            let mode = runs[0]["mode"] as! String
+            #expect(report.contains("| \(mode) | ") && report.contains(String(format: "%.2f%% ± %.2f", mean * 100, std * 100)),
+                    "\(name): \(accuracies)\n\(report)")
+        }
+        #expect(seedsMattered, "different seeds train differently")
+    }
+
     @Test("study options that make no sense: one clear line, no results", arguments: [
         (["vanishing", "--depths", "0"], "--depths must be at least 1"),  // crashed in the report before
         (["vanishing", "--epochs", "0"], "--epochs must be at least 1"),
