@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,560 font 'sans,10'
-set output 'Docs/study/syncbn/figures/syncbn_loss_spread.png'
+set output 'runs/syncbn-seeds/figures/syncbn_loss_spread.png'
 set title "Training-loss spread (std over the last 20% of steps)"
 set xlabel "per-rank batch"
 set ylabel "loss std"
@@ -7,4 +7,4 @@ set key outside right top
 set grid
 set datafile missing 'NaN'
 set logscale x 2
-plot for [i=2:5] 'Docs/study/syncbn/figures/syncbn_loss_spread.tsv' using 1:i with linespoints title columnheader(i)
+plot for [i=2:5] 'runs/syncbn-seeds/figures/syncbn_loss_spread.tsv' using 1:i with linespoints title columnheader(i)

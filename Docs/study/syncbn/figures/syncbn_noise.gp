@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,560 font 'sans,10'
-set output 'Docs/study/syncbn/figures/syncbn_noise.png'
+set output 'runs/syncbn-seeds/figures/syncbn_noise.png'
 set title "Noise of the statistics BN normalizes with (vs the global batch)"
 set xlabel "per-rank batch"
 set ylabel "RMS (mu_used - mu)/sigma"
@@ -9,4 +9,4 @@ set datafile missing 'NaN'
 set logscale y
 set format y '10^{%L}'
 set logscale x 2
-plot for [i=2:5] 'Docs/study/syncbn/figures/syncbn_noise.tsv' using 1:i with linespoints title columnheader(i)
+plot for [i=2:5] 'runs/syncbn-seeds/figures/syncbn_noise.tsv' using 1:i with linespoints title columnheader(i)
