@@ -141,7 +141,7 @@ public struct SyncBNStudy: Sendable {
             \(activation.rawValue), SGD lr \(learningRate) momentum 0.9 with a cosine schedule; every configuration
             trains on \(samples) samples. "1 process" trains with the same global batch on a one-rank
             sub-communicator. Results: `results.jsonl`.
-            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed + UInt64(seeds) - 1)); figures and tables show their means, test accuracy ± its standard deviation over the seeds; \"diverged\" if any seed did.\n" : "")
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); figures and tables show their means, test accuracy ± its standard deviation over the seeds; \"diverged\" if any seed did.\n" : "")
 
             BN statistics noise: RMS over channels of (μ_used − μ_global)/σ_global for the statistics each
             BN layer normalized with, averaged over layers, ranks and diagnostic steps (SyncBN over all

@@ -87,7 +87,7 @@ public struct VanishingStudy: Sendable {
             MLPs of width \(width), per-rank batch \(batchPerRank) (global \(batchPerRank * context.group.worldSize)),
             SGD lr \(learningRate) momentum 0.9 with a cosine schedule, \(maxSteps.map { "\($0) steps" } ?? "\(epochs) epochs"),
             diagnostics every \(diagnosticsEvery) steps from step 0 (initialization). Results: `results.jsonl`.
-            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed + UInt64(seeds) - 1)); figures and tables show their means (gradient norms and ratios geometric), test accuracy ± its standard deviation over the seeds.\n" : "")
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); figures and tables show their means (gradient norms and ratios geometric), test accuracy ± its standard deviation over the seeds.\n" : "")
 
             Definitions (see `Diagnostics`): gradient norms are ‖∂L/∂W‖ of each Linear layer's weight;
             the ratio is first layer over last; saturation is the fraction of hidden units whose

@@ -1,0 +1,11 @@
+set terminal pngcairo size 900,560 font 'sans,10'
+set output 'runs/vanishing-seeds/figures/grad_profile_init_depth10.png'
+set title "Weight-gradient norm per layer at initialization, depth 10, init default"
+set xlabel "Linear layer (1 = input side)"
+set ylabel "||dL/dW||"
+set key outside right top
+set grid
+set datafile missing 'NaN'
+set logscale y
+set format y '10^{%L}'
+plot for [i=2:10] 'runs/vanishing-seeds/figures/grad_profile_init_depth10.tsv' using 1:i with linespoints title columnheader(i)
