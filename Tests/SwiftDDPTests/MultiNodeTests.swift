@@ -56,6 +56,30 @@ struct MultiNodeTests {
         try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["nodes", "nodes-flat"])
     }
 
+    @Test("a rank that throws or meets NaN on a simulated node ends the whole hierarchical job promptly, all ranks agreeing")
+    func failuresAcrossNodes() throws {
+        let dir = TemporaryDirectory()
+        let ddp = Executables.path("ddp")
+        let script = repositoryRoot.appendingPathComponent("scripts/netns-cluster.sh").path
+        let state = dir.path + "/netns"
+        let train = "train --synthetic --synthetic-train 4096 --norm syncbn --epochs 2 --batch-size 16 --width 32"
+        // Each fault on rank 3 (second node) at step 20; `timeout` turns a hang into status 124.
+        let outcome = try Executables.run("/bin/bash", ["-c", """
+            export DDP_NETNS_STATE=\(state)
+            \(script) run 2 -- bash -c 'for fault in throw nan; do
+                timeout 60 mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) \
+                    --debug-fail $fault --debug-fail-rank 3 --debug-fail-step 20
+                echo "status of $fault: $?"
+            done'
+            """], timeout: 300)
+        #expect(outcome.output.contains("gradient sync sharded (through shared memory on each host"), "\(outcome.output)")
+        #expect(outcome.output.contains("status of throw: 1") && outcome.output.contains("rank 3: injected failure at step 20"),
+                "\(outcome.output)")
+        #expect(outcome.output.contains("status of nan: 1")
+                && outcome.output.split(separator: "\n").filter { $0.contains("non-finite gradients at step 20") }.count == 1,
+                "NaN on rank 3 reaches every rank through the cross-node all-reduce: one agreed message\n\(outcome.output)")
+    }
+
     @Test("emulated links add the configured delay, and training across them equals the one-node run",
           .enabled(if: FileManager.default.fileExists(atPath: "/dev/net/tun"), "no /dev/net/tun for the link emulator"))
     func emulatedLinks() throws {
