@@ -3,12 +3,13 @@ import BLAS
 import Collectives
 import MPI
 import NN
+import Training
 
 /// `ddp info`: what the job looks like from inside (ranks, hosts, MPI and BLAS settings).
 /// A quick check that a hostfile or Slurm allocation gives the layout you expect.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the MPI world (ranks per host), the MPI library, each rank's BLAS threads and kernels, and how far apart ranks 0 and 1 sit (cache-line round trip).")
+        abstract: "Print the MPI world (ranks per host), the MPI library, each rank's BLAS threads and kernels, how far apart ranks 0 and 1 sit (cache-line round trip), and the path the default gradient sync takes.")
 
     func run() throws {
         try MPIRuntime.withRuntime { level in
@@ -17,6 +18,11 @@ struct Info: ParsableCommand {
             let threads = try group.allGather([Int32(BLAS.threadCount)])
             let kernels = try gatherStrings("OpenBLAS \(BLAS.coreName), element-wise \(elementwiseKernelLevel)", group)
             let roundTrip = try group.rankRoundTripNanoseconds()
+            // The default gradient sync set up for a tiny model: the same decision (one host,
+            // hierarchical, or one all-reduce and why) that `ddp train` will take on this layout.
+            let probe = Sequential.mlp(MLPConfiguration(inputFeatures: 4, depth: 1, width: 4, classes: 2, norm: .none), seed: 0)
+            let sync = try GradientSynchronizer(model: probe, group: group, mode: .sharded,
+                                                optimizer: try SGD(store: probe.store, learningRate: 0.1, momentum: 0.9))
             guard group.rank == 0 else { return }
             print("world size: \(group.worldSize)   thread level: \(level)")
             print("MPI library: \(MPIRuntime.libraryVersion.split(separator: "\n").first ?? "")")
@@ -29,6 +35,7 @@ struct Info: ParsableCommand {
                     : "likely sharing a CPU"
                 print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory (\(reading))")
             }
+            print("gradient sync: \(syncDescription(.sharded, sync))")
         }
     }
 }

@@ -153,6 +153,18 @@ struct DistributedTrainingTests {
         #expect(outcome.status == 0, "\(outcome.output)")
     }
 
+    @Test("ddp info: every rank's host, the placement probe, and the gradient path training will take", arguments: [
+        (1, "gradient sync: sharded (one all-reduce: there is one rank)"),
+        (2, "gradient sync: sharded (through shared memory; each rank updates 1/2 of the model)"),
+    ])
+    func info(np: Int, path: String) throws {
+        let outcome = try Executables.mpirun(np: np, "ddp", ["info"], timeout: 60)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect((0..<np).allSatisfy { outcome.output.contains("rank \($0): host ") }, "\(outcome.output)")
+        #expect(outcome.output.contains("cache-line round trip") == (np > 1), "\(outcome.output)")
+        #expect(outcome.output.contains(path), "\(outcome.output)")
+    }
+
     @Test("a missing data directory is one clear error")
     func missingData() throws {
         let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--data", "/nonexistent/data"], timeout: 60)

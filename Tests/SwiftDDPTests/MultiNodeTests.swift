@@ -44,6 +44,7 @@ struct MultiNodeTests {
         #expect(multi.output.contains("rank 0: host ddpnode1") && multi.output.contains("rank 3: host ddpnode2"),
                 "ranks placed on both simulated nodes:\n\(multi.output)")
         #expect(!multi.output.contains("cache-line round trip"), "no shared-memory probe across nodes:\n\(multi.output)")
+        #expect(multi.output.contains("gradient sync: sharded (through shared memory on each host"), "ddp info tells the path:\n\(multi.output)")
         // The default (sharded) is hierarchical across nodes: shared memory inside each node.
         #expect(multi.output.contains(
             "gradient sync sharded (through shared memory on each host, then one all-reduce of 1/2 per rank between hosts; each rank updates 1/2 of its host's model)"),
