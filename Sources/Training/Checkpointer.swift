@@ -95,8 +95,13 @@ public final class Checkpointer {
     public static func modelState(in file: SafeTensors.File, path: String) throws -> [String: TensorData]? {
         guard file.metadata["format"] == format else { return nil }
         try verify(file, path: path)
-        return file.tensors.reduce(into: [:]) { model, entry in
-            if entry.key.hasPrefix("model.") { model[String(entry.key.dropFirst("model.".count))] = entry.value }
+        return part(of: file, "model.")
+    }
+
+    /// The tensors of `file` whose names start with `prefix`, under their names without it.
+    private static func part(of file: SafeTensors.File, _ prefix: String) -> [String: TensorData] {
+        file.tensors.reduce(into: [:]) { part, entry in
+            if entry.key.hasPrefix(prefix) { part[String(entry.key.dropFirst(prefix.count))] = entry.value }
         }
     }
 
@@ -147,13 +152,8 @@ public final class Checkpointer {
         }
         guard chosen[0] >= 0 else { return nil }
         let (file, point) = try load(directory + String(format: "/checkpoint-%08d.safetensors", Int(chosen[0])), for: trainer)
-        var model: [String: TensorData] = [:], optimizer: [String: TensorData] = [:]
-        for (k, v) in file.tensors {
-            if k.hasPrefix("model.") { model[String(k.dropFirst(6))] = v }
-            if k.hasPrefix("optimizer.") { optimizer[String(k.dropFirst(10))] = v }
-        }
-        try trainer.model.loadStateDict(model)
-        try trainer.optimizer.loadStateDict(optimizer)
+        try trainer.model.loadStateDict(part(of: file, "model."))
+        try trainer.optimizer.loadStateDict(part(of: file, "optimizer."))
         if let rng = file.tensors["trainer.dropout_rng"] {
             let all = try rng.int64s()
             let width = rng.shape.count == 2 ? rng.shape[1] : 0
