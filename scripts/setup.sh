@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pkgconf openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox)
+packages=(pkgconf openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox
+          python3-venv python3-numpy)
+# --torch: also Debian's PyTorch, the reference the comparisons and checkpoint interop run against.
+if [ "${1:-}" = "--torch" ]; then packages+=(python3-torch); fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,10 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python's reference safetensors implementation, for the interoperability tests.
-if ! python3 -c "import safetensors.numpy, numpy" 2>/dev/null; then
-    echo "setup: installing the Python packages safetensors and numpy"
-    python3 -m pip install --quiet safetensors numpy || echo "setup: warning: pip could not install safetensors" >&2
+# The project's Python: Debian's python3 (where python3-torch lives) in a virtual environment
+# that sees its system packages, plus pip's safetensors (Debian has no package for it; Debian's
+# python refuses pip installs of its own, PEP 668). Tests and Docs run .venv/bin/python.
+if ! .venv/bin/python -c "import safetensors.numpy, numpy" 2>/dev/null; then
+    echo "setup: creating .venv (Debian's python3 with its packages, and safetensors from pip)"
+    /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check safetensors \
+        || echo "setup: warning: pip could not install safetensors into .venv" >&2
 fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain (6.x) is not on PATH" >&2; exit 1; }

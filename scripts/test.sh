@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Sets everything up (scripts/setup.sh), then runs the whole test suite. Tests that launch
-# mpirun use the release executables built by setup.
+# Sets everything up (scripts/setup.sh --torch: PyTorch is the reference the comparisons run
+# against), then runs the whole test suite. Tests that launch mpirun use the release executables
+# built by setup. Fails on any compiler warning in the project's own files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+build_log="$(mktemp)"
+trap 'rm -f "$build_log"' EXIT
+scripts/setup.sh --torch 2>&1 | tee "$build_log"
 # Test-only packages: a throwaway Slurm cluster on simulated nodes (MultiNodeTests).
 test_packages=(slurmctld slurmd slurm-client munge)
 missing=()
@@ -15,6 +18,14 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ]; then
     # not fatal: without them the Slurm test is skipped (and says why)
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
         || echo "test: could not install ${missing[*]}; the Slurm test will be skipped" >&2
+fi
+swift build --build-tests 2>&1 | tee -a "$build_log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Applying)' || true
+# A warning is only printed when its file compiles: a clean clone (CI) sees every one.
+warnings="$(grep -E "^$PWD/(Sources|Tests|Examples)/.*: warning:" "$build_log" | sort -u || true)"
+if [ -n "$warnings" ]; then
+    echo "$warnings" >&2
+    echo "test: the build has $(echo "$warnings" | wc -l) compiler warning(s); the project stays warning-free" >&2
+    exit 1
 fi
 export DDP_BIN_DIR="$(swift build -c release --show-bin-path)"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"

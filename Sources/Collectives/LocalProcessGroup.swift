@@ -33,13 +33,17 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     ///   - worldSize: the number of members.
     ///   - ranksPerHost: members per simulated host (ranks 0..<k on the first, and so on;
     ///     default: all on one host).
+    ///   - deadlockSeconds: a member waiting this long in one collective fails the whole group
+    ///     (a rank that skipped a collective would otherwise hang the test run), and `run`
+    ///     stops waiting for members this long after the group failed.
     public static func run<R: Sendable>(
-        worldSize: Int, ranksPerHost: Int? = nil, _ body: @escaping @Sendable (LocalProcessGroup) throws -> R
+        worldSize: Int, ranksPerHost: Int? = nil, deadlockSeconds: Double = 120,
+        _ body: @escaping @Sendable (LocalProcessGroup) throws -> R
     ) throws -> [R] {
         precondition(worldSize >= 1, "worldSize must be at least 1")
         let perHost = ranksPerHost ?? worldSize
         precondition(perHost >= 1, "ranksPerHost must be at least 1")
-        let world = LocalWorld(size: worldSize, hosts: (0..<worldSize).map { $0 / perHost })
+        let world = LocalWorld(size: worldSize, hosts: (0..<worldSize).map { $0 / perHost }, deadlockSeconds: deadlockSeconds)
         let results = ResultBox<R>(count: worldSize)
         let done = DispatchGroup()
         for rank in 0..<worldSize {
@@ -56,7 +60,13 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
             thread.stackSize = 8 << 20
             thread.start()
         }
-        done.wait()
+        // A member stuck outside the collectives (a livelock in its own code) cannot be woken;
+        // after the group has failed, give the others their deadline once more, then report.
+        while done.wait(timeout: .now() + deadlockSeconds) == .timedOut {
+            if world.isPoisoned {
+                throw ProcessGroupError("a member of the local group did not return within \(deadlockSeconds) s of a failure")
+            }
+        }
         return try results.values()
     }
 
@@ -102,7 +112,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     }
 
     public func barrier() throws {
-        _ = try world.exchange(rank: rank, value: 0)
+        _ = try world.exchange(rank: rank, value: 0, what: "barrier")
     }
 
     /// Members are threads of one process: rank 0 allocates every segment and the common
@@ -111,23 +121,24 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     public func sharedSegments(floats count: Int, common: Int) throws -> (any SharedSegments)? {
         if Set(world.hosts).count > 1 { return nil }
         let created = rank == 0 ? LocalSharedMemory(members: worldSize, count: count, common: common) : nil
-        let memory = try world.exchange(rank: rank, value: created as Any)[0] as! LocalSharedMemory
+        let memory = try world.exchange(rank: rank, value: created as Any, what: "sharedSegments")[0] as! LocalSharedMemory
         return LocalSharedSegments(group: self, memory: memory)
     }
 
     public func split(color: Int?, key: Int) throws -> (any ProcessGroup)? {
         if let color, color < 0 { throw ProcessGroupError("split color must be non-negative, got \(color)") }
-        let requests = try world.exchange(rank: rank, value: [color ?? -1, key]).map { $0 as! [Int] }
+        let requests = try world.exchange(rank: rank, value: [color ?? -1, key], what: "split").map { $0 as! [Int] }
         guard let color else {
-            _ = try world.exchange(rank: rank, value: Optional<LocalWorld>.none as Any)
+            _ = try world.exchange(rank: rank, value: Optional<LocalWorld>.none as Any, what: "split")
             return nil
         }
         let members = (0..<worldSize).filter { requests[$0][0] == color }
             .sorted { (requests[$0][1], $0) < (requests[$1][1], $1) }
         // The first member of each new group creates its world; a second exchange hands it out.
         let leader = members[0]
-        let created: LocalWorld? = rank == leader ? LocalWorld(size: members.count, hosts: members.map { world.hosts[$0] }) : nil
-        let worlds = try world.exchange(rank: rank, value: created as Any)
+        let created: LocalWorld? = rank == leader
+            ? LocalWorld(size: members.count, hosts: members.map { world.hosts[$0] }, deadlockSeconds: world.deadlockSeconds) : nil
+        let worlds = try world.exchange(rank: rank, value: created as Any, what: "split")
         let subWorld = worlds[leader] as! LocalWorld
         return LocalProcessGroup(rank: members.firstIndex(of: rank)!, world: subWorld)
     }
@@ -138,7 +149,7 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
 
     /// Exchanges `values` with every member and checks that all passed the same length.
     private func exchangeSameLength<T>(_ values: [T], what: String) throws -> [[T]] {
-        let all = try world.exchange(rank: rank, value: values).map { $0 as! [T] }
+        let all = try world.exchange(rank: rank, value: values, what: "\(what) of \(T.self)").map { $0 as! [T] }
         if let bad = all.firstIndex(where: { $0.count != values.count }) {
             throw ProcessGroupError(
                 "\(what): rank \(rank) passed \(values.count) elements but rank \(bad) passed \(all[bad].count)")
@@ -205,16 +216,33 @@ final class LocalWorld: @unchecked Sendable {
     private var generation = 0
     private var completed: [Any] = []
     private var poisoned = false
+    let deadlockSeconds: Double
 
-    init(size: Int, hosts: [Int]? = nil) {
+    init(size: Int, hosts: [Int]? = nil, deadlockSeconds: Double = 120) {
         self.size = size
         self.hosts = hosts ?? Array(repeating: 0, count: size)
+        self.deadlockSeconds = deadlockSeconds
         slots = Array(repeating: nil, count: size)
     }
 
+    var isPoisoned: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return poisoned
+    }
+
     /// Deposits `value` for `rank`, waits for every member, and returns all values in rank order.
-    /// Throws if another member failed, so the survivors do not wait forever.
-    func exchange(rank: Int, value: Any) throws -> [Any] {
+    /// Throws if another member failed, so the survivors do not wait forever, and on every
+    /// member if they called different collectives (`what`: the collective and element type).
+    func exchange(rank: Int, value: Any, what: String) throws -> [Any] {
+        let all = try exchange(rank: rank, value: (what, value) as Any).map { $0 as! (String, Any) }
+        if let odd = all.firstIndex(where: { $0.0 != what }) {
+            throw ProcessGroupError("collective mismatch: rank \(rank) called \(what), rank \(odd) called \(all[odd].0)")
+        }
+        return all.map(\.1)
+    }
+
+    private func exchange(rank: Int, value: Any) throws -> [Any] {
         condition.lock()
         defer { condition.unlock() }
         if poisoned { throw ProcessGroupError("another rank of the local group failed") }
@@ -229,7 +257,16 @@ final class LocalWorld: @unchecked Sendable {
             condition.broadcast()
             return completed
         }
-        while generation == myGeneration && !poisoned { condition.wait() }
+        let deadline = Date().addingTimeInterval(deadlockSeconds)
+        while generation == myGeneration && !poisoned {
+            if !condition.wait(until: deadline) && generation == myGeneration && !poisoned {
+                poisoned = true
+                condition.broadcast()
+                let waiting = (0..<size).filter { slots[$0] != nil }
+                throw ProcessGroupError(
+                    "deadlock: rank \(rank) waited \(deadlockSeconds) s in a collective that ranks \(waiting) of \(size) reached")
+            }
+        }
         if generation == myGeneration { throw ProcessGroupError("another rank of the local group failed") }
         return completed
     }

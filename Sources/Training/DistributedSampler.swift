@@ -3,15 +3,16 @@ import NN
 /// Splits a data set's indices among ranks with the semantics of PyTorch's
 /// `torch.utils.data.distributed.DistributedSampler`:
 ///
-/// - with shuffling, one permutation seeded by `seed + epoch`, identical on every rank;
-///   without, the identity order;
+/// - with shuffling, one permutation seeded by `seed + epoch`, identical on every rank and
+///   equal to PyTorch's (`torch.randperm` with a generator seeded `seed + epoch`); without,
+///   the identity order;
 /// - without `dropLast`, the order is padded by wrapping around so every rank gets
 ///   ceil(n / W) samples; with it, the tail that does not divide evenly is dropped;
 /// - rank r takes positions r, r + W, r + 2W, ... of that order.
 ///
 /// Batching the rank's indices in order (as a DataLoader does) means that at step t the union
 /// of the ranks' batches is exactly positions [t·B·W, (t+1)·B·W) of the global order.
-/// The permutation comes from SwiftDDP's own generator, so it differs from torch.randperm's.
+/// So the same `seed` gives the same sample order, rank for rank, as a PyTorch job.
 public struct DistributedSampler: Sendable {
     public let datasetSize: Int
     public let worldSize: Int
@@ -42,15 +43,7 @@ public struct DistributedSampler: Sendable {
 
     /// The global order of one epoch, padded or cut to `samplesPerRank × worldSize`.
     public func globalOrder(epoch: Int) -> [Int] {
-        var order = Array(0..<datasetSize)
-        if shuffle {
-            var generator = SeededGenerator(seed: seed &+ UInt64(epoch))
-            // Fisher–Yates with an unbiased bounded draw.
-            for i in stride(from: datasetSize - 1, to: 0, by: -1) {
-                let j = Int(generator.next(upperBound: UInt64(i + 1)))
-                order.swapAt(i, j)
-            }
-        }
+        var order = shuffle ? torchRandperm(datasetSize, seed: seed &+ UInt64(epoch)) : Array(0..<datasetSize)
         let total = samplesPerRank * worldSize
         if total <= order.count {
             order.removeSubrange(total...)

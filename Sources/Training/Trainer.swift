@@ -120,6 +120,12 @@ public final class Trainer {
     public var skipNonFinite = false
     /// Deliberate failures, for testing how the job ends (hidden `--debug-fail-*` options).
     public var faultInjection: FaultInjection?
+    /// Called with (epoch, step, this rank's sample indices) before each step's forward pass;
+    /// tests read the order the ranks trained in (hidden `--debug-trace`).
+    public var batchObserver: ((Int, Int, ArraySlice<Int>) -> Void)?
+    /// A hash of this rank's parameters, buffers and counters right after the initial broadcast:
+    /// equal on every rank when the broadcast works, whatever each rank initialized.
+    public private(set) var initialStateHash: UInt64 = 0
 
     private let loss = SoftmaxCrossEntropy()
     private let batchNorms: [BatchNorm1d]
@@ -136,8 +142,11 @@ public final class Trainer {
     ///   - group: the ranks training together.
     ///   - train, test: the data; every rank holds the whole set and reads its shard.
     ///   - initialState: a state dict to start from (`--init-from`), loaded before the broadcast.
+    ///   - initSeedOffset: added to the initialization seed on this rank only; tests set it to
+    ///     the rank so that only the broadcast can make the replicas equal.
     public init(config: TrainingConfiguration, group: any ProcessGroup, train: Dataset, test: Dataset,
-                initialState: [String: TensorData]? = nil, log: @escaping (String) -> Void = { _ in }) throws
+                initialState: [String: TensorData]? = nil, initSeedOffset: UInt64 = 0,
+                log: @escaping (String) -> Void = { _ in }) throws
     {
         try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
         self.config = config
@@ -163,11 +172,14 @@ public final class Trainer {
         } else {
             syncBNGroup = nil
         }
-        model = Sequential.mlp(config.model, seed: config.seed, syncGroup: syncBNGroup, rank: group.rank)
+        let model = Sequential.mlp(config.model, seed: config.seed &+ initSeedOffset, syncGroup: syncBNGroup,
+                                   rank: group.rank)
         if let initialState {
             do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
         }
         try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: true)
+        initialStateHash = Trainer.stateHash(model.store)
+        self.model = model
 
         switch config.optimizer {
         case .sgd:
@@ -246,6 +258,18 @@ public final class Trainer {
         }
     }
 
+    /// FNV-1a over the bits of this rank's parameters, buffers and counters.
+    public func stateHash() -> UInt64 { Trainer.stateHash(model.store) }
+
+    static func stateHash(_ store: ParameterStore) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ word: UInt64) { hash = (hash ^ word) &* 0x100_0000_01B3 }
+        for v in store.parameters { mix(UInt64(v.bitPattern)) }
+        for v in store.buffers { mix(UInt64(v.bitPattern)) }
+        for v in store.counters { mix(UInt64(bitPattern: v)) }
+        return hash
+    }
+
     public var sampler: DistributedSampler {
         DistributedSampler(datasetSize: train.count, worldSize: group.worldSize, rank: group.rank,
                            shuffle: config.shuffle, seed: config.seed, dropLast: config.dropLast)
@@ -300,6 +324,7 @@ public final class Trainer {
                 let stepStart = monotonicSeconds()
                 let end = min(position + config.batchSize, indices.count)
                 let rows = end - position
+                batchObserver?(epoch, step, indices[position..<end])
                 let x = batchInputs.matrix(rows: rows, cols: train.features)
                 batchLabels.withUnsafeMutableBufferPointer { labels in
                     train.gather(indices[position..<end], inputs: x.base, labels: labels.baseAddress!)

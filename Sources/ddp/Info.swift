@@ -34,6 +34,10 @@ struct Info: ParsableCommand {
                 let reading = roundTrip < 150 ? "likely one shared cache" : roundTrip < 2_000 ? "likely different dies or sockets"
                     : "likely sharing a CPU"
                 print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory (\(reading))")
+            } else if group.worldSize > 1 {
+                let why = hosts[0] != hosts[1] ? "ranks 0 and 1 are on different hosts"
+                    : "one did not answer within 1 s: a rank starved of CPU, e.g. oversubscribed"
+                print("ranks 0 and 1: cache-line round trip not measured (\(why))")
             }
             print("gradient sync: \(syncDescription(.sharded, sync))")
         }

@@ -73,6 +73,11 @@ struct Train: ParsableCommand {
     @Option(help: .hidden) var debugFail: FaultInjection.Kind?
     @Option(help: .hidden) var debugFailRank = 0
     @Option(help: .hidden) var debugFailStep = 1
+    /// Each rank initializes with seed + rank, so only the initial broadcast makes replicas equal.
+    @Flag(help: .hidden) var debugRankSeedOffset = false
+    /// Each rank writes FILE.rank<r>: its state hash after the broadcast, every batch's sample
+    /// indices, and its state hash at the end (JSON lines).
+    @Option(help: .hidden) var debugTrace: String?
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
@@ -128,7 +133,9 @@ struct Train: ParsableCommand {
             return Prepared(train: train, test: test, initialState: initial)
         }, work: { group, prepared in
             let trainer = try Trainer(config: config, group: group, train: prepared.train, test: prepared.test,
-                                      initialState: prepared.initialState)
+                                      initialState: prepared.initialState,
+                                      initSeedOffset: debugRankSeedOffset ? UInt64(group.rank) : 0)
+            let trace = try debugTrace.map { try DebugTrace(path: "\($0).rank\(group.rank)", trainer: trainer) }
             if let initOptimizerFrom { try trainer.loadOptimizer(from: initOptimizerFrom) }
             trainer.skipNonFinite = skipNonfinite
             if let kind = debugFail { trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1) }
@@ -160,6 +167,7 @@ struct Train: ParsableCommand {
                 print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(syncDescription(config.gradSync, trainer.synchronizer))")
             }
             let summary = try trainer.run()
+            try trace?.finish(trainer)
             if isRoot {
                 var line = String(format: "done: %d steps in %.2f s of training (%.0f samples/s), final loss %.4f",
                                   summary.steps, summary.trainingSeconds, summary.samplesPerSecond, summary.finalLoss)
@@ -177,6 +185,31 @@ struct Train: ParsableCommand {
             }
             try group.barrier()
         })
+    }
+}
+
+/// The hidden `--debug-trace` file of one rank (for tests: sample order, replica identity).
+final class DebugTrace {
+    let handle: FileHandle
+
+    init(path: String, trainer: Trainer) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path)
+        else { throw ValidationError("--debug-trace: cannot write \(path)") }
+        self.handle = handle
+        write(["event": "start", "state_hash": String(trainer.initialStateHash)])
+        trainer.batchObserver = { [unowned self] epoch, step, indices in
+            write(["event": "batch", "epoch": epoch, "step": step, "indices": Array(indices)])
+        }
+    }
+
+    func write(_ record: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { return }
+        handle.write(data + Data("\n".utf8))
+    }
+
+    func finish(_ trainer: Trainer) throws {
+        write(["event": "end", "state_hash": String(trainer.stateHash())])
+        try handle.close()
     }
 }
 

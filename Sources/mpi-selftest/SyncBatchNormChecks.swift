@@ -15,7 +15,8 @@ func checkSyncBatchNorm(_ c: Checks, group: MPIProcessGroup) throws {
     let x = (0..<total * C).map { _ in 1000 + 2 * generator.normal() }
     let dy = (0..<total * C).map { _ in generator.uniform(-1, 1) }
 
-    func run(_ rows: Range<Int>, group: (any ProcessGroup)?) throws -> (y: [Float], dx: [Float], mean: [Float], variance: [Float]) {
+    typealias Result = (y: [Float], dx: [Float], mean: [Float], variance: [Float], dGamma: [Float], dBeta: [Float])
+    func run(_ rows: Range<Int>, group: (any ProcessGroup)?) throws -> Result {
         let store = ParameterStore()
         let bn = BatchNorm1d(features: C, store: store, prefix: "0", group: group)
         store.allocate()
@@ -29,8 +30,9 @@ func checkSyncBatchNorm(_ c: Checks, group: MPIProcessGroup) throws {
         let dx = try grad.withUnsafeMutableBufferPointer {
             try bn.backward(Matrix(base: $0.baseAddress!, rows: rows.count, cols: C), needsInputGradient: true)!.toArray()
         }
-        return (y, dx, Array(UnsafeBufferPointer(start: store.buffer(bn.runningMeanSlot!), count: C)),
-                Array(UnsafeBufferPointer(start: store.buffer(bn.runningVarSlot!), count: C)))
+        func read(_ p: UnsafeMutablePointer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: p, count: C)) }
+        return (y, dx, read(store.buffer(bn.runningMeanSlot!)), read(store.buffer(bn.runningVarSlot!)),
+                read(store.gradient(bn.weightSlot!)), read(store.gradient(bn.biasSlot!)))
     }
 
     let reference = try run(0..<total, group: nil)
@@ -43,4 +45,10 @@ func checkSyncBatchNorm(_ c: Checks, group: MPIProcessGroup) throws {
     c.expect(close(mine.dx, reference.dx[slice]), "SyncBN input gradient with uneven batches \(sizes)")
     c.expect(close(mine.mean, reference.mean[...]), "SyncBN running mean")
     c.expect(close(mine.variance, reference.variance[...]), "SyncBN running variance (global unbiased)")
+    // dγ and dβ are this rank's sums; the gradient all-reduce adds them up to the whole batch's.
+    var dGamma = mine.dGamma, dBeta = mine.dBeta
+    try group.allReduce(&dGamma, op: .sum)
+    try group.allReduce(&dBeta, op: .sum)
+    c.expect(close(dGamma, reference.dGamma[...]), "SyncBN dγ summed over ranks")
+    c.expect(close(dBeta, reference.dBeta[...]), "SyncBN dβ summed over ranks")
 }

@@ -115,9 +115,12 @@ func runChecks(_ c: Checks, world: Communicator) throws {
     var polled = [Int32](repeating: 1, count: 64)
     try polled.withUnsafeMutableBufferPointer { buffer in
         let request = try world.iallreduce(buffer, op: .sum)
-        var spins = 0
-        while try !request.test() { spins += 1 }
-        c.expect(spins >= 0 && request.isComplete, "iallreduce test polls to completion")
+        // Polling alone must drive the collective to completion (no wait() call), in bounded time.
+        let clock = ContinuousClock(), deadline = clock.now + .seconds(60)
+        var completed = false
+        while !completed && clock.now < deadline { completed = try request.test() }
+        c.expect(completed && request.isComplete, "iallreduce test polls to completion within 60 s")
+        c.expect(try request.test(), "a completed request stays complete when tested again")
     }
     c.expect(polled.allSatisfy { $0 == Int32(size) }, "iallreduce (test) result")
 

@@ -3,7 +3,7 @@ import NN
 import Testing
 
 /// BatchNorm1d semantics (PyTorch's) and SyncBatchNorm over in-process ranks.
-@Suite("BatchNorm and SyncBatchNorm")
+@Suite("BatchNorm and SyncBatchNorm", .timeLimit(.minutes(5)))
 struct BatchNormTests {
     /// Plain BatchNorm1d on a batch: returns (output, input gradient for dy, layer).
     func runBN(_ x: [Float], rows: Int, features: Int, dy: [Float], group: (any ProcessGroup)? = nil,
@@ -103,14 +103,15 @@ struct BatchNormTests {
         let gamma: [Float] = [1.5, 0.5, -1, 2]
         let reference = try runBN(x, rows: total, features: C, dy: dy, gamma: gamma)
         let starts = sizes.indices.map { sizes[..<$0].reduce(0, +) }
-        let results = try LocalProcessGroup.run(worldSize: 4) { group -> ([Float], [Float], [Float], [Float], [Float]) in
+        let results = try LocalProcessGroup.run(worldSize: 4) { group -> ([Float], [Float], [Float], [Float], [Float], [Float]) in
             let r = group.rank
             let slice = starts[r] * C..<(starts[r] + sizes[r]) * C
             let (y, dx, bn, store) = try runBN(Array(x[slice]), rows: sizes[r], features: C, dy: Array(dy[slice]),
                                                 group: group, gamma: gamma)
             return (y, dx, Array(UnsafeBufferPointer(start: store.buffer(bn.runningMeanSlot!), count: C)),
                     Array(UnsafeBufferPointer(start: store.buffer(bn.runningVarSlot!), count: C)),
-                    Array(UnsafeBufferPointer(start: store.gradient(bn.weightSlot!), count: C)))
+                    Array(UnsafeBufferPointer(start: store.gradient(bn.weightSlot!), count: C)),
+                    Array(UnsafeBufferPointer(start: store.gradient(bn.biasSlot!), count: C)))
         }
         let y = results.flatMap(\.0), dx = results.flatMap(\.1)
         #expect(relativeError(y.map(Double.init), reference.y.map(Double.init)) < 1e-5)
@@ -125,6 +126,12 @@ struct BatchNormTests {
         let dGammaSum = (0..<C).map { c in results.reduce(0.0) { $0 + Double($1.4[c]) } }
         let refDGamma = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.weightSlot!), count: C)).map(Double.init)
         #expect(relativeError(dGammaSum, refDGamma) < 1e-5)
+        // so is dβ (Σ dy per channel)
+        let dBetaSum = (0..<C).map { c in results.reduce(0.0) { $0 + Double($1.5[c]) } }
+        let refDBeta = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.biasSlot!), count: C)).map(Double.init)
+        let dyColumnSums = (0..<C).map { c in (0..<total).reduce(0.0) { $0 + Double(dy[$1 * C + c]) } }
+        #expect(relativeError(refDBeta, dyColumnSums) < 1e-5, "dβ is the per-channel sum of dy")
+        #expect(relativeError(dBetaSum, refDBeta) < 1e-5)
     }
 
     @Test("SyncBN across ranks stays exact for mean 1e4, std 0.1")

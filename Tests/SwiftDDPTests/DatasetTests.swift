@@ -37,14 +37,23 @@ final class TemporaryDirectory {
     let path: String
     init() {
         path = NSTemporaryDirectory() + "swiftddp-test-" + UUID().uuidString
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            Issue.record("cannot create \(path): \(error)")
+        }
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }
     func write(_ name: String, _ bytes: [UInt8]) -> String {
         let file = "\(path)/\(name)"
-        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        replaceFile(file, with: Data(bytes))
         return file
     }
+}
+
+/// Writes `data` to `path` (replacing it); a failure is recorded against the running test.
+func replaceFile(_ path: String, with data: Data) {
+    if !FileManager.default.createFile(atPath: path, contents: data) { Issue.record("cannot write \(path)") }
 }
 
 /// Writes a small, valid Fashion-MNIST-like split (images of `side`×`side` pixels) into `dir`.
@@ -56,6 +65,13 @@ func writeSplit(_ dir: TemporaryDirectory, prefix: String, count: Int, labels: [
     let suffix = gzip ? ".gz" : ""
     _ = dir.write("\(prefix)-images-idx3-ubyte\(suffix)", gzip ? gzipCompress(images) : images)
     _ = dir.write("\(prefix)-labels-idx1-ubyte\(suffix)", gzip ? gzipCompress(labelBytes) : labelBytes)
+}
+
+/// Writes a Fashion-MNIST-like split of the given `side`×`side` images and labels into `dir`.
+func writeIDXSplit(_ dir: TemporaryDirectory, prefix: String, images: [[UInt8]], labels: [UInt8], side: Int = 28) {
+    _ = dir.write("\(prefix)-images-idx3-ubyte.gz", gzipCompress(idxBytes(dimensions: [images.count, side, side],
+                                                                         values: Array(images.joined()))))
+    _ = dir.write("\(prefix)-labels-idx1-ubyte.gz", gzipCompress(idxBytes(dimensions: [labels.count], values: labels)))
 }
 
 @Suite("IDX, gzip and Fashion-MNIST")

@@ -5,7 +5,7 @@ import Testing
 import Training
 
 /// The study measurements: correct values, and no effect on training.
-@Suite("Diagnostics and covariate-shift probe")
+@Suite("Diagnostics and covariate-shift probe", .timeLimit(.minutes(5)))
 struct DiagnosticsTests {
     static func config(norm: NormKind, activation: ActivationKind = .tanh, diagnostics: Int?, probe: Bool = false)
         -> TrainingConfiguration
@@ -69,7 +69,8 @@ struct DiagnosticsTests {
         #expect(local[0].batchStatNoiseMean == local[0].rankStatNoiseMean)
         // covariate shift: measured from the second measurement on; gradient ICS is 0 for layer 1
         #expect(sync[0].distributionShift == nil && sync[1].distributionShift?.count == 3)
-        #expect(sync[1].icsGradientRelative?.first == 0 && sync[1].icsGradientRelative!.dropFirst().allSatisfy { $0 > 0 })
+        let icsGradient = try #require(sync[1].icsGradientRelative)
+        #expect(icsGradient.first == 0 && icsGradient.dropFirst().allSatisfy { $0 > 0 })
     }
 
     @Test("the reported weight-gradient norm is the norm of the averaged gradient")
@@ -95,7 +96,7 @@ struct DiagnosticsTests {
         let data = try SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
         let trainer = try Trainer(config: c, group: LocalProcessGroup.single(), train: data, test: data)
         // huge first-layer weights push every pre-activation of block 1 deep into saturation
-        let w = trainer.model.store.parameter((trainer.model.layers[0] as! Linear).weightSlot)
+        let w = trainer.model.store.parameter(try #require(trainer.model.layers[0] as? Linear).weightSlot)
         for i in 0..<(20 * 12) { w[i] = 50 }  // inputs are in [0, 1]: pre-activations far above 0
         let summary = try trainer.run()
         #expect(summary.diagnostics[0].saturation[0] > 0.95, "\(summary.diagnostics[0].saturation)")

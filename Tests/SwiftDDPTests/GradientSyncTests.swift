@@ -4,7 +4,7 @@ import Testing
 import Training
 
 /// Gradient averaging on in-process ranks (the mpirun tests compare whole training runs).
-@Suite("Gradient synchronization")
+@Suite("Gradient synchronization", .timeLimit(.minutes(5)))
 struct GradientSyncTests {
     /// Each rank's gradients: a seeded function of the rank, the same on every call.
     static func gradients(rank: Int, count: Int) -> [Float] {

@@ -2,7 +2,7 @@ import Collectives
 import MPI
 import Testing
 
-@Suite("In-process process groups")
+@Suite("In-process process groups", .timeLimit(.minutes(5)))
 struct LocalProcessGroupTests {
     @Test("single-rank group is the identity", arguments: [ReductionOp.sum, .max, .min, .product])
     func single(op: ReductionOp) throws {
@@ -12,6 +12,33 @@ struct LocalProcessGroupTests {
         #expect(values == [1.5, -2, 3])
         #expect(group.rank == 0 && group.worldSize == 1)
         #expect(try group.allGather([7.0]) == [7.0])
+    }
+
+    @Test("a rank that leaves without a collective fails the others with a deadlock error instead of hanging")
+    func deadlock() throws {
+        let clock = ContinuousClock(), start = clock.now
+        #expect {
+            _ = try LocalProcessGroup.run(worldSize: 3, deadlockSeconds: 0.5) { group in
+                var x = [Float(group.rank)]
+                if group.rank != 1 { try group.allReduce(&x, op: .sum) }  // rank 1 never joins
+            }
+        } throws: { "\($0)".contains("deadlock: rank") && "\($0)".contains("that ranks [0, 2] of 3 reached") }
+        #expect(clock.now - start < .seconds(60), "ended by the deadlock deadline, not the test's time limit")
+    }
+
+    @Test("ranks calling different collectives fail on every rank (no crash, no hang)")
+    func mismatch() throws {
+        let results = try LocalProcessGroup.run(worldSize: 2) { group -> String in
+            var x = [Float(group.rank)]
+            do {
+                if group.rank == 0 { try group.allReduce(&x, op: .sum) } else { try group.barrier() }
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(results[0].contains("collective mismatch: rank 0 called allReduce of Float, rank 1 called barrier"), "\(results)")
+        #expect(results[1].contains("collective mismatch: rank 1 called barrier, rank 0 called allReduce"), "\(results)")
     }
 
     @Test("all-reduce over threads", arguments: [1, 2, 3, 4, 8])

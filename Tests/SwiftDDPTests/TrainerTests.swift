@@ -6,7 +6,7 @@ import Training
 
 /// The data-parallel trainer over in-process ranks (threads): the same logic that runs under
 /// mpirun, checked without it.
-@Suite("Distributed sampler and trainer (in-process ranks)")
+@Suite("Distributed sampler and trainer (in-process ranks)", .timeLimit(.minutes(5)))
 struct TrainerTests {
     @Test("sampler: PyTorch DistributedSampler semantics (padding, strided shards, shuffling)")
     func sampler() {
@@ -159,8 +159,8 @@ struct TrainerTests {
     }
 
     @Test("ranks with different configurations refuse to start")
-    func configurationMismatch() {
-        let data = try! SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
+    func configurationMismatch() throws {
+        let data = try SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
         #expect {
             _ = try LocalProcessGroup.run(worldSize: 2) { group in
                 var c = Self.configuration(norm: .syncbn, batch: 8)
@@ -171,8 +171,8 @@ struct TrainerTests {
     }
 
     @Test("invalid settings are refused with a clear message")
-    func invalidSettings() {
-        let data = try! SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
+    func invalidSettings() throws {
+        let data = try SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
         var grouped = Self.configuration(norm: .syncbn, batch: 8)
         grouped.syncBNGroupSize = 3
         let badGroup = grouped

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// Locates the package's built executables and runs them, under `mpirun` or directly.
 ///
@@ -14,10 +15,37 @@ enum Executables {
 
     static func path(_ name: String) -> String { binDirectory.appendingPathComponent(name).path }
 
+    /// The package's root folder (this file is Tests/SwiftDDPTests/Support/Executables.swift).
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A file of the package, by its path from the root (`scripts/launch.sh`).
+    static func packageFile(_ relativePath: String) -> String {
+        packageRoot.appendingPathComponent(relativePath).path
+    }
+
+    /// The project's Python (scripts/setup.sh makes it: Debian's python3 with its packages,
+    /// python3-torch among them when installed, plus pip's safetensors).
+    static let python = packageFile(".venv/bin/python")
+
+    /// Whether the project's Python imports `modules`, and if not, why (for a skip reason).
+    static func pythonMissing(_ modules: String) -> String? {
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            return "\(python) does not exist: run scripts/setup.sh"
+        }
+        guard let outcome = try? run(python, ["-c", "import \(modules)"], timeout: 120), outcome.status == 0 else {
+            return "\(python) cannot import \(modules): run scripts/setup.sh --torch"
+        }
+        return nil
+    }
+
     struct Outcome {
         let status: Int32
         let output: String
+        /// Killed by `run`'s timeout (a hang), rather than ending by itself.
         let timedOut: Bool
+        /// Wall-clock seconds from start to exit.
+        let seconds: Double
     }
 
     /// Runs `executable` with `arguments`, collecting stdout and stderr together.
@@ -34,6 +62,7 @@ enum Executables {
         for (k, v) in extra { environment[k] = v }
         process.environment = environment
         let pipe = Pipe()
+        let start = Date()
         process.standardOutput = pipe
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice
@@ -59,7 +88,8 @@ enum Executables {
         process.waitUntilExit()
         pipe.fileHandleForReading.readabilityHandler = nil
         collected.append(pipe.fileHandleForReading.readDataToEndOfFile())
-        return Outcome(status: process.terminationStatus, output: collected.text, timedOut: timedOut)
+        return Outcome(status: process.terminationStatus, output: collected.text, timedOut: timedOut,
+                       seconds: Date().timeIntervalSince(start))
     }
 
     /// Starts `process` from a thread whose signal mask is empty. Test code runs on dispatch
@@ -101,6 +131,30 @@ enum Executables {
     /// did not answer in time) and the job hung.
     static let localJobArguments = ["--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo",
                                     "--mca", "mpi_yield_when_idle", "1"]
+}
+
+/// Exit statuses a job promises (Docs/reliability.md).
+enum ExitStatus {
+    /// An error: set-up failed on some rank, an agreed error, or a rank's error ended the job
+    /// through `MPI_Abort(1)`.
+    static let failure: Int32 = 1
+    /// A usage error (ArgumentParser's validation).
+    static let usage: Int32 = 64
+    /// mpirun's status when a rank was killed by SIGKILL: 128 + 9.
+    static let killed: Int32 = 137
+    /// The launcher's own refusals (scripts/launch.sh).
+    static let launcher: Int32 = 2
+}
+
+/// Checks that a job ended by itself (not by the test's timeout, which would also give a
+/// non-zero status) with exactly `status`, and records how long it took.
+func expectEnded(_ outcome: Executables.Outcome, status: Int32, _ what: String = "",
+                 sourceLocation: SourceLocation = #_sourceLocation)
+{
+    #expect(!outcome.timedOut, "hung until the test's timeout \(what):\n\(outcome.output)", sourceLocation: sourceLocation)
+    #expect(outcome.status == status, "exit status \(outcome.status), expected \(status) \(what):\n\(outcome.output)",
+            sourceLocation: sourceLocation)
+    print(String(format: "job ended with status %d in %.2f s %@", outcome.status, outcome.seconds, what))
 }
 
 final class OutputCollector: @unchecked Sendable {
