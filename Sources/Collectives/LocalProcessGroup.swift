@@ -61,9 +61,11 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
             thread.start()
         }
         // A member stuck outside the collectives (a livelock in its own code) cannot be woken;
-        // after the group has failed, give the others their deadline once more, then report.
+        // once the group has failed, give the others a whole deadline more, then report.
+        var waitsSinceFailure = 0
         while done.wait(timeout: .now() + deadlockSeconds) == .timedOut {
-            if world.isPoisoned {
+            if world.isPoisoned { waitsSinceFailure += 1 }
+            if waitsSinceFailure >= 2 {
                 throw ProcessGroupError("a member of the local group did not return within \(deadlockSeconds) s of a failure")
             }
         }

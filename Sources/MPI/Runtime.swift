@@ -138,7 +138,8 @@ public enum MPIRuntime {
         var buffer = [CChar](repeating: 0, count: 8192)
         var length: Int32 = 0
         guard MPI_Get_library_version(&buffer, &length) == MPI_SUCCESS else { return "unknown" }
-        return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Open MPI counts the terminating NUL in `length`; a NUL in output cuts logs short.
+        return String(decoding: buffer.prefix(Int(length)).prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             .trimmingTrailingWhitespace()
     }
 }

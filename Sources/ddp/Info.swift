@@ -35,7 +35,7 @@ struct Info: ParsableCommand {
                     : "likely sharing a CPU"
                 print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory (\(reading))")
             } else if group.worldSize > 1 {
-                let why = hosts[0] != hosts[1] ? "ranks 0 and 1 are on different hosts"
+                let why = Set(hosts).count > 1 ? "the ranks span hosts; the probe runs through one host's shared memory"
                     : "one did not answer within 1 s: a rank starved of CPU, e.g. oversubscribed"
                 print("ranks 0 and 1: cache-line round trip not measured (\(why))")
             }
