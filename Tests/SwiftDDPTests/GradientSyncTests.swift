@@ -35,6 +35,41 @@ struct GradientSyncTests {
         }
     }
 
+    /// A model whose parameter names nest, as a ResNet's do (`block.fc1.weight`): the buckets
+    /// must come from the layers' registration order, not from a layer index in the name.
+    static func nestedModel() -> Sequential {
+        let store = ParameterStore()
+        let layers: [any Layer] = [
+            Linear(inFeatures: 19, outFeatures: 7, store: store, prefix: "block.fc1"),
+            BatchNorm1d(features: 7, store: store, prefix: "block.bn1"),
+            Activation(.relu),
+            Linear(inFeatures: 7, outFeatures: 3, store: store, prefix: "head"),
+        ]
+        return Sequential(layers: layers, store: store, inputFeatures: 19)
+    }
+
+    @Test("bucketed sync of a model with nested parameter names averages every gradient, as flat does",
+          arguments: [0, 64, 1 << 20])
+    func bucketedNestedNames(bucketBytes: Int) throws {
+        func run(_ mode: GradientSyncMode) throws -> [[Float]] {
+            try LocalProcessGroup.run(worldSize: 2) { group in
+                let model = Self.nestedModel()
+                let sync = try GradientSynchronizer(model: model, group: group, mode: mode, bucketBytes: bucketBytes)
+                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
+                for layer in model.layers.indices.reversed() { try sync.gradientsReady(layer: layer) }  // as backward does
+                try sync.finish()
+                return Array(model.store.gradients)
+            }
+        }
+        let bucketed = try run(.bucketed), flat = try run(.flat)
+        let n = Self.nestedModel().store.parameterCount
+        let sum = zip(Self.gradients(rank: 0, count: n), Self.gradients(rank: 1, count: n)).map { Double($0 + $1) }
+        for rank in 0..<2 {
+            #expect(bucketed[rank] == flat[rank], "rank \(rank): the same sums as one all-reduce")
+            #expect(relativeError(bucketed[rank].map(Double.init), sum) < 1e-6, "rank \(rank): every gradient summed")
+        }
+    }
+
     /// Rank-ordered sums within each simulated host, then the host sums in host order: what
     /// the hierarchical reduction computes (the in-process all-reduce adds in rank order).
     static func hierarchicalSums(_ all: [[Float]], ranksPerHost: Int) -> [Float] {

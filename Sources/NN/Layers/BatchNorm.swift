@@ -38,6 +38,7 @@ public final class BatchNorm1d: Layer {
 
     public let weightSlot: TensorSlot?
     public let biasSlot: TensorSlot?
+    public var parameterSlots: [TensorSlot] { [weightSlot, biasSlot].compactMap { $0 } }
     public let runningMeanSlot: TensorSlot?
     public let runningVarSlot: TensorSlot?
     public let batchesTrackedIndex: Int?

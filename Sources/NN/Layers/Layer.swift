@@ -14,6 +14,13 @@ public protocol Layer: AnyObject {
     func outputFeatures(forInput features: Int) -> Int
     func forward(_ input: Matrix, training: Bool) throws -> Matrix
     func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix?
+    /// The layer's parameters, in the order it registered them in the store. Gradient buckets
+    /// come from these (registration order), never from parsing parameter names.
+    var parameterSlots: [TensorSlot] { get }
+}
+
+extension Layer {
+    public var parameterSlots: [TensorSlot] { [] }
 }
 
 /// A layer with parameters that can be (re)initialized.

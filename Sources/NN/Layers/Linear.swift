@@ -9,6 +9,7 @@ public final class Linear: InitializableLayer {
     public let outFeatures: Int
     public let weightSlot: TensorSlot
     public let biasSlot: TensorSlot
+    public var parameterSlots: [TensorSlot] { [weightSlot, biasSlot] }
     private let store: ParameterStore
     private let output = Workspace()
     private let gradInput = Workspace()
