@@ -29,8 +29,11 @@ fi
 if ! .venv/bin/python -c "import safetensors.numpy, numpy" 2>/dev/null; then
     echo "setup: creating .venv (Debian's python3 with its packages, and safetensors from pip)"
     /usr/bin/python3 -m venv --system-site-packages .venv
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check safetensors \
-        || echo "setup: warning: pip could not install safetensors into .venv" >&2
+    if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check safetensors; then
+        # --torch asks for the PyTorch comparisons: without safetensors they would be skipped
+        if [ "${1:-}" = "--torch" ]; then echo "setup: pip could not install safetensors into .venv" >&2; exit 1; fi
+        echo "setup: warning: pip could not install safetensors into .venv" >&2
+    fi
 fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain (6.x) is not on PATH" >&2; exit 1; }

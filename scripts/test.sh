@@ -19,9 +19,14 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
         || echo "test: could not install ${missing[*]}; the Slurm test will be skipped" >&2
 fi
-swift build --build-tests 2>&1 | tee -a "$build_log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Applying)' || true
+if ! swift build --build-tests >>"$build_log" 2>&1; then
+    grep -E "error:" "$build_log" | sort -u >&2 || true
+    echo "test: the test build failed" >&2
+    exit 1
+fi
 # A warning is only printed when its file compiles: a clean clone (CI) sees every one.
-warnings="$(grep -E "^$PWD/(Sources|Tests|Examples)/.*: warning:" "$build_log" | sort -u || true)"
+warnings="$(grep -F ": warning:" "$build_log" | grep -F "$PWD/" | grep -E "/(Sources|Tests|Examples)/" \
+    | sort -u || true)"
 if [ -n "$warnings" ]; then
     echo "$warnings" >&2
     echo "test: the build has $(echo "$warnings" | wc -l) compiler warning(s); the project stays warning-free" >&2

@@ -34,8 +34,8 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     ///   - ranksPerHost: members per simulated host (ranks 0..<k on the first, and so on;
     ///     default: all on one host).
     ///   - deadlockSeconds: a member waiting this long in one collective fails the whole group
-    ///     (a rank that skipped a collective would otherwise hang the test run), and `run`
-    ///     stops waiting for members this long after the group failed.
+    ///     (a rank that skipped a collective would otherwise hang the test run); once the
+    ///     group has failed, `run` waits at most two more such periods for every member.
     public static func run<R: Sendable>(
         worldSize: Int, ranksPerHost: Int? = nil, deadlockSeconds: Double = 120,
         _ body: @escaping @Sendable (LocalProcessGroup) throws -> R
@@ -43,7 +43,8 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         precondition(worldSize >= 1, "worldSize must be at least 1")
         let perHost = ranksPerHost ?? worldSize
         precondition(perHost >= 1, "ranksPerHost must be at least 1")
-        let world = LocalWorld(size: worldSize, hosts: (0..<worldSize).map { $0 / perHost }, deadlockSeconds: deadlockSeconds)
+        let world = LocalWorld(size: worldSize, hosts: (0..<worldSize).map { $0 / perHost },
+                               deadlockSeconds: deadlockSeconds)
         let results = ResultBox<R>(count: worldSize)
         let done = DispatchGroup()
         for rank in 0..<worldSize {
@@ -61,12 +62,13 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
             thread.start()
         }
         // A member stuck outside the collectives (a livelock in its own code) cannot be woken;
-        // once the group has failed, give the others a whole deadline more, then report.
+        // once the group has failed, give the others one to two more periods, then report.
         var waitsSinceFailure = 0
         while done.wait(timeout: .now() + deadlockSeconds) == .timedOut {
             if world.isPoisoned { waitsSinceFailure += 1 }
             if waitsSinceFailure >= 2 {
-                throw ProcessGroupError("a member of the local group did not return within \(deadlockSeconds) s of a failure")
+                throw ProcessGroupError(
+                    "a member of the local group did not return within \(deadlockSeconds) s of a failure")
             }
         }
         return try results.values()
@@ -123,7 +125,8 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
     public func sharedSegments(floats count: Int, common: Int) throws -> (any SharedSegments)? {
         if Set(world.hosts).count > 1 { return nil }
         let created = rank == 0 ? LocalSharedMemory(members: worldSize, count: count, common: common) : nil
-        let memory = try world.exchange(rank: rank, value: created as Any, what: "sharedSegments")[0] as! LocalSharedMemory
+        let all = try world.exchange(rank: rank, value: created as Any, what: "sharedSegments")
+        let memory = all[0] as! LocalSharedMemory
         return LocalSharedSegments(group: self, memory: memory)
     }
 
@@ -139,7 +142,9 @@ public final class LocalProcessGroup: ProcessGroup, @unchecked Sendable {
         // The first member of each new group creates its world; a second exchange hands it out.
         let leader = members[0]
         let created: LocalWorld? = rank == leader
-            ? LocalWorld(size: members.count, hosts: members.map { world.hosts[$0] }, deadlockSeconds: world.deadlockSeconds) : nil
+            ? LocalWorld(size: members.count, hosts: members.map { world.hosts[$0] },
+                         deadlockSeconds: world.deadlockSeconds)
+            : nil
         let worlds = try world.exchange(rank: rank, value: created as Any, what: "split")
         let subWorld = worlds[leader] as! LocalWorld
         return LocalProcessGroup(rank: members.firstIndex(of: rank)!, world: subWorld)
@@ -239,7 +244,8 @@ final class LocalWorld: @unchecked Sendable {
     func exchange(rank: Int, value: Any, what: String) throws -> [Any] {
         let all = try exchange(rank: rank, value: (what, value) as Any).map { $0 as! (String, Any) }
         if let odd = all.firstIndex(where: { $0.0 != what }) {
-            throw ProcessGroupError("collective mismatch: rank \(rank) called \(what), rank \(odd) called \(all[odd].0)")
+            throw ProcessGroupError(
+                "collective mismatch: rank \(rank) called \(what), rank \(odd) called \(all[odd].0)")
         }
         return all.map(\.1)
     }
@@ -266,7 +272,8 @@ final class LocalWorld: @unchecked Sendable {
                 condition.broadcast()
                 let waiting = (0..<size).filter { slots[$0] != nil }
                 throw ProcessGroupError(
-                    "deadlock: rank \(rank) waited \(deadlockSeconds) s in a collective that ranks \(waiting) of \(size) reached")
+                    "deadlock: rank \(rank) waited \(deadlockSeconds) s in a collective "
+                        + "that ranks \(waiting) of \(size) reached")
             }
         }
         if generation == myGeneration { throw ProcessGroupError("another rank of the local group failed") }

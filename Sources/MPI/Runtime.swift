@@ -139,7 +139,8 @@ public enum MPIRuntime {
         var length: Int32 = 0
         guard MPI_Get_library_version(&buffer, &length) == MPI_SUCCESS else { return "unknown" }
         // Open MPI counts the terminating NUL in `length`; a NUL in output cuts logs short.
-        return String(decoding: buffer.prefix(Int(length)).prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let bytes = buffer.prefix(Int(length)).prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
             .trimmingTrailingWhitespace()
     }
 }

@@ -33,6 +33,9 @@ public struct DistributedSampler: Sendable {
         self.dropLast = dropLast
     }
 
+    /// The largest data set shuffled as PyTorch does (past it PyTorch draws 64-bit numbers).
+    public static let maximumShuffledSize = Int(UInt32.max) / 20 - 1
+
     /// Samples per rank per epoch.
     public var samplesPerRank: Int {
         if dropLast && datasetSize % worldSize != 0 {

@@ -85,12 +85,15 @@ public final class GradientSynchronizer {
         // must not leave its parameters out of every bucket.
         layerRanges = model.layers.map { layer in
             let slots = layer.parameterSlots
-            guard let lo = slots.map(\.offset).min(), let hi = slots.map({ $0.offset + $0.count }).max() else { return nil }
+            guard let lo = slots.map(\.offset).min(), let hi = slots.map({ $0.offset + $0.count }).max() else {
+                return nil
+            }
             return lo..<hi
         }
         let covered = layerRanges.compactMap { $0 }.reduce(0) { $0 + $1.count }
         if mode == .bucketed && covered != model.store.parameterCount {
-            throw NNError("bucketed gradient sync: the layers own \(covered) of the model's \(model.store.parameterCount) parameters; the others would never be averaged")
+            throw NNError("bucketed gradient sync: the layers own \(covered) of the model's "
+                          + "\(model.store.parameterCount) parameters; the others would never be averaged")
         }
         var built: [(Range<Int>, Int)] = []
         var current: Range<Int>? = nil

@@ -34,9 +34,9 @@ struct MT19937 {
 /// `torch.randperm(n, generator=g)` for `g.manual_seed(seed)`, element for element: PyTorch's
 /// CPU kernel swaps position i with i + (draw mod (n − i)), a forward Fisher–Yates with a
 /// modulo draw (slightly biased for huge n, kept as PyTorch has it). PyTorch switches to
-/// 64-bit draws only past n ≈ 2·10⁸, which no data set here reaches.
+/// 64-bit draws past n ≈ 2·10⁸; `Trainer.validate` refuses such data sets with shuffling.
 func torchRandperm(_ n: Int, seed: UInt64) -> [Int] {
-    precondition(n < Int(UInt32.max) / 20, "torchRandperm: n = \(n) is past PyTorch's 32-bit path")
+    precondition(n < DistributedSampler.maximumShuffledSize, "torchRandperm: n = \(n) is past PyTorch's 32-bit path")
     var order = Array(0..<n)
     var generator = MT19937(seed: seed)
     var i = 0

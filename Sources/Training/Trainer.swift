@@ -126,6 +126,8 @@ public final class Trainer {
     /// A hash of this rank's parameters, buffers and counters right after the initial broadcast:
     /// equal on every rank when the broadcast works, whatever each rank initialized.
     public private(set) var initialStateHash: UInt64 = 0
+    /// The same hash just before the broadcast (what this rank built itself).
+    public private(set) var builtStateHash: UInt64 = 0
 
     private let loss = SoftmaxCrossEntropy()
     private let batchNorms: [BatchNorm1d]
@@ -177,6 +179,7 @@ public final class Trainer {
         if let initialState {
             do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
         }
+        builtStateHash = Trainer.stateHash(model.store)
         try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: true)
         initialStateHash = Trainer.stateHash(model.store)
         self.model = model
@@ -230,6 +233,10 @@ public final class Trainer {
             throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
         }
         guard train.count > 0 else { throw TrainingError("the training set is empty") }
+        if config.shuffle && train.count > DistributedSampler.maximumShuffledSize {
+            throw TrainingError("\(train.count) training samples: shuffling as PyTorch does supports at most "
+                                + "\(DistributedSampler.maximumShuffledSize) (or pass --no-shuffle)")
+        }
         if config.evaluate && test.count == 0 { throw TrainingError("the test set is empty (pass --no-eval to train without one)") }
         let perRank = DistributedSampler(datasetSize: train.count, worldSize: worldSize, rank: 0,
                                          shuffle: false, dropLast: config.dropLast).samplesPerRank

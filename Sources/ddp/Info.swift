@@ -36,7 +36,7 @@ struct Info: ParsableCommand {
                 print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory (\(reading))")
             } else if group.worldSize > 1 {
                 let why = Set(hosts).count > 1 ? "the ranks span hosts; the probe runs through one host's shared memory"
-                    : "one did not answer within 1 s: a rank starved of CPU, e.g. oversubscribed"
+                    : "no shared memory for the probe, or a rank starved of CPU did not answer within 1 s"
                 print("ranks 0 and 1: cache-line round trip not measured (\(why))")
             }
             print("gradient sync: \(syncDescription(.sharded, sync))")

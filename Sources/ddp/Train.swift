@@ -188,14 +188,17 @@ struct Train: ParsableCommand {
     }
 }
 
-/// The hidden `--debug-trace` file of one rank (for tests: sample order, replica identity).
+/// The hidden `--debug-trace` file of one rank (for tests: sample order, replica identity):
+/// state hashes as built and after the initial broadcast, each batch's indices, the end hash.
 final class DebugTrace {
     let handle: FileHandle
 
     init(path: String, trainer: Trainer) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path)
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: path)
         else { throw ValidationError("--debug-trace: cannot write \(path)") }
         self.handle = handle
+        write(["event": "built", "state_hash": String(trainer.builtStateHash)])
         write(["event": "start", "state_hash": String(trainer.initialStateHash)])
         trainer.batchObserver = { [unowned self] epoch, step, indices in
             write(["event": "batch", "epoch": epoch, "step": step, "indices": Array(indices)])

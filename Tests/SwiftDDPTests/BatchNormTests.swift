@@ -103,7 +103,8 @@ struct BatchNormTests {
         let gamma: [Float] = [1.5, 0.5, -1, 2]
         let reference = try runBN(x, rows: total, features: C, dy: dy, gamma: gamma)
         let starts = sizes.indices.map { sizes[..<$0].reduce(0, +) }
-        let results = try LocalProcessGroup.run(worldSize: 4) { group -> ([Float], [Float], [Float], [Float], [Float], [Float]) in
+        typealias RankResult = ([Float], [Float], [Float], [Float], [Float], [Float])
+        let results = try LocalProcessGroup.run(worldSize: 4) { group -> RankResult in
             let r = group.rank
             let slice = starts[r] * C..<(starts[r] + sizes[r]) * C
             let (y, dx, bn, store) = try runBN(Array(x[slice]), rows: sizes[r], features: C, dy: Array(dy[slice]),
@@ -128,7 +129,8 @@ struct BatchNormTests {
         #expect(relativeError(dGammaSum, refDGamma) < 1e-5)
         // so is dβ (Σ dy per channel)
         let dBetaSum = (0..<C).map { c in results.reduce(0.0) { $0 + Double($1.5[c]) } }
-        let refDBeta = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.biasSlot!), count: C)).map(Double.init)
+        let refDBeta = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.biasSlot!), count: C))
+            .map(Double.init)
         let dyColumnSums = (0..<C).map { c in (0..<total).reduce(0.0) { $0 + Double(dy[$1 * C + c]) } }
         #expect(relativeError(refDBeta, dyColumnSums) < 1e-5, "dβ is the per-channel sum of dy")
         #expect(relativeError(dBetaSum, refDBeta) < 1e-5)

@@ -55,8 +55,11 @@ struct GradientSyncTests {
             try LocalProcessGroup.run(worldSize: 2) { group in
                 let model = Self.nestedModel()
                 let sync = try GradientSynchronizer(model: model, group: group, mode: mode, bucketBytes: bucketBytes)
-                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
-                for layer in model.layers.indices.reversed() { try sync.gradientsReady(layer: layer) }  // as backward does
+                let mine = Self.gradients(rank: group.rank, count: model.store.parameterCount)
+                _ = model.store.gradients.update(fromContentsOf: mine)
+                for layer in model.layers.indices.reversed() {  // as backward does
+                    try sync.gradientsReady(layer: layer)
+                }
                 try sync.finish()
                 return Array(model.store.gradients)
             }

@@ -24,10 +24,12 @@ struct ReliabilityTests {
         expectEnded(full, status: 0)
         // interrupted by a kill -9 of rank 1 at step 63 of 128, in epoch 1 (epoch 2 starts at step 65)
         let killed = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
-                                            "--debug-fail", "kill", "--debug-fail-rank", "1", "--debug-fail-step", "63"])
+                                            "--debug-fail", "kill", "--debug-fail-rank", "1",
+                                            "--debug-fail-step", "63"])
         expectEnded(killed, status: ExitStatus.killed)
         let kept = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/ck").sorted()
-        #expect(kept == ["checkpoint-00000050.safetensors", "checkpoint-00000060.safetensors"], "the two newest are kept")
+        #expect(kept == ["checkpoint-00000050.safetensors", "checkpoint-00000060.safetensors"],
+                "the two newest are kept")
         // the resumed run finishes epoch 1 from its middle, then reshuffles for epoch 2
         let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--resume",
                                              "--save", dir.path + "/resumed.safetensors"])
@@ -159,7 +161,8 @@ struct ReliabilityTests {
     func nonFiniteSkipped(gradSync: String) throws {
         let dir = TemporaryDirectory()
         func save(_ name: String) -> [String] {
-            ["--grad-sync", gradSync, "--schedule", "constant", "--save", dir.path + "/\(name).safetensors", "--save-optimizer", dir.path + "/\(name)-opt.safetensors"]
+            ["--grad-sync", gradSync, "--schedule", "constant", "--save", dir.path + "/\(name).safetensors",
+             "--save-optimizer", dir.path + "/\(name)-opt.safetensors"]
         }
         let outcome = try ddp(Self.common + ["--debug-fail", "nan", "--debug-fail-rank", "1", "--debug-fail-step", "25",
                                              "--skip-nonfinite", "--max-steps", "25"] + save("skipped"))
@@ -173,8 +176,9 @@ struct ReliabilityTests {
         let parameters = reference.keys.filter { $0.hasSuffix(".weight") || $0.hasSuffix(".bias") }.sorted()
         #expect(parameters.count == 10, "3 Linear and 2 BatchNorm layers: \(parameters)")
         for key in parameters { #expect(skipped[key] == reference[key], "\(key) unchanged by the skipped step") }
-        #expect(try SafeTensors.read(dir.path + "/skipped-opt.safetensors").tensors
-                == SafeTensors.read(dir.path + "/before-opt.safetensors").tensors, "momentum unchanged by the skipped step")
+        let momentum = try SafeTensors.read(dir.path + "/skipped-opt.safetensors").tensors
+        #expect(try momentum == SafeTensors.read(dir.path + "/before-opt.safetensors").tensors,
+                "momentum unchanged by the skipped step")
         // and training goes on after the skipped step
         let after = try ddp(Self.common + ["--debug-fail", "nan", "--debug-fail-rank", "1", "--debug-fail-step", "25",
                                            "--skip-nonfinite", "--max-steps", "30"] + save("after"))

@@ -89,7 +89,7 @@ struct SafeTensorsTests {
         }
         let huge = #"{"a":{"dtype":"F64","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#
         #expect { try SafeTensors.decode(file(header: huge, data: [UInt8](repeating: 0, count: 8))) } throws: {
-            $0 is SafeTensorsError && "\($0)".contains("invalid shape")  // 2⁶⁴ bytes: overflow caught, no trap
+            $0 is SafeTensorsError && "\($0)".contains("invalid shape")  // 2⁶⁴ elements: overflow caught, no trap
         }
         let negative = #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#
         #expect { try SafeTensors.decode(file(header: negative, data: [UInt8](repeating: 0, count: 8))) } throws: {
@@ -115,7 +115,8 @@ struct SafeTensorsTests {
     func truncated() throws {
         let bytes = try SafeTensors.encode(model(seed: 1).stateDict())
         #expect { try SafeTensors.decode(Array(bytes.prefix(bytes.count - 10))) } throws: {
-            $0 is SafeTensorsError && "\($0)".contains("outside the \(bytes.count - 10 - 8 - headerLength(bytes))-byte data section")
+            let dataBytes = bytes.count - 10 - 8 - headerLength(bytes)
+            return $0 is SafeTensorsError && "\($0)".contains("outside the \(dataBytes)-byte data section")
         }
     }
 

@@ -2,7 +2,7 @@ import Collectives
 import Datasets
 import NN
 import Testing
-import Training
+@testable import Training
 
 /// The data-parallel trainer over in-process ranks (threads): the same logic that runs under
 /// mpirun, checked without it.
@@ -156,6 +156,18 @@ struct TrainerTests {
         #expect(grouped[0].buffers != grouped[2].buffers, "the two groups keep different running statistics")
         #expect(grouped[0].buffers == grouped[1].buffers, "members of a group agree")
         #expect(grouped[0].parameters != whole[0].parameters)
+    }
+
+    /// Values taken from PyTorch 1.13 (Debian's python3-torch), pinned so that the check runs
+    /// without PyTorch too; the PyTorch suite compares many more.
+    @Test("the shuffled order is PyTorch's: MT19937, torch.randperm and DistributedSampler values")
+    func torchOrder() {
+        var mt = MT19937(seed: 5489)
+        #expect(mt.next() == 3_499_211_612, "the reference MT19937's first output for its default seed")
+        #expect(torchRandperm(10, seed: 3) == [6, 0, 3, 7, 8, 5, 1, 9, 2, 4], "torch.randperm(10) after manual_seed(3)")
+        let sampler = DistributedSampler(datasetSize: 40, worldSize: 2, rank: 0, shuffle: true, seed: 0)
+        #expect(Array(sampler.indices(epoch: 0).prefix(8)) == [4, 21, 11, 39, 17, 2, 20, 24])
+        #expect(Array(sampler.indices(epoch: 1).prefix(8)) == [5, 12, 11, 13, 23, 0, 24, 6])
     }
 
     @Test("ranks with different configurations refuse to start")

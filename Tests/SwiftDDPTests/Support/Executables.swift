@@ -151,7 +151,8 @@ enum ExitStatus {
 func expectEnded(_ outcome: Executables.Outcome, status: Int32, _ what: String = "",
                  sourceLocation: SourceLocation = #_sourceLocation)
 {
-    #expect(!outcome.timedOut, "hung until the test's timeout \(what):\n\(outcome.output)", sourceLocation: sourceLocation)
+    #expect(!outcome.timedOut, "hung until the test's timeout \(what):\n\(outcome.output)",
+            sourceLocation: sourceLocation)
     #expect(outcome.status == status, "exit status \(outcome.status), expected \(status) \(what):\n\(outcome.output)",
             sourceLocation: sourceLocation)
     print(String(format: "job ended with status %d in %.2f s %@", outcome.status, outcome.seconds, what))

@@ -8,7 +8,9 @@ func jsonObject(_ data: Data, sourceLocation: SourceLocation = #_sourceLocation)
                         sourceLocation: sourceLocation)
 }
 
-func jsonObject(_ line: some StringProtocol, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+func jsonObject(_ line: some StringProtocol, sourceLocation: SourceLocation = #_sourceLocation) throws
+    -> [String: Any]
+{
     try jsonObject(Data(line.utf8), sourceLocation: sourceLocation)
 }
 
