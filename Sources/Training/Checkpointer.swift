@@ -195,15 +195,13 @@ public final class Checkpointer {
     }
 
     static func checksum(_ tensors: [String: TensorData], _ metadata: [String: String]) -> String {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-            for b in bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01B3 }
-        }
+        var hash = FNV1a()
+        func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 { hash.combine(bytes) }
         for name in tensors.keys.sorted() {
             let t = tensors[name]!
             mix(name.utf8); mix(t.dtype.rawValue.utf8); mix(t.shape.description.utf8); mix(t.bytes)
         }
         for key in metadata.keys.sorted() where key != "checksum" { mix(key.utf8); mix(metadata[key]!.utf8) }
-        return String(hash, radix: 16)
+        return String(hash.value, radix: 16)
     }
 }

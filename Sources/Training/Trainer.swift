@@ -265,16 +265,15 @@ public final class Trainer {
         }
     }
 
-    /// FNV-1a over the bits of this rank's parameters, buffers and counters.
+    /// FNV-1a over the bytes of this rank's parameters, buffers and counters.
     public func stateHash() -> UInt64 { Trainer.stateHash(model.store) }
 
     static func stateHash(_ store: ParameterStore) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ word: UInt64) { hash = (hash ^ word) &* 0x100_0000_01B3 }
-        for v in store.parameters { mix(UInt64(v.bitPattern)) }
-        for v in store.buffers { mix(UInt64(v.bitPattern)) }
-        for v in store.counters { mix(UInt64(bitPattern: v)) }
-        return hash
+        var hash = FNV1a()
+        hash.combine(UnsafeRawBufferPointer(store.parameters))
+        hash.combine(UnsafeRawBufferPointer(store.buffers))
+        store.counters.withUnsafeBytes { hash.combine($0) }
+        return hash.value
     }
 
     public var sampler: DistributedSampler {

@@ -99,12 +99,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(self)) ?? Data()
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in data {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01B3
-        }
-        return Int64(bitPattern: hash)
+        var hash = FNV1a()
+        hash.combine(data)
+        return Int64(bitPattern: hash.value)
     }
 
     /// The configuration as a compact JSON object (sorted keys).

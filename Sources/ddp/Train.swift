@@ -75,8 +75,8 @@ struct Train: ParsableCommand {
     @Option(help: .hidden) var debugFailStep = 1
     /// Each rank initializes with seed + rank, so only the initial broadcast makes replicas equal.
     @Flag(help: .hidden) var debugRankSeedOffset = false
-    /// Each rank writes FILE.rank<r>: its state hash after the broadcast, every batch's sample
-    /// indices, and its state hash at the end (JSON lines).
+    /// Each rank writes FILE.rank<r>: its state hash as built and after the initial broadcast,
+    /// every batch's sample indices, and its state hash at the end (JSON lines).
     @Option(help: .hidden) var debugTrace: String?
 
     func validate() throws {
