@@ -3,6 +3,7 @@
 // SwiftDDP: distributed data-parallel training with synchronized batch normalization, on MPI.
 // Targets, bottom-up (Docs/architecture.md explains each):
 //   CMPI, COpenBLAS, CZlib   C system libraries found with pkg-config (ompi-c, openblas, zlib)
+//   CConvolution             Conv2d forward/backward over oneDNN (NHWC activations, OIHW weights)
 //   CKernels                 the step's element-wise and per-channel loops (SGD, BatchNorm, ReLU) in C,
 //                            cloned per x86-64 level and picked at load time; the rank-to-rank probe
 //   MPI                      Swift bindings for Open MPI: errors, communicators, typed collectives
@@ -41,6 +42,8 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "CKernels"),
+        // Convolutions through oneDNN (Debian's libdnnl-dev ships no pkg-config file).
+        .target(name: "CConvolution", linkerSettings: [.linkedLibrary("dnnl")]),
         .target(name: "MPI", dependencies: ["CMPI"]),
         .target(name: "Collectives", dependencies: ["MPI", "CKernels"]),
         .target(name: "BLAS", dependencies: ["COpenBLAS"]),
@@ -48,7 +51,7 @@ let package = Package(
         .target(
             name: "NN",
             dependencies: [
-                "BLAS", "CKernels", "Collectives", "SafeTensors",
+                "BLAS", "CConvolution", "CKernels", "Collectives", "SafeTensors",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
         .target(name: "Datasets", dependencies: ["CZlib", "NN"]),

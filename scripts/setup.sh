@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(pkgconf openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox
+packages=(pkgconf openmpi-bin libopenmpi-dev libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox
           python3-venv python3-numpy)
 # --torch: also Debian's PyTorch, the reference the comparisons and checkpoint interop run against.
 if [ "${1:-}" = "--torch" ]; then packages+=(python3-torch); fi

@@ -1,16 +1,23 @@
 import Foundation
+import NN
 
 /// An in-memory classification data set: `count` samples of `features` float32 values in
-/// [0, 1] (row-major) with integer labels in 0..<classes.
+/// [0, 1] (row-major) with integer labels in 0..<classes. Each sample has the shape
+/// `sampleShape` (images: one channel, so their row-major pixels are also channels-last).
 public struct Dataset: Sendable {
     public let features: Int
+    public let sampleShape: SampleShape
     public let classes: Int
     public let inputs: [Float]
     public let labels: [Int32]
 
     public var count: Int { labels.count }
 
-    public init(features: Int, classes: Int, inputs: [Float], labels: [Int32]) throws {
+    /// - Parameter shape: the shape of one sample; nil for a feature vector of `features`.
+    public init(features: Int, classes: Int, inputs: [Float], labels: [Int32], shape: SampleShape? = nil) throws {
+        if let shape, shape.count != features {
+            throw DatasetError("samples of shape \(shape) do not have \(features) values")
+        }
         guard inputs.count == features * labels.count else {
             throw DatasetError("\(inputs.count) input values do not form \(labels.count) samples of \(features) features")
         }
@@ -18,6 +25,7 @@ public struct Dataset: Sendable {
             throw DatasetError("label \(labels[bad]) of sample \(bad) is outside 0..<\(classes)")
         }
         self.features = features
+        sampleShape = shape ?? .features(features)
         self.classes = classes
         self.inputs = inputs
         self.labels = labels

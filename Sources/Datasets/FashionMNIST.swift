@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 60,000 training and 10,000 test images of
 /// 28×28 grey pixels in 10 classes, as IDX files. Debian's `dataset-fashion-mnist` installs
@@ -34,7 +35,9 @@ public enum FashionMNIST {
         let scale: Float = 1 / 255
         let inputs = images.values.map { Float($0) * scale }
         do {
-            return try Dataset(features: features, classes: 10, inputs: inputs, labels: labels.values.map { Int32($0) })
+            let shape = SampleShape.image(channels: 1, height: images.dimensions[1], width: images.dimensions[2])
+            return try Dataset(features: features, classes: 10, inputs: inputs, labels: labels.values.map { Int32($0) },
+                               shape: shape)
         } catch let e as DatasetError {
             throw DatasetError("\(directory): \(prefix) labels: \(e.message)")
         }

@@ -23,6 +23,9 @@ public enum SyntheticData {
                 inputs[i * features + f] = min(max(centres[label * features + f] + noise * generator.normal(), 0), 1)
             }
         }
-        return try Dataset(features: features, classes: classes, inputs: inputs, labels: labels)
+        // A square number of features reads as a one-channel image, so conv nets can train on it.
+        let side = Int(Double(features).squareRoot().rounded())
+        let shape: SampleShape? = side * side == features ? .image(channels: 1, height: side, width: side) : nil
+        return try Dataset(features: features, classes: classes, inputs: inputs, labels: labels, shape: shape)
     }
 }

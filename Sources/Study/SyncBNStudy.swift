@@ -46,7 +46,7 @@ public struct SyncBNStudy: Sendable {
 
     func configuration(batch: Int, norm: NormKind, ranks: Int, data: StudyContext) -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.model = MLPConfiguration(inputFeatures: data.train.features, depth: depth, width: width, classes: data.train.classes,
+        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width, classes: data.train.classes,
                                    activation: activation, norm: norm)
         c.dataDirectory = nil
         c.batchSize = batch

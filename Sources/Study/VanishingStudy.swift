@@ -40,7 +40,7 @@ public struct VanishingStudy: Sendable {
                        data: StudyContext) -> TrainingConfiguration
     {
         var c = TrainingConfiguration()
-        c.model = MLPConfiguration(inputFeatures: data.train.features, depth: depth, width: width, classes: data.train.classes,
+        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width, classes: data.train.classes,
                                    activation: activation, norm: norm, initialization: initScheme)
         c.dataDirectory = nil  // data are loaded once by the study
         c.batchSize = batchPerRank

@@ -165,15 +165,15 @@ public final class Checkpointer {
         return point
     }
 
-    static func dropoutState(_ model: Sequential) -> [Int64] {
-        model.layers.compactMap { $0 as? Dropout }.flatMap { d -> [Int64] in
+    static func dropoutState(_ model: Model) -> [Int64] {
+        model.leaves.compactMap { $0 as? Dropout }.flatMap { d -> [Int64] in
             let s = d.generator.state
             return [s.0, s.1, s.2, s.3].map { Int64(bitPattern: $0) }
         }
     }
 
-    static func restoreDropoutState(_ model: Sequential, _ state: [Int64]) throws {
-        let layers = model.layers.compactMap { $0 as? Dropout }
+    static func restoreDropoutState(_ model: Model, _ state: [Int64]) throws {
+        let layers = model.leaves.compactMap { $0 as? Dropout }
         guard state.count == 4 * layers.count else { throw TrainingError("checkpoint dropout state does not match the model") }
         for (i, d) in layers.enumerated() {
             let s = state[4 * i..<4 * i + 4].map { UInt64(bitPattern: $0) }

@@ -25,7 +25,7 @@ import NN
 /// - Santurkar, Tsipras, Ilyas & Madry, "How Does Batch Normalization Help Optimization?"
 ///   (2018), https://arxiv.org/abs/1805.11604
 public final class CovariateShiftProbe {
-    private let model: Sequential
+    private let model: Model
     private let inputs: [Float]
     private let labels: [Int32]
     private let rows: Int
@@ -34,12 +34,12 @@ public final class CovariateShiftProbe {
     private var previous: [[Double]]? = nil  // per Linear (after the first): means then stds
     private var savedParameters: [Float]
 
-    public init(model: Sequential, inputs: [Float], labels: [Int32]) {
+    public init(model: Model, inputs: [Float], labels: [Int32]) {
         self.model = model
         self.inputs = inputs
         self.labels = labels
         rows = labels.count
-        linearIndices = model.layers.indices.filter { model.layers[$0] is Linear }
+        linearIndices = model.leaves.indices.filter { weightSlot(of: model.leaves[$0]) != nil }
         savedParameters = [Float](repeating: 0, count: model.store.parameterCount)
     }
 
@@ -67,8 +67,8 @@ public final class CovariateShiftProbe {
         let observed = Set(linearIndices.dropFirst().map { $0 - 1 })
         model.forwardObserver = { index, output in
             if observed.contains(index) {
-                let s = columnStatistics(output)
-                let C = output.cols, n = max(s[0], 1)
+                let s = columnStatistics(output.channelRows)
+                let C = output.shape.channels, n = max(s[0], 1)
                 current.append(Array(s[1...C]) + (0..<C).map { (s[1 + C + $0] / n).squareRoot() })
             }
         }
@@ -95,7 +95,7 @@ public final class CovariateShiftProbe {
         var relative: [Double] = [0], cosine: [Double] = [1]
         for (k, l) in linearIndices.enumerated().dropFirst() {
             // layers below l updated, l and above as before the step
-            let boundary = (model.layers[l] as! Linear).weightSlot.offset
+            let boundary = weightSlot(of: model.leaves[l])!.offset
             _ = UnsafeMutableBufferPointer(rebasing: store.parameters[0..<boundary])
                 .update(fromContentsOf: newParameters[0..<boundary])
             _ = UnsafeMutableBufferPointer(rebasing: store.parameters[boundary...])
@@ -115,7 +115,7 @@ public final class CovariateShiftProbe {
     }
 
     private func weightGradient(_ layer: Int) -> [Double] {
-        let slot = (model.layers[layer] as! Linear).weightSlot
+        let slot = weightSlot(of: model.leaves[layer])!
         let g = model.store.gradient(slot)
         return (0..<slot.count).map { Double(g[$0]) }
     }

@@ -72,7 +72,7 @@ public struct DiagnosticsRecord: Sendable, Equatable {
 /// Internal covariate shift, on a fixed probe batch (see `ProbeMeasurements`).
 public final class Diagnostics {
     public let every: Int
-    private let model: Sequential
+    private let model: Model
     private let group: any ProcessGroup
     private let linearIndices: [Int]
     private let activationIndices: [Int]
@@ -86,16 +86,17 @@ public final class Diagnostics {
     private var inputGradSquares: [Double]  // per linear
     private var bnLocal: [[Double]]  // per BN input: [n, mean(C), M2(C)]
 
-    public init(model: Sequential, group: any ProcessGroup, every: Int) {
+    public init(model: Model, group: any ProcessGroup, every: Int) {
         self.every = max(1, every)
         self.model = model
         self.group = group
-        let layers = model.layers
-        linearIndices = layers.indices.filter { layers[$0] is Linear }
+        let layers = model.leaves
+        linearIndices = layers.indices.filter { weightSlot(of: layers[$0]) != nil }
         activationIndices = layers.indices.filter { layers[$0] is Activation }
         activationKinds = activationIndices.map { (layers[$0] as! Activation).kind }
         bnInputIndices = layers.indices.filter { i in
-            layers[i] is Linear && i + 1 < layers.count && (layers[i + 1] is BatchNorm1d || layers[i + 1] is Activation)
+            weightSlot(of: layers[i]) != nil && i + 1 < layers.count
+                && (layers[i + 1] is BatchNorm || layers[i + 1] is GroupNorm || layers[i + 1] is Activation)
         }
         preactSums = []
         inputGradSquares = []
@@ -110,7 +111,7 @@ public final class Diagnostics {
         preactSums = [Double](repeating: 0, count: 4 * activationIndices.count)
         inputGradSquares = [Double](repeating: 0, count: linearIndices.count)
         bnLocal = Array(repeating: [], count: bnInputIndices.count)
-        let layers = model.layers
+        let layers = model.leaves
         model.forwardObserver = { [unowned self] index, output in
             // Pre-activation: the output of the layer just before an activation.
             if index + 1 < layers.count, let a = self.activationIndices.firstIndex(of: index + 1) {
@@ -129,7 +130,7 @@ public final class Diagnostics {
                 self.preactSums[4 * a + 3] += Double(saturated)
             }
             if let b = self.bnInputIndices.firstIndex(of: index) {
-                self.bnLocal[b] = columnStatistics(output)
+                self.bnLocal[b] = columnStatistics(output.channelRows)
             }
         }
         model.backwardObserver = { [unowned self] index, gradInput in
@@ -169,7 +170,7 @@ public final class Diagnostics {
         let inputGrad = (0..<linearIndices.count).map { sums[4 * A + $0].squareRoot() }
         let store = model.store
         let weightGrad = linearIndices.map { i -> Double in
-            let slot = (model.layers[i] as! Linear).weightSlot
+            let slot = weightSlot(of: model.leaves[i])!
             var s = 0.0
             let g = store.gradient(slot)
             for j in 0..<slot.count { s += Double(g[j]) * Double(g[j]) }
@@ -211,7 +212,7 @@ public final class Diagnostics {
             }
             let n = max(local[0], 1)
             let rank = noise(mean: Array(local[1...C]), variance: (0..<C).map { local[1 + C + $0] / n })
-            let bn = model.layers[bnInputIndices[b] + 1] as? BatchNorm1d
+            let bn = model.leaves[bnInputIndices[b] + 1] as? BatchNorm
             let used = bn.map { layer -> Noise in
                 let stats = layer.lastBatchStatistics()
                 return noise(mean: stats.mean, variance: stats.variance)
@@ -223,6 +224,11 @@ public final class Diagnostics {
         }
         return out
     }
+}
+
+/// The weight of a Linear or Conv2d layer (whose gradient norms the diagnostics record).
+func weightSlot(of layer: any Layer) -> TensorSlot? {
+    (layer as? Linear)?.weightSlot ?? (layer as? Conv2d)?.weightSlot
 }
 
 /// `ChannelStatistics.compute` as an array [n, mean(C), M2(C)] (diagnostics only).

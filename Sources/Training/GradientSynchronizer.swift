@@ -33,18 +33,23 @@ public enum GradientSyncMode: String, CaseIterable, Sendable, Codable {
 /// loss gradient by 1/W before backward (everything after it is linear in it), so summing the
 /// ranks' gradients here *is* the average: no extra pass over the parameters.
 ///
-/// Bucketed mode: parameters of consecutive layers form buckets of at least `bucketBytes`,
-/// built from the last layer backwards (the order backward produces them). A bucket is a
-/// contiguous range of the flat buffer because layers own consecutive slots. Both modes sum
-/// the same values in the same collective algorithm per element, and give the same result.
+/// Bucketed mode: the parameters of consecutive leaf layers, in registration order (as PyTorch
+/// DDP buckets them, never by their names), form buckets of at least `bucketBytes`, built from
+/// the last leaf backwards (roughly the order backward produces them). A bucket is a
+/// contiguous range of the flat buffer because leaves own consecutive slots; it starts its
+/// all-reduce when the backward of every leaf in it has run, in whatever order (a residual
+/// block runs its shortcut after its main branch). Both modes sum the same values in the same
+/// collective algorithm per element, and give the same result.
 public final class GradientSynchronizer {
     public let mode: GradientSyncMode
     private let group: any ProcessGroup
     private let store: ParameterStore
-    /// Flat-buffer range of each layer's parameters (nil for layers without parameters).
-    private let layerRanges: [Range<Int>?]
-    /// Buckets: flat-buffer range and the lowest layer index whose backward completes it.
-    public let buckets: [(range: Range<Int>, firstLayer: Int)]
+    /// Buckets: flat-buffer range and the number of leaves whose parameters it holds.
+    public let buckets: [(range: Range<Int>, leaves: Int)]
+    /// The bucket of each leaf (`Model.leaves` order); nil for leaves without parameters.
+    private let leafBucket: [Int?]
+    /// Leaves of each bucket whose backward has not run yet this step.
+    private var remaining: [Int]
     private var pending: [(any PendingCollective)?]
     /// Shared and sharded modes (nil in other modes, or when they fell back to `flat`).
     private let hostReduction: HostReduction?
@@ -75,40 +80,43 @@ public final class GradientSynchronizer {
     ///   - optimizer: the model's optimizer; `sharded` mode moves its state into the shared
     ///     memory, and `updateParameters(with:)` must then be given this optimizer.
     ///   - bucketBytes: the smallest bucket in bucketed mode.
-    public init(model: Sequential, group: any ProcessGroup, mode: GradientSyncMode, optimizer: (any Optimizer)? = nil,
+    public init(model: Model, group: any ProcessGroup, mode: GradientSyncMode, optimizer: (any Optimizer)? = nil,
                 bucketBytes: Int = 1 << 20) throws
     {
         self.mode = mode
         self.group = group
         store = model.store
-        // Each layer's slots, whatever their names: a nested name (`layer1.0.conv1.weight`)
+        // Each leaf's slots, whatever their names: a nested name (`layer1.0.conv1.weight`)
         // must not leave its parameters out of every bucket.
-        layerRanges = model.layers.map { layer in
-            let slots = layer.parameterSlots
+        let leafRanges = model.leaves.map { leaf -> Range<Int>? in
+            let slots = leaf.parameterSlots
             guard let lo = slots.map(\.offset).min(), let hi = slots.map({ $0.offset + $0.count }).max() else {
                 return nil
             }
             return lo..<hi
         }
-        let covered = layerRanges.compactMap { $0 }.reduce(0) { $0 + $1.count }
+        let covered = leafRanges.compactMap { $0 }.reduce(0) { $0 + $1.count }
         if mode == .bucketed && covered != model.store.parameterCount {
             throw NNError("bucketed gradient sync: the layers own \(covered) of the model's "
                           + "\(model.store.parameterCount) parameters; the others would never be averaged")
         }
-        var built: [(Range<Int>, Int)] = []
-        var current: Range<Int>? = nil
-        var first = 0
-        for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
-            guard let r = layerRanges[i] else { continue }
-            current = current.map { r.lowerBound..<$0.upperBound } ?? r
-            first = i
-            if current!.count * MemoryLayout<Float>.size >= bucketBytes {
-                built.append((current!, first))
+        var built: [(range: Range<Int>, leaves: Int)] = []
+        var bucketOf = [Int?](repeating: nil, count: leafRanges.count)
+        var current: (range: Range<Int>, leaves: Int)? = nil
+        for i in leafRanges.indices.reversed() {
+            guard let r = leafRanges[i] else { continue }
+            current = current.map { (min(r.lowerBound, $0.range.lowerBound)..<max(r.upperBound, $0.range.upperBound),
+                                     $0.leaves + 1) } ?? (r, 1)
+            bucketOf[i] = built.count
+            if current!.range.count * MemoryLayout<Float>.size >= bucketBytes {
+                built.append(current!)
                 current = nil
             }
         }
-        if let current { built.append((current, first)) }
-        buckets = built.map { (range: $0.0, firstLayer: $0.1) }
+        if let current { built.append(current) }
+        buckets = built
+        leafBucket = bucketOf
+        remaining = built.map(\.leaves)
         pending = Array(repeating: nil, count: built.count)
         sources = .allocate(capacity: max(group.worldSize, 1))
         sources.initialize(repeating: nil, count: max(group.worldSize, 1))
@@ -182,15 +190,15 @@ public final class GradientSynchronizer {
 
     public func resetTimers() { communicationSeconds = 0 }
 
-    /// Called by the model after layer `layer`'s backward (bucketed mode): starts the
-    /// all-reduce of every bucket that is now complete and lets earlier ones progress.
-    public func gradientsReady(layer: Int) throws {
-        guard mode == .bucketed, group.worldSize > 1 else { return }
+    /// Called by the model after leaf `leaf`'s backward (bucketed mode): starts the all-reduce
+    /// of its bucket once every leaf in it is done, and lets started ones progress.
+    public func gradientsReady(leaf: Int) throws {
+        guard mode == .bucketed, group.worldSize > 1, let b = leafBucket[leaf] else { return }
         let start = monotonicSeconds()
-        for (b, bucket) in buckets.enumerated() where bucket.firstLayer == layer && pending[b] == nil {
-            let range = bucket.range
+        remaining[b] -= 1
+        if remaining[b] == 0 {
             pending[b] = try group.startAllReduce(
-                UnsafeMutableBufferPointer(rebasing: store.gradients[range]), op: .sum)
+                UnsafeMutableBufferPointer(rebasing: store.gradients[buckets[b].range]), op: .sum)
         }
         for p in pending { _ = try p?.test() }
         communicationSeconds += monotonicSeconds() - start
@@ -216,6 +224,7 @@ public final class GradientSynchronizer {
                 }
                 try p.wait()
                 pending[b] = nil
+                remaining[b] = buckets[b].leaves
             }
         }
         communicationSeconds += monotonicSeconds() - start

@@ -96,7 +96,7 @@ public struct TrainingSummary: Sendable {
 public final class Trainer {
     public let config: TrainingConfiguration
     public let group: any ProcessGroup
-    public let model: Sequential
+    public let model: Model
     public let optimizer: any Optimizer
     public let synchronizer: GradientSynchronizer
     public let train: Dataset
@@ -130,10 +130,11 @@ public final class Trainer {
     public private(set) var builtStateHash: UInt64 = 0
 
     private let loss = SoftmaxCrossEntropy()
-    private let batchNorms: [BatchNorm1d]
+    private let batchNorms: [BatchNorm]
     /// Scratch for the per-step loss all-reduce (kept to avoid an allocation per step).
     private let lossScratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
     private let batchInputs = Workspace()
+    private let augmentScratch = Workspace()
     private var batchLabels: [Int32]
     private let schedule: LearningRateSchedule
     public let diagnostics: Diagnostics?
@@ -174,8 +175,7 @@ public final class Trainer {
         } else {
             syncBNGroup = nil
         }
-        let model = Sequential.mlp(config.model, seed: config.seed &+ initSeedOffset, syncGroup: syncBNGroup,
-                                   rank: group.rank)
+        let model = try config.model.build(seed: config.seed &+ initSeedOffset, syncGroup: syncBNGroup, rank: group.rank)
         if let initialState {
             do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
         }
@@ -217,7 +217,7 @@ public final class Trainer {
             covariateShiftProbe = nil
         }
         let sync = synchronizer
-        model.onGradientsReady = { layer in try sync.gradientsReady(layer: layer) }
+        model.onGradientsReady = { leaf in try sync.gradientsReady(leaf: leaf) }
     }
 
     deinit { lossScratch.deallocate() }
@@ -228,6 +228,10 @@ public final class Trainer {
         try config.validate(worldSize: worldSize)
         guard train.features == config.model.inputFeatures, test.features == train.features else {
             throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
+        }
+        if config.model.architecture != .mlp, train.sampleShape != config.model.sampleShape {
+            throw TrainingError("--model \(config.model.architecture.rawValue) expects images \(config.model.inputShape), "
+                                + "the data has samples of shape \(train.sampleShape)")
         }
         guard train.classes == config.model.classes else {
             throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
@@ -248,7 +252,7 @@ public final class Trainer {
         let tail = perRank % config.batchSize
         let normalizedTogether = config.model.norm == .syncbn ? config.syncBNGroupSize ?? worldSize : 1
         let reachesTail = totalSteps(config: config, datasetSize: train.count, worldSize: worldSize) > perRank / config.batchSize
-        if config.model.norm != .none, tail > 0, tail * normalizedTogether < 2, reachesTail {
+        if config.model.norm.usesBatchStatistics, tail > 0, tail * normalizedTogether < 2, reachesTail {
             throw TrainingError(
                 "BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample per rank (\(perRank) per rank, --batch-size \(config.batchSize)): choose another --batch-size or --max-steps")
         }
@@ -334,6 +338,10 @@ public final class Trainer {
                 let x = batchInputs.matrix(rows: rows, cols: train.features)
                 batchLabels.withUnsafeMutableBufferPointer { labels in
                     train.gather(indices[position..<end], inputs: x.base, labels: labels.baseAddress!)
+                }
+                if config.augment {
+                    Augmentation.cropAndFlip(x.base, shape: train.sampleShape, indices: indices[position..<end],
+                                             seed: config.seed, epoch: epoch, scratch: augmentScratch)
                 }
                 position = end
                 var t = monotonicSeconds()

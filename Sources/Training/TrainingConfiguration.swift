@@ -7,11 +7,14 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case sgd, adam, adamw }
     public enum ScheduleKind: String, Codable, Sendable, CaseIterable { case constant, step, cosine }
 
-    public var model = MLPConfiguration()
+    public var model = ModelConfiguration()
     /// Fashion-MNIST directory, or nil for synthetic data.
     public var dataDirectory: String? = "/usr/share/datasets/fashion-mnist"
     public var syntheticTrainCount = 4096
     public var syntheticTestCount = 1024
+    /// Random crop of the 2-pixel zero-padded image and horizontal flip of every training image,
+    /// drawn from (seed, epoch, sample index) so that N ranks see what one process would.
+    public var augment = false
     /// Per-rank batch size.
     public var batchSize = 64
     public var epochs = 3
@@ -63,9 +66,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if weightDecay < 0 || !weightDecay.isFinite { try fail("--weight-decay must be ≥ 0, got \(weightDecay)") }
         if nesterov && optimizer != .sgd { try fail("--nesterov applies to --optimizer sgd, not \(optimizer.rawValue)") }
         if nesterov && (momentum == 0 || dampening != 0) { try fail("--nesterov needs --momentum > 0 and no dampening") }
-        if model.depth < 0 { try fail("--depth must be ≥ 0, got \(model.depth)") }
-        if model.width < 1 { try fail("--width must be at least 1, got \(model.width)") }
-        if !(0..<1).contains(model.dropout) { try fail("--dropout must be in [0, 1), got \(model.dropout)") }
+        try model.validate()
+        if augment && model.sampleShape?.isImage != true { try fail("--augment needs image samples (--model cnn or resnet)") }
         if logEvery < 1 { try fail("--log-every must be at least 1, got \(logEvery)") }
         if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
         if let d = diagnosticsEvery, d < 1 { try fail("--diagnostics-every must be at least 1, got \(d)") }
@@ -80,16 +82,21 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if schedule == .step && stepSize < 1 { try fail("--step-size must be at least 1, got \(stepSize)") }
         if schedule == .step && !(gamma >= 0 && gamma.isFinite) { try fail("--gamma must be a number ≥ 0, got \(gamma)") }
         if !(bucketBytes >= 0) { try fail("--bucket-mb must be ≥ 0") }
-        // Parameters, gradients and optimizer state, one float each: refuse what cannot fit
-        // instead of dying in an allocation.
+        // Parameters, gradients and optimizer state, one float each, and a batch's activations:
+        // refuse what cannot fit instead of dying in an allocation.
         let floatsPerParameter = 2.0 + (optimizer == .sgd ? (momentum > 0 ? 1 : 0) : 2)
         let modelBytes = model.parameterCount * floatsPerParameter * 4
+        let activationBytes = model.activationFloatsPerSample * Double(max(batchSize, evalBatchSize / 2)) * 4
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
-        if modelBytes > memory {
-            try fail(String(format: "the model needs %.3g GB per rank for %.3g parameters, their gradients and optimizer state; this machine has %.1f GB: lower --width or --depth",
-                            modelBytes / 1e9, model.parameterCount, memory / 1e9))
+        if modelBytes + activationBytes > memory {
+            let what = modelBytes > activationBytes
+                ? String(format: "%.3g parameters, their gradients and optimizer state", model.parameterCount)
+                : "the activations of a batch of \(max(batchSize, evalBatchSize / 2))"
+            try fail(String(format: "the model needs %.3g GB per rank for %@; this machine has %.1f GB: "
+                            + "lower --width, --depth or --batch-size", (modelBytes + activationBytes) / 1e9, what,
+                            memory / 1e9))
         }
-        if model.norm != .none && batchSize * (model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1) < 2 {
+        if model.norm.usesBatchStatistics && batchSize * (model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1) < 2 {
             try fail("BatchNorm needs more than one sample per batch: raise --batch-size (got \(batchSize))")
         }
     }

@@ -27,7 +27,7 @@ do {
     // one epoch holds every step, so the window sees no epoch boundary (a new permutation)
     let data = try SyntheticData.make(count: (warmup + steps + 2) * 128 * group.worldSize, features: 784, seed: 1)
     var config = TrainingConfiguration()
-    config.model = MLPConfiguration(depth: 4, width: 512, norm: norm)
+    config.model = ModelConfiguration(depth: 4, width: 512, norm: norm)
     config.batchSize = 128
     config.epochs = 100
     config.maxSteps = warmup + steps + 1  // the last step logs; it stays outside the window

@@ -59,7 +59,7 @@ struct TrainBench: ParsableCommand {
             return try loaded ?? (SyntheticData.make(count: 60_000), SyntheticData.make(count: 1000, testSplit: true))
         }, work: { group, datasets in
             var config = TrainingConfiguration()
-            config.model = MLPConfiguration(depth: depth, width: width, activation: activation, norm: norm)
+            config.model = ModelConfiguration(depth: depth, width: width, activation: activation, norm: norm)
             config.batchSize = batchSize
             config.epochs = 1000
             config.maxSteps = warmup + steps
@@ -226,10 +226,8 @@ struct AllReduceBench: ParsableCommand {
                 let count = bytes / 4
                 // "ours": a ParameterStore's gradient buffer averaged by the GradientSynchronizer
                 func gradientBuffer(_ mode: GradientSyncMode) throws -> (ParameterStore, GradientSynchronizer) {
-                    let store = ParameterStore()
-                    _ = store.reserveParameter("0.weight", shape: [count])
-                    let model = Sequential(layers: [], store: store, inputFeatures: 1)
-                    return (store, try GradientSynchronizer(model: model, group: group, mode: mode))
+                    let model = try Model(BareParameters(count: count), inputShape: .features(1))
+                    return (model.store, try GradientSynchronizer(model: model, group: group, mode: mode))
                 }
                 let (store, sync) = try gradientBuffer(.flat)
                 // and the shared-memory reduction (`--grad-sync shared`, one host), on its own buffer
@@ -293,4 +291,18 @@ func smallCollectivesPath(_ group: any ProcessGroup) -> String {
     case false?: return "mpi"
     case nil: return "not used"
     }
+}
+
+/// A layer that is nothing but `count` parameters: the gradient buffer the all-reduce benchmark
+/// averages through the trainer's synchronizer. It is never run.
+private final class BareParameters: Layer {
+    let count: Int
+    private(set) var weight = TensorSlot.unregistered
+    init(count: Int) { self.count = count }
+    var description: String { "BareParameters(\(count))" }
+    var parameterSlots: [TensorSlot] { [weight] }
+    func registerState(in scope: ParameterScope) { weight = scope.parameter("weight", shape: [count]) }
+    func outputShape(for input: SampleShape) throws -> SampleShape { input }
+    func forward(_ input: Matrix, training: Bool) throws -> Matrix { input }
+    func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? { gradOutput }
 }

@@ -20,7 +20,8 @@ struct Info: ParsableCommand {
             let roundTrip = try group.rankRoundTripNanoseconds()
             // The default gradient sync set up for a tiny model: the same decision (one host,
             // hierarchical, or one all-reduce and why) that `ddp train` will take on this layout.
-            let probe = Sequential.mlp(MLPConfiguration(inputFeatures: 4, depth: 1, width: 4, classes: 2, norm: .none), seed: 0)
+            let probe = try ModelConfiguration(inputFeatures: 4, depth: 1, width: 4, classes: 2, norm: .none)
+                .build(seed: 0)
             let sync = try GradientSynchronizer(model: probe, group: group, mode: .sharded,
                                                 optimizer: try SGD(store: probe.store, learningRate: 0.1, momentum: 0.9))
             guard group.rank == 0 else { return }

@@ -9,8 +9,7 @@ extension GradientSyncMode: ExpressibleByArgument {}
 extension TrainingConfiguration.OptimizerKind: ExpressibleByArgument {}
 extension TrainingConfiguration.ScheduleKind: ExpressibleByArgument {}
 extension FaultInjection.Kind: ExpressibleByArgument {}
-
-enum ModelKind: String, ExpressibleByArgument, CaseIterable { case mlp }
+extension Architecture: ExpressibleByArgument {}
 
 /// Where the data comes from.
 struct DataOptions: ParsableArguments {
@@ -29,26 +28,41 @@ struct DataOptions: ParsableArguments {
 
 /// The network.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model family.")
-    var model = ModelKind.mlp
+    @Option(help: "Model: mlp, cnn (two conv blocks and two Linear layers), resnet (the CIFAR ResNet, depth 6n+2).")
+    var model = Architecture.mlp
 
-    @Option(help: "Hidden layers.")
-    var depth = 2
+    @Option(help: "mlp: hidden layers (default 2); resnet: layers, 6n+2 (default 20).")
+    var depth: Int?
 
-    @Option(help: "Units per hidden layer.")
-    var width = 256
+    @Option(help: "mlp: units per hidden layer (256); cnn: channels of the first conv (32); resnet: of the first stage (16).")
+    var width: Int?
 
     @Option(help: "Hidden activation: \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var activation = ActivationKind.relu
 
-    @Option(help: "Normalization after each hidden Linear: none, bn (per-rank BatchNorm1d), syncbn (SyncBatchNorm).")
+    @Option(help: "Normalization: none, bn (per-rank BatchNorm1d/2d), syncbn (SyncBatchNorm), groupnorm (GroupNorm).")
     var norm = NormKind.syncbn
 
-    @Option(help: "Linear initialization: default (PyTorch's), xavier, kaiming.")
+    @Option(help: "GroupNorm's number of groups (--norm groupnorm).")
+    var groups = 8
+
+    @Option(help: "Linear and Conv2d initialization: default (PyTorch's), xavier, kaiming (resnet: torchvision's).")
     var `init` = InitScheme.default
 
-    @Option(help: "Dropout probability after each activation (0: none).")
+    @Option(help: "Dropout probability after each activation (mlp; 0: none).")
     var dropout: Float = 0
+
+    @Flag(help: "Augment training images: a random crop of the 2-pixel zero-padded image and a horizontal flip.")
+    var augment = false
+
+    func validate() throws {
+        if model == .cnn, depth != nil { throw ValidationError("--depth does not apply to --model cnn") }
+    }
+
+    var configuration: ModelConfiguration {
+        ModelConfiguration(architecture: model, depth: depth, width: width, activation: activation, norm: norm,
+                           groups: groups, initialization: `init`, dropout: dropout)
+    }
 }
 
 /// The optimizer and its schedule.
@@ -104,8 +118,8 @@ struct DistributedOptions: ParsableArguments {
 extension TrainingConfiguration {
     init(data: DataOptions, model: ModelOptions, optimizer: OptimizerOptions, distributed: DistributedOptions) {
         self.init()
-        self.model = MLPConfiguration(depth: model.depth, width: model.width, activation: model.activation,
-                                      norm: model.norm, initialization: model.`init`, dropout: model.dropout)
+        self.model = model.configuration
+        augment = model.augment
         dataDirectory = data.synthetic ? nil : data.data
         syntheticTrainCount = data.syntheticTrain
         syntheticTestCount = data.syntheticTest

@@ -118,7 +118,7 @@ struct Train: ParsableCommand {
             let initial = try initFrom.map { path -> [String: TensorData] in
                 let file = try SafeTensors.read(path)
                 let state = try Checkpointer.modelState(in: file, path: path) ?? file.tensors
-                do { try Sequential.mlp(config.model, seed: 0).loadStateDict(state) } catch {
+                do { try config.model.build(seed: 0).loadStateDict(state) } catch {
                     throw ValidationError("--init-from \(path): \(error)")
                 }
                 return state
@@ -162,7 +162,9 @@ struct Train: ParsableCommand {
                 }
                 print("SwiftDDP train: world size \(group.worldSize) on \(hosts)")
                 print("data: \(config.dataDirectory ?? "synthetic") (\(trainer.train.count) train, \(trainer.test.count) test)")
-                print("model: MLP \(config.model.inputFeatures)-\(Array(repeating: String(config.model.width), count: config.model.depth).joined(separator: "-"))-\(config.model.classes), \(config.model.activation), norm \(config.model.norm.rawValue)\(trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? ""), init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
+                print("model: \(config.model.summary), \(config.model.activation), norm \(config.model.norm.rawValue)"
+                      + (trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? "")
+                      + ", init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
                 print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), schedule \(config.schedule.rawValue)")
                 print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(syncDescription(config.gradSync, trainer.synchronizer))")
             }

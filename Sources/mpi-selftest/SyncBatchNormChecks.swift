@@ -17,9 +17,9 @@ func checkSyncBatchNorm(_ c: Checks, group: MPIProcessGroup) throws {
 
     typealias Result = (y: [Float], dx: [Float], mean: [Float], variance: [Float], dGamma: [Float], dBeta: [Float])
     func run(_ rows: Range<Int>, group: (any ProcessGroup)?) throws -> Result {
-        let store = ParameterStore()
-        let bn = BatchNorm1d(features: C, store: store, prefix: "0", group: group)
-        store.allocate()
+        let bn = BatchNorm1d(features: C, group: group)
+        let model = try Model(bn, inputShape: .features(C))
+        let store = model.store
         bn.resetParameters()
         for i in 0..<C { store.parameter(bn.weightSlot!)[i] = 0.5 + Float(i) * 0.25 }
         var input = Array(x[rows.lowerBound * C..<rows.upperBound * C])

@@ -9,9 +9,8 @@ struct BatchNormTests {
     func runBN(_ x: [Float], rows: Int, features: Int, dy: [Float], group: (any ProcessGroup)? = nil,
                gamma: [Float]? = nil) throws -> (y: [Float], dx: [Float], bn: BatchNorm1d, store: ParameterStore)
     {
-        let store = ParameterStore()
-        let bn = BatchNorm1d(features: features, store: store, prefix: "1", group: group)
-        store.allocate()
+        let bn = BatchNorm1d(features: features, group: group)
+        let store = try Model(bn, inputShape: .features(features)).store
         bn.resetParameters()
         if let gamma { store.parameter(bn.weightSlot!).update(from: gamma, count: features) }
         var input = x, grad = dy
@@ -45,9 +44,8 @@ struct BatchNormTests {
 
     @Test("without running statistics, evaluation normalizes with the batch statistics")
     func noRunningStats() throws {
-        let store = ParameterStore()
-        let bn = BatchNorm1d(features: 1, store: store, prefix: "0", trackRunningStats: false)
-        store.allocate()
+        let bn = BatchNorm1d(features: 1, trackRunningStats: false)
+        let store = try Model(bn, inputShape: .features(1)).store
         bn.resetParameters()
         #expect(bn.runningMeanSlot == nil && store.counterNames.isEmpty, "no buffers, as in PyTorch")
         var x: [Float] = [1, 3]
@@ -64,9 +62,8 @@ struct BatchNormTests {
 
     @Test("momentum nil gives a cumulative average")
     func cumulativeAverage() throws {
-        let store = ParameterStore()
-        let bn = BatchNorm1d(features: 1, store: store, prefix: "0", momentum: nil)
-        store.allocate()
+        let bn = BatchNorm1d(features: 1, momentum: nil)
+        let store = try Model(bn, inputShape: .features(1)).store
         bn.resetParameters()
         for batch in [[Float(0), 2], [4, 6]] {
             var x = batch
@@ -166,11 +163,12 @@ struct BatchNormTests {
     static func fusionRun(_ kind: ActivationKind, width: Int, rows: Int, fused: Bool, group: (any ProcessGroup)? = nil,
                           rank: Int = 0) throws -> [[Float]]
     {
-        let config = MLPConfiguration(inputFeatures: 19, depth: 2, width: width, classes: 5, activation: kind,
+        let config = ModelConfiguration(inputFeatures: 19, depth: 2, width: width, classes: 5, activation: kind,
                                       norm: group == nil ? .bn : .syncbn)
-        let model = Sequential.mlp(config, seed: 3, syncGroup: group, rank: rank)
-        model.fusesBatchNormActivation = fused
-        defer { #expect(model.lastForwardFused == fused) }
+        let model = try config.build(seed: 3, syncGroup: group, rank: rank)
+        let root = try #require(model.root as? Sequential)
+        root.fusesBatchNormActivation = fused
+        defer { #expect(root.lastForwardFused == fused) }
         var rng = TestRandom(seed: 40 + UInt64(rank))
         var x = rng.normal(rows * 19, mean: 0.3, std: 2)
         let gradOut = rng.normal(rows * 5)

@@ -11,7 +11,7 @@ struct DiagnosticsTests {
         -> TrainingConfiguration
     {
         var c = TrainerTests.configuration(norm: norm, batch: 8)
-        c.model = MLPConfiguration(inputFeatures: 20, depth: 3, width: 12, classes: 4, activation: activation, norm: norm)
+        c.model = ModelConfiguration(inputFeatures: 20, depth: 3, width: 12, classes: 4, activation: activation, norm: norm)
         c.diagnosticsEvery = diagnostics
         c.covariateShift = probe
         return c
@@ -81,7 +81,7 @@ struct DiagnosticsTests {
         c.learningRate = 1e-30  // the step does not move the weights noticeably
         let trainer = try Trainer(config: c, group: LocalProcessGroup.single(), train: data, test: data)
         let summary = try trainer.run()
-        let linear = trainer.model.layers.compactMap { $0 as? Linear }
+        let linear = trainer.model.leaves.compactMap { $0 as? Linear }
         let direct = linear.map { l -> Double in
             let g = trainer.model.store.gradient(l.weightSlot)
             return (0..<l.weightSlot.count).reduce(0.0) { $0 + Double(g[$1]) * Double(g[$1]) }.squareRoot()
@@ -96,7 +96,7 @@ struct DiagnosticsTests {
         let data = try SyntheticData.make(count: 64, features: 20, classes: 4, seed: 2)
         let trainer = try Trainer(config: c, group: LocalProcessGroup.single(), train: data, test: data)
         // huge first-layer weights push every pre-activation of block 1 deep into saturation
-        let w = trainer.model.store.parameter(try #require(trainer.model.layers[0] as? Linear).weightSlot)
+        let w = trainer.model.store.parameter(try #require(trainer.model.leaves[0] as? Linear).weightSlot)
         for i in 0..<(20 * 12) { w[i] = 50 }  // inputs are in [0, 1]: pre-activations far above 0
         let summary = try trainer.run()
         #expect(summary.diagnostics[0].saturation[0] > 0.95, "\(summary.diagnostics[0].saturation)")

@@ -39,7 +39,7 @@ struct FuzzTests {
 
     @Test("safetensors decoder survives mutated files")
     func safetensors() throws {
-        let model = Sequential.mlp(MLPConfiguration(inputFeatures: 5, depth: 1, width: 3, classes: 2, norm: .bn), seed: 1)
+        let model = try ModelConfiguration(inputFeatures: 5, depth: 1, width: 3, classes: 2, norm: .bn).build(seed: 1)
         let seed = try SafeTensors.encode(model.stateDict(), metadata: ["format": "pt"])
         var rng = SeededGenerator(seed: 20261124)
         let start = Date()

@@ -12,17 +12,17 @@ struct GradientSyncTests {
         return rng.normal(count, std: 0.5)
     }
 
-    static func model() -> Sequential {
+    static func model() throws -> Model {
         // 19·7 + 7 + 7 + 7 + 7·3 + 3 = 175 parameters: chunks of 58/58/59 over 3 ranks.
-        Sequential.mlp(MLPConfiguration(inputFeatures: 19, depth: 1, width: 7, classes: 3, activation: .relu, norm: .bn),
-                       seed: 1)
+        try ModelConfiguration(inputFeatures: 19, depth: 1, width: 7, classes: 3, activation: .relu, norm: .bn)
+            .build(seed: 1)
     }
 
     @Test("shared memory and one all-reduce give the same sums")
     func sharedEqualsFlat() throws {
         func run(_ mode: GradientSyncMode) throws -> [[Float]] {
             try LocalProcessGroup.run(worldSize: 3) { group in
-                let model = Self.model()
+                let model = try Self.model()
                 let sync = try GradientSynchronizer(model: model, group: group, mode: mode)
                 _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
                 try sync.finish()
@@ -35,38 +35,46 @@ struct GradientSyncTests {
         }
     }
 
-    /// A model whose parameter names nest, as a ResNet's do (`block.fc1.weight`): the buckets
-    /// must come from the layers' registration order, not from a layer index in the name.
-    static func nestedModel() -> Sequential {
-        let store = ParameterStore()
-        let layers: [any Layer] = [
-            Linear(inFeatures: 19, outFeatures: 7, store: store, prefix: "block.fc1"),
-            BatchNorm1d(features: 7, store: store, prefix: "block.bn1"),
-            Activation(.relu),
-            Linear(inFeatures: 7, outFeatures: 3, store: store, prefix: "head"),
-        ]
-        return Sequential(layers: layers, store: store, inputFeatures: 19)
+    /// A ResNet: parameter names nest (`layer2.0.downsample.1.weight`), and each block runs the
+    /// backward of its shortcut after its main branch, so leaves do not finish in reverse
+    /// registration order. 8 × 8 images, depth 8, width 4, local BN.
+    static func resnet() throws -> Model {
+        try ModelConfiguration(architecture: .resnet, inputShape: [1, 8, 8], depth: 8, width: 4, classes: 3, norm: .bn)
+            .build(seed: 1)
     }
 
-    @Test("bucketed sync of a model with nested parameter names averages every gradient, as flat does",
-          arguments: [0, 64, 1 << 20])
-    func bucketedNestedNames(bucketBytes: Int) throws {
-        func run(_ mode: GradientSyncMode) throws -> [[Float]] {
-            try LocalProcessGroup.run(worldSize: 2) { group in
-                let model = Self.nestedModel()
-                let sync = try GradientSynchronizer(model: model, group: group, mode: mode, bucketBytes: bucketBytes)
-                let mine = Self.gradients(rank: group.rank, count: model.store.parameterCount)
-                _ = model.store.gradients.update(fromContentsOf: mine)
-                for layer in model.layers.indices.reversed() {  // as backward does
-                    try sync.gradientsReady(layer: layer)
-                }
-                try sync.finish()
-                return Array(model.store.gradients)
+    /// One real forward and backward of rank `rank`'s own seeded batch, its gradients averaged
+    /// by `mode` (nil: not averaged); returns the gradients.
+    static func resnetGradients(group: any ProcessGroup, mode: GradientSyncMode?, bucketBytes: Int) throws -> [Float] {
+        let model = try resnet()
+        let sync = try mode.map { try GradientSynchronizer(model: model, group: group, mode: $0, bucketBytes: bucketBytes) }
+        model.onGradientsReady = { leaf in try sync?.gradientsReady(leaf: leaf) }
+        var rng = TestRandom(seed: 7 + UInt64(group.rank))
+        var x = rng.uniform(5 * 64, 0, 1), dy = rng.normal(5 * 3)
+        try x.withUnsafeMutableBufferPointer { input in
+            _ = try model.forward(Matrix(base: input.baseAddress!, rows: 5, cols: 64), training: true)
+            _ = try dy.withUnsafeMutableBufferPointer { g in
+                try model.backward(Matrix(base: g.baseAddress!, rows: 5, cols: 3))
             }
         }
-        let bucketed = try run(.bucketed), flat = try run(.flat)
-        let n = Self.nestedModel().store.parameterCount
-        let sum = zip(Self.gradients(rank: 0, count: n), Self.gradients(rank: 1, count: n)).map { Double($0 + $1) }
+        try sync?.finish()
+        return Array(model.store.gradients)
+    }
+
+    @Test("bucketed sync of a ResNet (nested names, shortcut after main branch) sums every gradient, as flat does",
+          arguments: [0, 64, 1 << 20])
+    func bucketedNestedNames(bucketBytes: Int) throws {
+        let bucketed = try LocalProcessGroup.run(worldSize: 2) {
+            try Self.resnetGradients(group: $0, mode: .bucketed, bucketBytes: bucketBytes)
+        }
+        let flat = try LocalProcessGroup.run(worldSize: 2) {
+            try Self.resnetGradients(group: $0, mode: .flat, bucketBytes: bucketBytes)
+        }
+        let local = try LocalProcessGroup.run(worldSize: 2) {
+            try Self.resnetGradients(group: $0, mode: nil, bucketBytes: bucketBytes)
+        }
+        let sum = zip(local[0], local[1]).map { Double($0 + $1) }
+        #expect(local[0] != local[1], "the ranks' own gradients differ")
         for rank in 0..<2 {
             #expect(bucketed[rank] == flat[rank], "rank \(rank): the same sums as one all-reduce")
             #expect(relativeError(bucketed[rank].map(Double.init), sum) < 1e-6, "rank \(rank): every gradient summed")
@@ -91,7 +99,7 @@ struct GradientSyncTests {
           arguments: [(2, 2), (3, 3), (4, 4), (4, 2), (6, 3), (6, 2)])
     func sharedSum(worldSize: Int, ranksPerHost: Int) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
-            let model = Self.model()
+            let model = try Self.model()
             let sync = try GradientSynchronizer(model: model, group: group, mode: .shared)
             let n = model.store.parameterCount
             // two steps: the second proves the buffers are reusable after the final barrier
@@ -114,7 +122,7 @@ struct GradientSyncTests {
           arguments: [(3, 3, 1), (4, 2, 3)])  // one host (NaN in rank 0's part); 2 hosts × 2 (summed by rank 2, updated by ranks 0 and 2)
     func shardedUpdate(worldSize: Int, ranksPerHost: Int, poisonedRank: Int) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group -> (parameters: [Float], finite: [Bool]) in
-            let model = Self.model()
+            let model = try Self.model()
             let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
             let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: sgd)
             #expect(sync.updateRange?.count ?? 0 < model.store.parameterCount && sync.isHierarchical == (ranksPerHost < worldSize))
@@ -131,7 +139,7 @@ struct GradientSyncTests {
             return (afterTwoSteps, finite)
         }
         // Reference: one process, whole-model SGD on the sums in the same order.
-        let model = Self.model()
+        let model = try Self.model()
         let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
         let n = model.store.parameterCount
         for step in 0..<2 {
@@ -149,7 +157,7 @@ struct GradientSyncTests {
           arguments: [(3, 2, "different numbers of ranks"), (3, 1, nil as String?)])
     func hierarchicalFallback(worldSize: Int, ranksPerHost: Int, reason: String?) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
-            let model = Self.model()
+            let model = try Self.model()
             let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: try SGD(store: model.store, learningRate: 0.1))
             _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
             try sync.finish()
@@ -167,7 +175,7 @@ struct GradientSyncTests {
 
     @Test("one rank: shared mode needs no shared memory")
     func singleRank() throws {
-        let model = Self.model()
+        let model = try Self.model()
         let sync = try GradientSynchronizer(model: model, group: LocalProcessGroup.single(), mode: .shared)
         #expect(!sync.usesSharedMemory)
         _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: 0, count: model.store.parameterCount))

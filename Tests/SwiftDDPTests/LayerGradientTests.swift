@@ -6,20 +6,18 @@ import Testing
 struct LayerGradientTests {
     static let tolerance = 1e-2
 
-    func single(_ make: (ParameterStore) -> any Layer, inputs: Int) -> Sequential {
-        let store = ParameterStore()
-        let layer = make(store)
-        let model = Sequential(layers: [layer], store: store, inputFeatures: inputs)
-        var g = SeededGenerator(seed: 5)
-        (layer as? InitializableLayer)?.resetParameters(scheme: .default, using: &g)
+    /// A model of one layer, initialized as PyTorch's defaults.
+    static func single(_ layer: any Layer, input: SampleShape) throws -> Model {
+        let model = try Model(layer, inputShape: input)
+        model.initialize(scheme: .default, seed: 5)
         return model
     }
 
     @Test("Linear: input, weight and bias gradients", arguments: InitScheme.allCases)
     func linear(scheme: InitScheme) throws {
-        let store = ParameterStore()
-        let layer = Linear(inFeatures: 5, outFeatures: 4, store: store, prefix: "0")
-        let model = Sequential(layers: [layer], store: store, inputFeatures: 5)
+        let layer = Linear(inFeatures: 5, outFeatures: 4)
+        let model = try Model(layer, inputShape: .features(5))
+        let store = model.store
         var g = SeededGenerator(seed: 1)
         layer.resetParameters(scheme: scheme, using: &g)
         // non-zero biases so their gradient is exercised whatever the scheme
@@ -32,7 +30,7 @@ struct LayerGradientTests {
 
     @Test("activations", arguments: ActivationKind.allCases)
     func activation(kind: ActivationKind) throws {
-        let model = single({ _ in Activation(kind) }, inputs: 6)
+        let model = try Self.single(Activation(kind), input: .features(6))
         var rng = TestRandom(seed: 3)
         // keep inputs away from ReLU's kink at 0 (farther than the finite-difference step)
         let x = rng.uniform(4 * 6, 0.2, 2).enumerated().map { $0.offset % 2 == 0 ? $0.element : -$0.element }
@@ -42,9 +40,9 @@ struct LayerGradientTests {
 
     @Test("BatchNorm1d in training mode (batch statistics)", arguments: [true, false])
     func batchNormTraining(affine: Bool) throws {
-        let store = ParameterStore()
-        let bn = BatchNorm1d(features: 4, store: store, prefix: "0", affine: affine)
-        let model = Sequential(layers: [bn], store: store, inputFeatures: 4)
+        let bn = BatchNorm1d(features: 4, affine: affine)
+        let model = try Model(bn, inputShape: .features(4))
+        let store = model.store
         bn.resetParameters()
         if affine {
             for c in 0..<4 {
@@ -60,9 +58,9 @@ struct LayerGradientTests {
 
     @Test("BatchNorm1d in evaluation mode (running statistics)")
     func batchNormEval() throws {
-        let store = ParameterStore()
-        let bn = BatchNorm1d(features: 3, store: store, prefix: "0")
-        let model = Sequential(layers: [bn], store: store, inputFeatures: 3)
+        let bn = BatchNorm1d(features: 3)
+        let model = try Model(bn, inputShape: .features(3))
+        let store = model.store
         bn.resetParameters()
         for c in 0..<3 {
             store.buffer(bn.runningMeanSlot!)[c] = Float(c) - 1
@@ -134,8 +132,8 @@ struct LayerGradientTests {
 
     @Test("whole MLP with BatchNorm", arguments: [ActivationKind.tanh, .sigmoid, .leakyReLU])
     func mlp(activation: ActivationKind) throws {
-        let config = MLPConfiguration(inputFeatures: 6, depth: 2, width: 5, classes: 3, activation: activation, norm: .bn)
-        let model = Sequential.mlp(config, seed: 11)
+        let config = ModelConfiguration(inputFeatures: 6, depth: 2, width: 5, classes: 3, activation: activation, norm: .bn)
+        let model = try config.build(seed: 11)
         var rng = TestRandom(seed: 12)
         let errors = try gradientCheck(model: model, input: rng.normal(8 * 6), rows: 8)
         #expect(errors.input < Self.tolerance, "input gradient error \(errors.input)")

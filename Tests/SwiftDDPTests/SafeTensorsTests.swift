@@ -5,8 +5,9 @@ import Testing
 
 @Suite("safetensors checkpoints")
 struct SafeTensorsTests {
-    func model(seed: UInt64) -> Sequential {
-        Sequential.mlp(MLPConfiguration(inputFeatures: 6, depth: 2, width: 4, classes: 3, norm: .bn), seed: seed)
+    func model(seed: UInt64) -> Model {
+        // (the configuration is valid: a failure to build is a bug worth a trap in a test)
+        try! ModelConfiguration(inputFeatures: 6, depth: 2, width: 4, classes: 3, norm: .bn).build(seed: seed)
     }
 
     /// Header bytes for hand-made files.

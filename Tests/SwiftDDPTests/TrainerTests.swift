@@ -34,7 +34,7 @@ struct TrainerTests {
 
     static func configuration(norm: NormKind, batch: Int, sync: GradientSyncMode = .flat) -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.model = MLPConfiguration(inputFeatures: 20, depth: 2, width: 16, classes: 4, activation: .tanh, norm: norm)
+        c.model = ModelConfiguration(inputFeatures: 20, depth: 2, width: 16, classes: 4, activation: .tanh, norm: norm)
         c.dataDirectory = nil
         c.batchSize = batch
         c.epochs = 1

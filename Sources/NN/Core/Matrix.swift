@@ -1,4 +1,5 @@
-/// A non-owning view of a row-major float32 matrix: `rows` samples × `cols` features.
+/// A non-owning view of a batch: `rows` samples of `cols` values each, row-major, where each
+/// sample has the shape `shape` (a feature vector, or a channels-last image).
 ///
 /// Layers pass these between each other; the memory belongs to a `Workspace` (a layer's output
 /// buffer, reused across steps) or to the caller.
@@ -6,11 +7,37 @@ public struct Matrix {
     public let base: UnsafeMutablePointer<Float>
     public let rows: Int
     public let cols: Int
+    public let shape: SampleShape
 
+    /// `rows` feature vectors of `cols` values.
     public init(base: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        self.init(base: base, rows: rows, shape: .features(cols))
+    }
+
+    /// `rows` samples of shape `shape`.
+    public init(base: UnsafeMutablePointer<Float>, rows: Int, shape: SampleShape) {
         self.base = base
         self.rows = rows
-        self.cols = cols
+        self.cols = shape.count
+        self.shape = shape
+    }
+
+    /// The same memory as an `[N·H·W, C]` matrix: one row per position, one column per channel
+    /// (for a feature batch, the batch itself).
+    public var channelRows: Matrix {
+        Matrix(base: base, rows: rows * shape.positions, cols: shape.channels)
+    }
+
+    /// The same memory as `rows` samples of shape `newShape` (the same number of values).
+    public func reshaped(rows newRows: Int, _ newShape: SampleShape) -> Matrix {
+        precondition(newRows * newShape.count == rows * cols, "reshape to \(newRows) × \(newShape) from \(rows) × \(shape)")
+        return Matrix(base: base, rows: newRows, shape: newShape)
+    }
+
+    /// The same memory with another sample shape of the same size.
+    public func reshaped(_ newShape: SampleShape) -> Matrix {
+        precondition(newShape.count == cols, "reshape to \(newShape) from \(shape)")
+        return Matrix(base: base, rows: rows, shape: newShape)
     }
 
     public var count: Int { rows * cols }
@@ -40,23 +67,34 @@ public final class Workspace {
 
     public init(capacity: Int = 0) {
         self.capacity = max(capacity, 1)
-        pointer = .allocate(capacity: self.capacity)
-        pointer.initialize(repeating: 0, count: self.capacity)
+        pointer = Workspace.allocate(self.capacity)
     }
 
     deinit { pointer.deallocate() }
 
+    /// Zeroed floats at a 64-byte boundary: a cache line, and what oneDNN's kernels assume, whose
+    /// results otherwise depend (in the last bits) on where a buffer happens to start.
+    private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
+        return raw.initializeMemory(as: Float.self, repeating: 0, count: count)
+    }
+
     /// A `rows × cols` view of this storage (contents unspecified), growing it if needed.
-    public func matrix(rows: Int, cols: Int) -> Matrix {
-        let needed = rows * cols
+    public func matrix(rows: Int, cols: Int) -> Matrix { matrix(rows: rows, shape: .features(cols)) }
+
+    /// `rows` samples of shape `shape` in this storage (contents unspecified), growing it if needed.
+    public func matrix(rows: Int, shape: SampleShape) -> Matrix {
+        let needed = rows * shape.count
         if needed > capacity {
             pointer.deallocate()
             capacity = needed
-            pointer = .allocate(capacity: needed)
-            pointer.initialize(repeating: 0, count: needed)
+            pointer = Workspace.allocate(needed)
         }
-        return Matrix(base: pointer, rows: rows, cols: cols)
+        return Matrix(base: pointer, rows: rows, shape: shape)
     }
+
+    /// Raw storage for at least `count` floats (contents unspecified), growing it if needed.
+    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> { matrix(rows: 1, cols: count).base }
 }
 
 /// A fixed-size, owned array of Doubles for per-channel accumulators.
@@ -77,4 +115,30 @@ public struct NNError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// Owned, growable storage of integers or doubles (pooling indices, per-group statistics),
+/// reused across steps like `Workspace`.
+public final class Scratch<Element: Numeric> {
+    private(set) var pointer: UnsafeMutablePointer<Element>
+    private(set) var capacity: Int
+
+    public init() {
+        capacity = 1
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: 0)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// At least `count` elements (contents unspecified), growing the storage if needed.
+    public func elements(_ count: Int) -> UnsafeMutablePointer<Element> {
+        if count > capacity {
+            pointer.deallocate()
+            capacity = count
+            pointer = .allocate(capacity: count)
+            pointer.initialize(repeating: 0, count: count)
+        }
+        return pointer
+    }
 }

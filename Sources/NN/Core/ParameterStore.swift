@@ -4,6 +4,9 @@ public struct TensorSlot: Sendable, Equatable {
     public let shape: [Int]
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
+
+    /// The placeholder a layer holds until a model registers it.
+    public static let unregistered = TensorSlot(name: "", shape: [0], offset: 0)
 }
 
 /// Every trainable parameter of a model in one contiguous float buffer, and every gradient in

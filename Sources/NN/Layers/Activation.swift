@@ -37,10 +37,10 @@ public final class Activation: Layer {
     public init(_ kind: ActivationKind) { self.kind = kind }
 
     public var description: String { kind.torchName }
-    public func outputFeatures(forInput features: Int) -> Int { features }
+    public func outputShape(for input: SampleShape) throws -> SampleShape { input }
 
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
-        let y = output.matrix(rows: input.rows, cols: input.cols)
+        let y = output.matrix(rows: input.rows, shape: input.shape)
         let x = input.base, out = y.base, n = input.count
         switch kind {
         case .relu:
@@ -73,7 +73,7 @@ public final class Activation: Layer {
             throw NNError("\(kind.torchName).backward: gradient shape does not match the output")
         }
         guard needsInputGradient else { return nil }
-        let dx = gradInput.matrix(rows: y.rows, cols: y.cols)
+        let dx = gradInput.matrix(rows: y.rows, shape: y.shape)
         let g = gradOutput.base, out = y.base, d = dx.base, n = y.count
         switch kind {
         case .relu:

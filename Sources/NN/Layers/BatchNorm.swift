@@ -1,9 +1,12 @@
 import Collectives
 import MPI
 
-/// Batch normalization over the features of a [B, C] input, like `torch.nn.BatchNorm1d`, and —
-/// when given a process group — synchronized across ranks like `torch.nn.SyncBatchNorm`
-/// (which, unlike this one, refuses CPU tensors).
+/// Batch normalization, the one core of `BatchNorm1d` (features of a [B, C] input) and
+/// `BatchNorm2d` (channels of a [B, C, H, W] input, statistics over B·H·W), like PyTorch's
+/// `_BatchNorm`; when given a process group, synchronized across ranks like
+/// `torch.nn.SyncBatchNorm` (which, unlike this one, refuses CPU tensors). Images are stored
+/// channels-last, so a 2-D input is the [B·H·W, C] matrix of its positions and both kinds run
+/// the same kernels and exchange; the subclasses differ only in the input they accept.
 ///
 /// Training: y = γ·(x − μ)/sqrt(σ²_b + eps) + β with the batch mean μ and the *biased* batch
 /// variance σ²_b; running statistics are updated with momentum 0.1 using the *unbiased*
@@ -26,7 +29,10 @@ import MPI
 /// - Chan, Golub & LeVeque, "Updating formulae and a pairwise algorithm for computing sample
 ///   variances" (1979).
 /// - PyTorch `SyncBatchNorm`: https://pytorch.org/docs/stable/generated/torch.nn.SyncBatchNorm.html
-public final class BatchNorm1d: Layer {
+public class BatchNorm: InitializableLayer {
+    /// The input a BatchNorm accepts: feature vectors (1-D) or images (2-D).
+    public enum Kind: Sendable { case features, images }
+    public let kind: Kind
     public let features: Int
     public let eps: Double
     /// Running-average factor; nil means a cumulative average (PyTorch's `momentum=None`).
@@ -36,13 +42,13 @@ public final class BatchNorm1d: Layer {
     /// The ranks whose statistics are combined; nil (or one member) is local BatchNorm.
     public var group: (any ProcessGroup)?
 
-    public let weightSlot: TensorSlot?
-    public let biasSlot: TensorSlot?
+    public private(set) var weightSlot: TensorSlot?
+    public private(set) var biasSlot: TensorSlot?
     public var parameterSlots: [TensorSlot] { [weightSlot, biasSlot].compactMap { $0 } }
-    public let runningMeanSlot: TensorSlot?
-    public let runningVarSlot: TensorSlot?
-    public let batchesTrackedIndex: Int?
-    private let store: ParameterStore
+    public private(set) var runningMeanSlot: TensorSlot?
+    public private(set) var runningVarSlot: TensorSlot?
+    public private(set) var batchesTrackedIndex: Int?
+    private var store: ParameterStore!
 
     private let output = Workspace()
     private let gradInput = Workspace()
@@ -59,37 +65,32 @@ public final class BatchNorm1d: Layer {
     private let coefficients: UnsafeMutablePointer<Float>
     /// The last forward: its input (x̂ is recomputed from it in backward), the global count and
     /// whether batch statistics and a fused activation were used.
-    private var lastBatch: (input: Matrix, globalCount: Int, usedBatchStats: Bool, activationSlope: Float?)?
+    private var lastBatch: (input: Matrix, shape: SampleShape, globalCount: Int, usedBatchStats: Bool,
+                            activationSlope: Float?)?
     private var gatheredCapacity: Int
 
     /// Seconds spent in this layer's collectives since the last `resetTimers()`.
     public private(set) var communicationSeconds = 0.0
 
     /// - Parameters:
+    ///   - kind: feature vectors (`BatchNorm1d`) or images (`BatchNorm2d`).
     ///   - features: C, the number of channels.
-    ///   - store: the model's parameter store; parameters and buffers are reserved there.
-    ///   - prefix: the state-dict prefix (the layer's index in a `Sequential`).
     ///   - eps: added to the variance for stability (PyTorch: 1e-5).
     ///   - momentum: running-statistics factor (PyTorch: 0.1); nil for a cumulative average.
     ///   - affine: learn γ and β (PyTorch: true).
     ///   - trackRunningStats: keep running statistics for evaluation (PyTorch: true).
     ///   - group: synchronize statistics over these ranks (SyncBatchNorm); nil for local BN.
-    public init(features: Int, store: ParameterStore, prefix: String, eps: Double = 1e-5, momentum: Double? = 0.1,
-                affine: Bool = true, trackRunningStats: Bool = true, group: (any ProcessGroup)? = nil)
+    public init(_ kind: Kind, features: Int, eps: Double = 1e-5, momentum: Double? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true, group: (any ProcessGroup)? = nil)
     {
-        precondition(features > 0, "BatchNorm1d needs at least one feature")
+        precondition(features > 0, "BatchNorm needs at least one feature")
+        self.kind = kind
         self.features = features
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.trackRunningStats = trackRunningStats
         self.group = group
-        self.store = store
-        weightSlot = affine ? store.reserveParameter("\(prefix).weight", shape: [features]) : nil
-        biasSlot = affine ? store.reserveParameter("\(prefix).bias", shape: [features]) : nil
-        runningMeanSlot = trackRunningStats ? store.reserveBuffer("\(prefix).running_mean", shape: [features]) : nil
-        runningVarSlot = trackRunningStats ? store.reserveBuffer("\(prefix).running_var", shape: [features]) : nil
-        batchesTrackedIndex = trackRunningStats ? store.reserveCounter("\(prefix).num_batches_tracked") : nil
         localStats = DoubleScratch(count: 2 * features + 1)
         gradSums = DoubleScratch(count: 2 * features)
         mean = DoubleScratch(count: features)
@@ -109,19 +110,44 @@ public final class BatchNorm1d: Layer {
         coefficients.deallocate()
     }
 
+    public func registerState(in scope: ParameterScope) {
+        store = scope.store
+        weightSlot = affine ? scope.parameter("weight", shape: [features]) : nil
+        biasSlot = affine ? scope.parameter("bias", shape: [features]) : nil
+        runningMeanSlot = trackRunningStats ? scope.buffer("running_mean", shape: [features]) : nil
+        runningVarSlot = trackRunningStats ? scope.buffer("running_var", shape: [features]) : nil
+        batchesTrackedIndex = trackRunningStats ? scope.counter("num_batches_tracked") : nil
+    }
+
+    /// `BatchNorm1d` or `BatchNorm2d`.
+    public var name: String { kind == .features ? "BatchNorm1d" : "BatchNorm2d" }
+
     private func forwardConstants(slope: Float?) -> Kernels.BatchNormConstants {
         let C = features
         return .init(mean: constants, inv: constants + C, gamma: constants + 2 * C, beta: constants + 3 * C, slope: slope)
     }
 
     public var description: String {
-        let name = isSynchronized ? "SyncBatchNorm" : "BatchNorm1d"
-        return "\(name)(\(features), eps=\(eps), momentum=\(momentum.map { "\($0)" } ?? "None"), affine=\(affine ? "True" : "False"), track_running_stats=\(trackRunningStats ? "True" : "False"))"
+        let momentum = momentum.map { "\($0)" } ?? "None"
+        return "\(isSynchronized ? "SyncBatchNorm" : name)(\(features), eps=\(eps), momentum=\(momentum), "
+            + "affine=\(affine ? "True" : "False"), track_running_stats=\(trackRunningStats ? "True" : "False"))"
     }
 
     public var isSynchronized: Bool { (group?.worldSize ?? 1) > 1 }
 
-    public func outputFeatures(forInput features: Int) -> Int { features }
+    public func outputShape(for input: SampleShape) throws -> SampleShape {
+        try check(input)
+        return input
+    }
+
+    private func check(_ input: SampleShape) throws {
+        let expected = kind == .features ? "[\(features)]" : "[\(features), H, W]"
+        guard input.isImage == (kind == .images), input.channels == features else {
+            throw NNError("\(name)(\(features)): expected samples of shape \(expected), got \(input)")
+        }
+    }
+
+    public func resetParameters(scheme: InitScheme, using generator: inout SeededGenerator) { resetParameters() }
 
     /// γ = 1, β = 0, running mean 0, running variance 1, no batches tracked (PyTorch's reset).
     public func resetParameters() {
@@ -169,14 +195,15 @@ public final class BatchNorm1d: Layer {
     /// with one pass less over memory each way (`Sequential` fuses such pairs).
     /// - Parameters:
     ///   - activation: `.relu`, `.leakyReLU` (see `canFuse`), or nil for BatchNorm alone.
-    public func forward(_ input: Matrix, training: Bool, fusing activation: ActivationKind?) throws -> Matrix {
-        try checkInput(input, features: features, layer: "BatchNorm1d")
+    public func forward(_ batch: Matrix, training: Bool, fusing activation: ActivationKind?) throws -> Matrix {
+        try check(batch.shape)
+        let input = batch.channelRows
         let slope: Float?
         switch activation {
         case nil: slope = nil
         case .relu: slope = 0
         case .leakyReLU: slope = ActivationKind.leakySlope
-        case let kind?: throw NNError("BatchNorm1d cannot fuse \(kind.torchName)")
+        case let kind?: throw NNError("\(name) cannot fuse \(kind.torchName)")
         }
         let useBatchStats = training || !trackRunningStats
         let globalCount: Int
@@ -192,7 +219,7 @@ public final class BatchNorm1d: Layer {
             }
             globalCount = input.rows
         }
-        let y = output.matrix(rows: input.rows, cols: features)
+        let y = output.matrix(rows: input.rows, cols: features)  // the [N·H·W, C] view of the output
         let C = features
         // Float copies of the per-channel constants keep the inner loop in float32.
         let meanF = constants
@@ -204,8 +231,8 @@ public final class BatchNorm1d: Layer {
             betaF[c] = biasSlot.map { store.parameter($0)[c] } ?? 0
         }
         Kernels.batchNormForward(x: input.base, rows: input.rows, cols: C, forwardConstants(slope: slope), y: y.base)
-        lastBatch = (input, globalCount, useBatchStats, slope)
-        return y
+        lastBatch = (input, batch.shape, globalCount, useBatchStats, slope)
+        return y.reshaped(rows: batch.rows, batch.shape)
     }
 
     /// Fills `mean` and `invStd` from this batch (merged over the group); returns the global
@@ -228,9 +255,9 @@ public final class BatchNorm1d: Layer {
             mean.pointer.update(from: stats + 1, count: C)
             m2.update(from: stats + 1 + C, count: C)
         }
-        guard total > 0 else { throw NNError("BatchNorm1d: the batch is empty on every rank") }
+        guard total > 0 else { throw NNError("\(name): the batch is empty on every rank") }
         guard total > 1 else {
-            throw NNError("BatchNorm1d: expected more than 1 value per channel when training, got input of size [1, \(C)]")
+            throw NNError("\(name): expected more than 1 value per channel when training, got 1")
         }
         for c in 0..<C {
             invStd.pointer[c] = 1 / (m2[c] / Double(total) + eps).squareRoot()
@@ -253,12 +280,12 @@ public final class BatchNorm1d: Layer {
 
     // MARK: Backward
 
-    public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
-        guard let last = lastBatch else { throw NNError("BatchNorm1d.backward called before forward") }
+    public func backward(_ gradBatch: Matrix, needsInputGradient: Bool) throws -> Matrix? {
+        guard let last = lastBatch else { throw NNError("\(name).backward called before forward") }
         let x = last.input, rows = x.rows
-        guard gradOutput.rows == rows, gradOutput.cols == features else {
-            throw NNError("BatchNorm1d.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], expected [\(rows), \(features)]")
-        }
+        let samples = rows / max(last.shape.positions, 1)
+        try checkGradient(gradBatch, rows: samples, shape: last.shape, layer: name)
+        let gradOutput = gradBatch.channelRows
         let C = features
         // With a fused activation, gradOutput is dL/d(activation output).
         let slope = last.activationSlope
@@ -275,7 +302,7 @@ public final class BatchNorm1d: Layer {
             communicationSeconds += monotonicSeconds() - start
         }
         guard needsInputGradient else { return nil }
-        let dx = gradInput.matrix(rows: rows, cols: C)
+        let dx = gradInput.matrix(rows: rows, cols: C)  // the [N·H·W, C] view
         if last.usedBatchStats {
             let invN = 1 / Double(last.globalCount)
             // dx = γ·invstd·(dy − S1/N − x̂·S2/N), constants per channel in float32
@@ -304,6 +331,27 @@ public final class BatchNorm1d: Layer {
                 }
             }
         }
-        return dx
+        return dx.reshaped(rows: samples, last.shape)
+    }
+}
+
+/// `torch.nn.BatchNorm1d` over [B, C] feature batches (`SyncBatchNorm` with a group).
+public final class BatchNorm1d: BatchNorm {
+    public init(features: Int, eps: Double = 1e-5, momentum: Double? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true, group: (any ProcessGroup)? = nil)
+    {
+        super.init(.features, features: features, eps: eps, momentum: momentum, affine: affine,
+                   trackRunningStats: trackRunningStats, group: group)
+    }
+}
+
+/// `torch.nn.BatchNorm2d` over [B, C, H, W] image batches, statistics per channel over B·H·W
+/// (`SyncBatchNorm` with a group: the count exchanged is B·H·W).
+public final class BatchNorm2d: BatchNorm {
+    public init(channels: Int, eps: Double = 1e-5, momentum: Double? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true, group: (any ProcessGroup)? = nil)
+    {
+        super.init(.images, features: channels, eps: eps, momentum: momentum, affine: affine,
+                   trackRunningStats: trackRunningStats, group: group)
     }
 }

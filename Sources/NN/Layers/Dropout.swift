@@ -6,7 +6,7 @@ public final class Dropout: Layer {
     private let output = Workspace()
     private let mask = Workspace()
     private let gradInput = Workspace()
-    private var lastShape: (rows: Int, cols: Int, training: Bool)?
+    private var lastShape: (rows: Int, shape: SampleShape)?
 
     public init(probability: Float, seed: UInt64 = 0) {
         precondition(probability >= 0 && probability < 1, "dropout probability must be in [0, 1)")
@@ -15,26 +15,26 @@ public final class Dropout: Layer {
     }
 
     public var description: String { "Dropout(p=\(probability), inplace=False)" }
-    public func outputFeatures(forInput features: Int) -> Int { features }
+    public func outputShape(for input: SampleShape) throws -> SampleShape { input }
 
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
-        let y = output.matrix(rows: input.rows, cols: input.cols)
-        let m = mask.matrix(rows: input.rows, cols: input.cols)
+        let y = output.matrix(rows: input.rows, shape: input.shape)
+        let m = mask.matrix(rows: input.rows, shape: input.shape)
         let scale = 1 / (1 - probability)
         for i in 0..<input.count {
             let keep: Float = !training || probability == 0 || generator.nextUnitFloat() >= probability ? 1 : 0
             m.base[i] = training ? keep * scale : 1
             y.base[i] = input.base[i] * m.base[i]
         }
-        lastShape = (input.rows, input.cols, training)
+        lastShape = (input.rows, input.shape)
         return y
     }
 
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         guard let shape = lastShape else { throw NNError("Dropout.backward called before forward") }
         guard needsInputGradient else { return nil }
-        let dx = gradInput.matrix(rows: shape.rows, cols: shape.cols)
-        let m = mask.matrix(rows: shape.rows, cols: shape.cols)
+        let dx = gradInput.matrix(rows: shape.rows, shape: shape.shape)
+        let m = mask.matrix(rows: shape.rows, shape: shape.shape)
         for i in 0..<dx.count { dx.base[i] = gradOutput.base[i] * m.base[i] }
         return dx
     }

@@ -3,14 +3,14 @@ import BLAS
 /// A fully connected layer, y = x·Wᵀ + b, like `torch.nn.Linear`.
 ///
 /// Shapes: input [B, in], weight [out, in] (PyTorch's layout), bias [out], output [B, out].
-/// State-dict keys: `<prefix>.weight`, `<prefix>.bias`.
+/// State-dict keys: `weight`, `bias` under the layer's name.
 public final class Linear: InitializableLayer {
     public let inFeatures: Int
     public let outFeatures: Int
-    public let weightSlot: TensorSlot
-    public let biasSlot: TensorSlot
+    public private(set) var weightSlot = TensorSlot.unregistered
+    public private(set) var biasSlot = TensorSlot.unregistered
     public var parameterSlots: [TensorSlot] { [weightSlot, biasSlot] }
-    private let store: ParameterStore
+    private var store: ParameterStore!
     private let output = Workspace()
     private let gradInput = Workspace()
     private var lastInput: Matrix?
@@ -18,33 +18,33 @@ public final class Linear: InitializableLayer {
     /// - Parameters:
     ///   - inFeatures: size of each input sample.
     ///   - outFeatures: size of each output sample.
-    ///   - store: the model's parameter store; the weight and bias are reserved there.
-    ///   - prefix: the state-dict prefix (the layer's index in a `Sequential`).
-    public init(inFeatures: Int, outFeatures: Int, store: ParameterStore, prefix: String) {
+    public init(inFeatures: Int, outFeatures: Int) {
         precondition(inFeatures > 0 && outFeatures > 0, "Linear needs positive sizes")
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        self.store = store
-        weightSlot = store.reserveParameter("\(prefix).weight", shape: [outFeatures, inFeatures])
-        biasSlot = store.reserveParameter("\(prefix).bias", shape: [outFeatures])
+    }
+
+    public func registerState(in scope: ParameterScope) {
+        store = scope.store
+        weightSlot = scope.parameter("weight", shape: [outFeatures, inFeatures])
+        biasSlot = scope.parameter("bias", shape: [outFeatures])
     }
 
     public var description: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures), bias=True)" }
 
-    public func outputFeatures(forInput features: Int) -> Int { outFeatures }
+    public func outputShape(for input: SampleShape) throws -> SampleShape {
+        guard !input.isImage, input.count == inFeatures else {
+            throw NNError("Linear(\(inFeatures), \(outFeatures)): expected samples of shape [\(inFeatures)], got \(input)"
+                          + (input.isImage ? " (add a Flatten)" : ""))
+        }
+        return .features(outFeatures)
+    }
 
     public func resetParameters(scheme: InitScheme, using generator: inout SeededGenerator) {
         let w = store.parameter(weightSlot), b = store.parameter(biasSlot)
-        let fanIn = Float(inFeatures), fanOut = Float(outFeatures)
-        let bound: Float
-        switch scheme {
-        case .default: bound = 1 / fanIn.squareRoot()
-        case .xavier: bound = (6 / (fanIn + fanOut)).squareRoot()
-        case .kaiming: bound = (6 / fanIn).squareRoot()
-        }
-        for i in 0..<weightSlot.count { w[i] = generator.uniform(-bound, bound) }
-        let biasBound = scheme == .default ? 1 / fanIn.squareRoot() : 0
-        for i in 0..<outFeatures { b[i] = biasBound == 0 ? 0 : generator.uniform(-biasBound, biasBound) }
+        let bounds = scheme.bounds(fanIn: inFeatures, fanOut: outFeatures)
+        for i in 0..<weightSlot.count { w[i] = generator.uniform(-bounds.weight, bounds.weight) }
+        for i in 0..<outFeatures { b[i] = bounds.bias == 0 ? 0 : generator.uniform(-bounds.bias, bounds.bias) }
     }
 
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
@@ -65,7 +65,8 @@ public final class Linear: InitializableLayer {
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         guard let x = lastInput else { throw NNError("Linear.backward called before forward") }
         guard gradOutput.rows == x.rows, gradOutput.cols == outFeatures else {
-            throw NNError("Linear.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], expected [\(x.rows), \(outFeatures)]")
+            throw NNError("Linear.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], "
+                          + "expected [\(x.rows), \(outFeatures)]")
         }
         let dW = store.gradient(weightSlot), db = store.gradient(biasSlot)
         let batch = x.rows

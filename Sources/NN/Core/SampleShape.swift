@@ -1,0 +1,36 @@
+/// The shape of one sample: a feature vector `[F]`, or an image `[C, H, W]` in PyTorch's terms.
+///
+/// Images are stored channels-last (H, W, C): per-channel layers (BatchNorm2d) then see the
+/// batch as an `[N·H·W, C]` matrix and share BatchNorm1d's kernels and SyncBN exchange, and
+/// oneDNN's convolutions are fastest on that layout (Docs/architecture.md, "Convolutions").
+/// Three integers and a flag rather than an array, so that passing shapes allocates nothing.
+public struct SampleShape: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public let channels: Int
+    public let height: Int
+    public let width: Int
+    /// `[C, H, W]` (true) or `[F]` with F = channels (false).
+    public let isImage: Bool
+
+    /// A feature vector of `count` values.
+    public static func features(_ count: Int) -> SampleShape { SampleShape(count, 1, 1, image: false) }
+
+    /// An image of `channels` planes of `height` × `width`.
+    public static func image(channels: Int, height: Int, width: Int) -> SampleShape {
+        SampleShape(channels, height, width, image: true)
+    }
+
+    private init(_ c: Int, _ h: Int, _ w: Int, image: Bool) {
+        channels = c
+        height = h
+        width = w
+        isImage = image
+    }
+
+    /// Values per sample.
+    public var count: Int { channels * height * width }
+    /// Positions per channel (H·W; 1 for a feature vector).
+    public var positions: Int { height * width }
+
+    /// PyTorch's shape of one sample, e.g. `[1, 28, 28]` or `[784]`.
+    public var description: String { isImage ? "[\(channels), \(height), \(width)]" : "[\(channels)]" }
+}

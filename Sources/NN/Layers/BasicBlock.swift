@@ -1,0 +1,97 @@
+/// The residual block of ResNet-18/34 and the CIFAR ResNets (torchvision's `BasicBlock`):
+/// out = act(norm2(conv2(act(norm1(conv1(x))))) + shortcut(x)), where conv1 is 3×3 with the
+/// block's stride, conv2 3×3, both without bias, and the shortcut is the identity or, when the
+/// stride or channel count changes, `downsample` = [1×1 conv with the stride, norm].
+///
+/// Children (state-dict names as torchvision's): `conv1`, `bn1`, `relu`, `conv2`, `bn2`,
+/// `downsample`; the norm layers are absent with no normalization, and GroupNorm keeps the
+/// `bn` names as torchvision's `norm_layer` does.
+public final class BasicBlock: ContainerLayer {
+    public let conv1: Conv2d
+    public let norm1: (any Layer)?
+    public let activation1: Activation
+    public let conv2: Conv2d
+    public let norm2: (any Layer)?
+    public let downsample: Sequential?
+    /// The activation after the sum: torchvision reuses its one `relu` module there, so it is
+    /// no child (and has no name) here either.
+    private let activationOut: Activation
+    public var runner = LayerRunner()
+    private let sum = Workspace()
+    private let gradSum = Workspace()
+
+    /// - Parameters:
+    ///   - inChannels, channels: the input's and the block's channel counts.
+    ///   - stride: conv1's (and the projection's) stride; 2 halves the image.
+    ///   - norm: makes a normalization layer for a channel count (nil: none).
+    public init(inChannels: Int, channels: Int, stride: Int = 1, activation: ActivationKind = .relu,
+                norm: ((Int) -> any Layer)?)
+    {
+        conv1 = Conv2d(inChannels, channels, kernel: 3, stride: stride, padding: 1, bias: false)
+        norm1 = norm?(channels)
+        activation1 = Activation(activation)
+        conv2 = Conv2d(channels, channels, kernel: 3, stride: 1, padding: 1, bias: false)
+        norm2 = norm?(channels)
+        if stride != 1 || inChannels != channels {
+            let projection = Conv2d(inChannels, channels, kernel: 1, stride: stride, bias: false)
+            downsample = Sequential([projection] + (norm.map { [$0(channels)] } ?? []))
+        } else {
+            downsample = nil
+        }
+        activationOut = Activation(activation)
+    }
+
+    public var children: [(name: String, layer: any Layer)] {
+        var list: [(name: String, layer: any Layer)] = [("conv1", conv1)]
+        if let norm1 { list.append(("bn1", norm1)) }
+        list.append(("relu", activation1))
+        list.append(("conv2", conv2))
+        if let norm2 { list.append(("bn2", norm2)) }
+        if let downsample { list.append(("downsample", downsample)) }
+        return list
+    }
+
+    public var description: String { describeContainer("BasicBlock", children) }
+
+    public func outputShape(for input: SampleShape) throws -> SampleShape {
+        var main = try conv1.outputShape(for: input)
+        if let norm1 { main = try norm1.outputShape(for: main) }
+        main = try conv2.outputShape(for: main)
+        if let norm2 { main = try norm2.outputShape(for: main) }
+        let shortcut = try downsample?.outputShape(for: input) ?? input
+        guard main == shortcut else {
+            throw NNError("BasicBlock: the residual branch gives \(main), the shortcut \(shortcut)")
+        }
+        return main
+    }
+
+    public func forward(_ x: Matrix, training: Bool) throws -> Matrix {
+        var h = try runner.forward(conv1, x, training: training)
+        if let norm1 { h = try runner.forward(norm1, h, training: training) }
+        h = try runner.forward(activation1, h, training: training)
+        h = try runner.forward(conv2, h, training: training)
+        if let norm2 { h = try runner.forward(norm2, h, training: training) }
+        let shortcut = try downsample.map { try runner.forward($0, x, training: training) } ?? x
+        let s = sum.matrix(rows: x.rows, shape: h.shape)
+        for i in 0..<s.count { s.base[i] = h.base[i] + shortcut.base[i] }
+        return try activationOut.forward(s, training: training)
+    }
+
+    public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
+        // The sum's gradient reaches both branches unchanged.
+        guard let g = try activationOut.backward(gradOutput, needsInputGradient: true) else {
+            throw NNError("BasicBlock: no gradient from its activation")
+        }
+        var h = g
+        if let norm2 { h = try runner.backward(norm2, h, needsInputGradient: true)! }
+        h = try runner.backward(conv2, h, needsInputGradient: true)!
+        h = try runner.backward(activation1, h, needsInputGradient: true)!
+        if let norm1 { h = try runner.backward(norm1, h, needsInputGradient: true)! }
+        let main = try runner.backward(conv1, h, needsInputGradient: needsInputGradient)
+        let shortcut = try downsample.map { try runner.backward($0, g, needsInputGradient: needsInputGradient) } ?? g
+        guard needsInputGradient, let main, let shortcut else { return nil }
+        let dx = gradSum.matrix(rows: main.rows, shape: main.shape)
+        for i in 0..<dx.count { dx.base[i] = main.base[i] + shortcut.base[i] }
+        return dx
+    }
+}

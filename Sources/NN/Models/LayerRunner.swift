@@ -1,0 +1,48 @@
+/// Runs a layer's forward or backward for its container and tells the model's hooks about
+/// leaves: `onGradientsReady` after a leaf's backward (its parameter gradients are final: the
+/// gradient buckets start their all-reduce from here), and the diagnostics observers.
+///
+/// One runner per model, shared by all its containers; leaves are numbered in registration
+/// order (`Model.leaves`). A container outside any model has a runner with no hooks.
+public final class LayerRunner {
+    /// Leaf number of each leaf, by identity.
+    private var leafIndex: [ObjectIdentifier: Int] = [:]
+    /// Called with a leaf's number after its backward.
+    public var onGradientsReady: ((Int) throws -> Void)?
+    /// Called with (leaf number, output) after each leaf's forward, and (leaf number, gradient
+    /// reaching that leaf's input) after each backward; for diagnostics. Nil costs nothing.
+    public var forwardObserver: ((Int, Matrix) -> Void)?
+    public var backwardObserver: ((Int, Matrix) -> Void)?
+
+    public init() {}
+
+    init(leaves: [any Layer]) {
+        for (i, leaf) in leaves.enumerated() { leafIndex[ObjectIdentifier(leaf)] = i }
+    }
+
+    /// Whether an observer wants every leaf's own output (containers then run no fused pairs).
+    public var isObserving: Bool { forwardObserver != nil || backwardObserver != nil }
+
+    @inline(__always)
+    public func forward(_ layer: any Layer, _ input: Matrix, training: Bool) throws -> Matrix {
+        let y = try layer.forward(input, training: training)
+        if let forwardObserver, let i = leafIndex[ObjectIdentifier(layer)] { forwardObserver(i, y) }
+        return y
+    }
+
+    @inline(__always)
+    public func backward(_ layer: any Layer, _ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
+        let wants = needsInputGradient || backwardObserver != nil
+        let dx = try layer.backward(gradOutput, needsInputGradient: wants)
+        if let i = leafIndex[ObjectIdentifier(layer)] {
+            try onGradientsReady?(i)
+            if let dx, let backwardObserver { backwardObserver(i, dx) }
+        }
+        return dx
+    }
+
+    /// Tells the hooks that `layer`'s backward was skipped because a fused neighbour did its work.
+    public func skipped(_ layer: any Layer) throws {
+        if let i = leafIndex[ObjectIdentifier(layer)] { try onGradientsReady?(i) }
+    }
+}

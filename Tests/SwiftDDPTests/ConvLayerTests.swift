@@ -1,0 +1,86 @@
+import NN
+import Testing
+
+/// Finite-difference gradient checks for the image layers, alone and composed.
+@Suite("Image layer gradients (finite differences)")
+struct ConvLayerTests {
+    static let tolerance = 1e-2
+
+    /// Checks input and parameter gradients of `layer` on `rows` seeded images of `shape`.
+    func check(_ layer: any Layer, _ shape: SampleShape, rows: Int = 3, seed: UInt64 = 1, training: Bool = true,
+               _ comment: String) throws
+    {
+        let model = try LayerGradientTests.single(layer, input: shape)
+        // non-zero biases and affine parameters, so their gradients are exercised
+        var rng = TestRandom(seed: seed + 50)
+        for slot in model.store.parameterSlots where slot.shape.count == 1 {
+            for i in 0..<slot.count { model.store.parameter(slot)[i] += rng.uniform(1, -0.3, 0.3)[0] }
+        }
+        var inputs = TestRandom(seed: seed)
+        let errors = try gradientCheck(model: model, input: inputs.normal(rows * shape.count), rows: rows,
+                                       training: training)
+        #expect(errors.input < Self.tolerance, "\(comment): input gradient error \(errors.input)")
+        #expect(errors.parameters < Self.tolerance, "\(comment): parameter gradient error \(errors.parameters)")
+    }
+
+    @Test("Conv2d: kernels, strides, paddings, with and without bias")
+    func conv2d() throws {
+        try check(Conv2d(2, 3, kernel: 3, padding: 1), .image(channels: 2, height: 5, width: 5), "3×3 pad 1")
+        try check(Conv2d(3, 4, kernel: 3, stride: 2, padding: 1, bias: false), .image(channels: 3, height: 6, width: 7),
+                  "3×3 stride 2")
+        try check(Conv2d(4, 8, kernel: 1, stride: 2, bias: false), .image(channels: 4, height: 8, width: 8),
+                  "1×1 stride 2 (ResNet projection)")
+        try check(Conv2d(1, 3, kernel: 3), .image(channels: 1, height: 4, width: 4), rows: 1, "one sample, no padding")
+        try check(Conv2d(1, 2, kernel: 3, padding: 1), .image(channels: 1, height: 8, width: 8), rows: 4, "cnn's first")
+        try check(Conv2d(2, 4, kernel: 3, padding: 1), .image(channels: 2, height: 4, width: 4), rows: 4, "cnn's second")
+        try check(Sequential([Conv2d(1, 2, kernel: 3, padding: 1), Activation(.tanh), MaxPool2d(kernel: 2)]),
+                  .image(channels: 1, height: 8, width: 8), rows: 4, "conv, tanh, pool")
+        try check(Sequential([MaxPool2d(kernel: 2), Flatten(), Linear(inFeatures: 32, outFeatures: 3)]),
+                  .image(channels: 2, height: 8, width: 8), rows: 4, "pool, flatten, linear")
+    }
+
+    @Test("pooling, flatten")
+    func pooling() throws {
+        // distinct values, so that the maximum of a window is never a tie within the FD step
+        try check(MaxPool2d(kernel: 2), .image(channels: 3, height: 4, width: 5), "MaxPool2d(2)")
+        try check(MaxPool2d(kernel: 3, stride: 2), .image(channels: 2, height: 7, width: 7), "MaxPool2d(3, 2)")
+        try check(AvgPool2d(kernel: 2), .image(channels: 3, height: 4, width: 6), "AvgPool2d(2)")
+        try check(GlobalAvgPool2d(), .image(channels: 4, height: 3, width: 2), "AdaptiveAvgPool2d(1)")
+        try check(Flatten(), .image(channels: 3, height: 2, width: 4), "Flatten")
+    }
+
+    @Test("BatchNorm2d (training and evaluation) and GroupNorm")
+    func normalization() throws {
+        try check(BatchNorm2d(channels: 3), .image(channels: 3, height: 3, width: 2), "BatchNorm2d training")
+        try check(BatchNorm2d(channels: 3), .image(channels: 3, height: 2, width: 2), training: false,
+                  "BatchNorm2d evaluation")
+        try check(GroupNorm(groups: 2, channels: 4), .image(channels: 4, height: 3, width: 3), "GroupNorm(2, 4)")
+        try check(GroupNorm(groups: 3, channels: 3), .image(channels: 3, height: 2, width: 3), "GroupNorm(3, 3)")
+        try check(GroupNorm(groups: 2, channels: 6), .features(6), rows: 4, "GroupNorm on features")
+    }
+
+    @Test("residual blocks: identity and projection shortcuts, with and without normalization")
+    func basicBlock() throws {
+        let bn: (Int) -> any Layer = { BatchNorm2d(channels: $0) }
+        // tanh: ReLU's kink at 0 would be crossed by the finite-difference step
+        try check(BasicBlock(inChannels: 3, channels: 3, activation: .tanh, norm: bn),
+                  .image(channels: 3, height: 4, width: 4), "identity shortcut")
+        try check(BasicBlock(inChannels: 2, channels: 4, stride: 2, activation: .tanh, norm: bn),
+                  .image(channels: 2, height: 6, width: 6), "projection shortcut")
+        try check(BasicBlock(inChannels: 2, channels: 2, activation: .tanh, norm: nil),
+                  .image(channels: 2, height: 3, width: 3), "no normalization")
+    }
+
+    @Test("whole models: cnn and resnet", arguments: [NormKind.bn, .groupnorm, .none])
+    func models(norm: NormKind) throws {
+        let cnn = try ModelConfiguration(architecture: .cnn, inputShape: [1, 8, 8], width: 2, classes: 3,
+                                         activation: .tanh, norm: norm, groups: 2).build(seed: 3)
+        var rng = TestRandom(seed: 4)
+        var errors = try gradientCheck(model: cnn, input: rng.normal(4 * 64), rows: 4)
+        #expect(errors.input < Self.tolerance && errors.parameters < Self.tolerance, "cnn: \(errors)")
+        let resnet = try ModelConfiguration(architecture: .resnet, inputShape: [1, 6, 6], depth: 8, width: 2,
+                                            classes: 3, activation: .tanh, norm: norm, groups: 2).build(seed: 5)
+        errors = try gradientCheck(model: resnet, input: rng.normal(3 * 36), rows: 3)
+        #expect(errors.input < Self.tolerance && errors.parameters < Self.tolerance, "resnet: \(errors)")
+    }
+}
