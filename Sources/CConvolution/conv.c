@@ -41,9 +41,8 @@ static dnnl_primitive_attr_t g_attr;  // scratchpad mode user, for every primiti
 static char g_init_err[ERR_LEN];      // empty when the global state is usable
 static void (*g_omp_set_num_threads)(int);
 static int (*g_omp_get_max_threads)(void);
-// Requested by ddp_conv_set_threads; 0: not enforced. 1 by default: with two OpenMP threads the results were
-// wrong now and then (parameter gradients of the small convolutions in the tests, errors up to 60%; not
-// understood yet), and a rank uses one core anyway.
+// Requested by ddp_conv_set_threads; 0: not enforced. 1 by default: a rank uses one core. (The wrong gradients
+// once seen with two threads came from oneDNN's 1x1 strided backward weights, which create_pd now avoids.)
 static int g_threads = 1;
 
 static void destroy_stream(void *stream) { dnnl_stream_destroy((dnnl_stream_t)stream); }
@@ -301,6 +300,36 @@ fail:
   return -1;
 }
 
+// A convolution primitive descriptor: oneDNN's first choice, except for backward weights (bwd_weights = 1) of a
+// 1x1 kernel with a stride > 1, where the "jit_1x1" implementations are skipped. oneDNN 2.6's ones copy the strided
+// input into a per-thread workspace in the scratchpad, booked as OH·OW·C floats for NHWC but indexed as if each
+// pixel held a whole channel block (8 or 16 floats): with fewer channels (the tests' 2- and 4-channel projections)
+// they write past the scratchpad, i.e. corrupt the heap, and with 2+ threads into the next thread's part (wrong dw).
+static int create_pd(ddp_conv *c, dnnl_primitive_desc_t *pd, const void *d, const_dnnl_primitive_desc_t hint,
+                     int bwd_weights, const char *what) {
+  char buf[96];
+  snprintf(buf, sizeof buf, "dnnl_primitive_desc_create(%s)", what);
+  if (!(bwd_weights && c->kh == 1 && c->kw == 1 && (c->sh > 1 || c->sw > 1)))
+    return ok(c, dnnl_primitive_desc_create(pd, d, g_attr, g_engine, hint), buf);
+  dnnl_primitive_desc_iterator_t it;
+  if (!ok(c, dnnl_primitive_desc_iterator_create(&it, d, g_attr, g_engine, hint), buf)) return 0;
+  dnnl_status_t s = dnnl_success;
+  for (*pd = NULL; s == dnnl_success; s = dnnl_primitive_desc_iterator_next(it)) {
+    dnnl_primitive_desc_t p = dnnl_primitive_desc_iterator_fetch(it);  // a copy we own
+    const char *impl = NULL;
+    if (p && dnnl_primitive_desc_query(p, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+        !strstr(impl, "1x1")) {
+      *pd = p;
+      break;
+    }
+    if (p) dnnl_primitive_desc_destroy(p);
+  }
+  dnnl_primitive_desc_iterator_destroy(it);
+  if (*pd) return 1;
+  set_err(c, "%s: no oneDNN implementation other than jit_1x1 (%s)", buf, dnnl_status2str(s));
+  return 0;
+}
+
 static const dnnl_memory_desc_t *x_md(entry *e) {
   const dnnl_memory_desc_t *md = NULL;
   dnnl_memory_get_memory_desc(e->x, &md);
@@ -318,7 +347,7 @@ static int build_fwd(ddp_conv *c, entry *e, int bias) {
   if (!ok(c, dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, x_md(e), &c->w_any,
                                                 bias ? &c->b_md : NULL, y_md(e), c->strides, c->pad_l, c->pad_r),
           "dnnl_convolution_forward_desc_init") ||
-      !ok(c, dnnl_primitive_desc_create(&pd, &d, g_attr, g_engine, NULL), "dnnl_primitive_desc_create(forward)") ||
+      !create_pd(c, &pd, &d, NULL, 0, "forward") ||
       !prim_build(c, e, &e->fwd[bias], pd, "convolution forward"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0);
@@ -346,7 +375,7 @@ static int build_bwd_data(ddp_conv *c, entry *e) {
       !ok(c, dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, x_md(e), &c->w_any, y_md(e),
                                                       c->strides, c->pad_l, c->pad_r),
           "dnnl_convolution_backward_data_desc_init") ||
-      !ok(c, dnnl_primitive_desc_create(&pd, &d, g_attr, g_engine, h), "dnnl_primitive_desc_create(backward data)") ||
+      !create_pd(c, &pd, &d, h, 0, "backward data") ||
       !prim_build(c, e, &e->bwd_data, pd, "convolution backward data"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0);
@@ -366,8 +395,7 @@ static int build_bwd_weights(ddp_conv *c, entry *e, int bias) {
                                                          bias ? &c->b_md : NULL, y_md(e), c->strides, c->pad_l,
                                                          c->pad_r),
           "dnnl_convolution_backward_weights_desc_init") ||
-      !ok(c, dnnl_primitive_desc_create(&pd, &d, g_attr, g_engine, h),
-          "dnnl_primitive_desc_create(backward weights)") ||
+      !create_pd(c, &pd, &d, h, 1, "backward weights") ||
       !prim_build(c, e, &e->bwd_weights[bias], pd, "convolution backward weights"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0), 1);

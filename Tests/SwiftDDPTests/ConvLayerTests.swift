@@ -8,7 +8,7 @@ struct ConvLayerTests {
 
     /// Checks input and parameter gradients of `layer` on `rows` seeded images of `shape`.
     func check(_ layer: any Layer, _ shape: SampleShape, rows: Int = 3, seed: UInt64 = 1, training: Bool = true,
-               _ comment: String) throws
+               step: Float = 3e-3, _ comment: String) throws
     {
         let model = try LayerGradientTests.single(layer, input: shape)
         // non-zero biases and affine parameters, so their gradients are exercised
@@ -18,7 +18,7 @@ struct ConvLayerTests {
         }
         var inputs = TestRandom(seed: seed)
         let errors = try gradientCheck(model: model, input: inputs.normal(rows * shape.count), rows: rows,
-                                       training: training)
+                                       training: training, step: step)
         #expect(errors.input < Self.tolerance, "\(comment): input gradient error \(errors.input)")
         #expect(errors.parameters < Self.tolerance, "\(comment): parameter gradient error \(errors.parameters)")
     }
@@ -33,8 +33,13 @@ struct ConvLayerTests {
         try check(Conv2d(1, 3, kernel: 3), .image(channels: 1, height: 4, width: 4), rows: 1, "one sample, no padding")
         try check(Conv2d(1, 2, kernel: 3, padding: 1), .image(channels: 1, height: 8, width: 8), rows: 4, "cnn's first")
         try check(Conv2d(2, 4, kernel: 3, padding: 1), .image(channels: 2, height: 4, width: 4), rows: 4, "cnn's second")
+        // A smaller step: with 3e-3, perturbing a weight moves some conv outputs past a neighbour
+        // in their pooling window, and the finite difference then measures a kink (error 0.024
+        // here; 1e-3, 3e-4 and 1e-4 all pass, and with AvgPool any step does).
         try check(Sequential([Conv2d(1, 2, kernel: 3, padding: 1), Activation(.tanh), MaxPool2d(kernel: 2)]),
-                  .image(channels: 1, height: 8, width: 8), rows: 4, "conv, tanh, pool")
+                  .image(channels: 1, height: 8, width: 8), rows: 4, step: 1e-3, "conv, tanh, pool")
+        try check(Sequential([Conv2d(1, 2, kernel: 3, padding: 1), Activation(.tanh), AvgPool2d(kernel: 2)]),
+                  .image(channels: 1, height: 8, width: 8), rows: 4, "conv, tanh, avgpool")
         try check(Sequential([MaxPool2d(kernel: 2), Flatten(), Linear(inFeatures: 32, outFeatures: 3)]),
                   .image(channels: 2, height: 8, width: 8), rows: 4, "pool, flatten, linear")
     }
@@ -76,11 +81,59 @@ struct ConvLayerTests {
         let cnn = try ModelConfiguration(architecture: .cnn, inputShape: [1, 8, 8], width: 2, classes: 3,
                                          activation: .tanh, norm: norm, groups: 2).build(seed: 3)
         var rng = TestRandom(seed: 4)
-        var errors = try gradientCheck(model: cnn, input: rng.normal(4 * 64), rows: 4)
+        // step 3e-4: the cnn's max pooling has kinks that 3e-3 crosses (see conv2d()); 1e-3 still
+        // crosses one with BatchNorm (0.014)
+        var errors = try gradientCheck(model: cnn, input: rng.normal(4 * 64), rows: 4, step: 3e-4)
         #expect(errors.input < Self.tolerance && errors.parameters < Self.tolerance, "cnn: \(errors)")
         let resnet = try ModelConfiguration(architecture: .resnet, inputShape: [1, 6, 6], depth: 8, width: 2,
                                             classes: 3, activation: .tanh, norm: norm, groups: 2).build(seed: 5)
         errors = try gradientCheck(model: resnet, input: rng.normal(3 * 36), rows: 3)
         #expect(errors.input < Self.tolerance && errors.parameters < Self.tolerance, "resnet: \(errors)")
+    }
+}
+
+/// Shapes are checked when a model is built, each mismatch one line naming the layer.
+@Suite("Layer shapes")
+struct LayerShapeTests {
+    /// (layer, input, the error's words); built per test, since layers are not Sendable.
+    static func refusal(_ i: Int) -> (any Layer, SampleShape, String) {
+        [
+        (Sequential([MaxPool2d(kernel: 2), MaxPool2d(kernel: 2)]) as any Layer,
+         SampleShape.image(channels: 1, height: 3, width: 3),
+         "MaxPool2d(2): the input [1, 1, 1] is smaller than the window"),
+        (Conv2d(1, 2, kernel: 5), .image(channels: 1, height: 4, width: 4), "the 5×5 kernel does not fit"),
+        (Conv2d(3, 2, kernel: 3), .image(channels: 1, height: 8, width: 8), "expected images [3, H, W], got [1, 8, 8]"),
+        (Linear(inFeatures: 16, outFeatures: 2), .image(channels: 1, height: 4, width: 4), "add a Flatten"),
+        (BatchNorm2d(channels: 4), .features(4), "BatchNorm2d(4): expected samples of shape [4, H, W], got [4]"),
+        (BatchNorm1d(features: 4), .image(channels: 4, height: 2, width: 2),
+         "BatchNorm1d(4): expected samples of shape [4]"),
+        (GroupNorm(groups: 3, channels: 4), .image(channels: 4, height: 2, width: 2),
+         "4 channels do not split into 3 groups"),
+        (BasicBlock(inChannels: 2, channels: 2, norm: nil), .image(channels: 3, height: 4, width: 4), "Conv2d(2, 2)"),
+        ][i]
+    }
+
+    @Test("shapes flow through the tree; impossible ones are refused before anything is allocated",
+          arguments: 0..<8)
+    func refused(case i: Int) throws {
+        let (layer, input, message) = Self.refusal(i)
+        let error = #expect(throws: NNError.self) { _ = try Model(layer, inputShape: input) }
+        #expect(error?.message.contains(message) == true, "\(error?.message ?? "no error")")
+    }
+
+    @Test("a ResNet's shapes and names follow torchvision's")
+    func resnetShapes() throws {
+        let model = try ModelConfiguration(architecture: .resnet, depth: 20, width: 16, norm: .bn).build(seed: 0)
+        #expect(model.outputShape == .features(10))
+        #expect(model.store.parameterCount == 272_186, "ResNet-20's parameters (PyTorch counts the same)")
+        let names = model.store.parameterSlots.map(\.name)
+        #expect(names.first == "conv1.weight" && names.last == "fc.bias")
+        #expect(names.contains("layer3.0.downsample.1.weight") && !names.contains("layer1.0.downsample.0.weight"))
+        #expect(model.store.counterNames.contains("layer2.2.bn2.num_batches_tracked"))
+        let cnn = try ModelConfiguration(architecture: .cnn, width: 32, norm: .none).build(seed: 0)
+        #expect(cnn.store.parameterSlots.map(\.name) == ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight",
+                                                          "7.bias", "9.weight", "9.bias"])
+        #expect(ModelConfiguration(architecture: .resnet, depth: 20, width: 16, norm: .bn).parameterCount == 272_186)
+        #expect(ModelConfiguration(architecture: .cnn, width: 32, norm: .syncbn).parameterCount == 422_090)
     }
 }
