@@ -1,4 +1,5 @@
 import Collectives
+import Datasets
 import Foundation
 import NN
 import SafeTensors
@@ -11,22 +12,15 @@ func doubles(_ t: TensorData) throws -> [Double] {
     return t.bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
 }
 
-/// Channels-last [N, H, W, C] values as PyTorch's [N, C, H, W], and back.
-func nchw(_ x: [Float], _ n: Int, _ s: SampleShape) -> [Float] {
-    var out = [Float](repeating: 0, count: x.count)
+/// Channels-last [N, H, W, C] values as PyTorch's [N, C, H, W] (`toChannelsFirst`), or back.
+func permuted<T: Numeric>(_ x: [T], _ n: Int, _ s: SampleShape, toChannelsFirst: Bool) -> [T] {
+    var out = [T](repeating: 0, count: x.count)
     for i in 0..<n {
         for p in 0..<s.positions {
-            for c in 0..<s.channels { out[i * s.count + c * s.positions + p] = x[i * s.count + p * s.channels + c] }
-        }
-    }
-    return out
-}
-
-func nhwc(_ x: [Double], _ n: Int, _ s: SampleShape) -> [Double] {
-    var out = [Double](repeating: 0, count: x.count)
-    for i in 0..<n {
-        for p in 0..<s.positions {
-            for c in 0..<s.channels { out[i * s.count + p * s.channels + c] = x[i * s.count + c * s.positions + p] }
+            for c in 0..<s.channels {
+                let last = i * s.count + p * s.channels + c, first = i * s.count + c * s.positions + p
+                if toChannelsFirst { out[first] = x[last] } else { out[last] = x[first] }
+            }
         }
     }
     return out
@@ -56,9 +50,9 @@ struct TorchLayerTests {
 
         let dir = TemporaryDirectory()
         var tensors: [String: TensorData] = [
-            "x": TensorData(floats: input.isImage ? nchw(x, rows, input) : x,
+            "x": TensorData(floats: input.isImage ? permuted(x, rows, input, toChannelsFirst: true) : x,
                             shape: [rows] + (input.isImage ? [input.channels, input.height, input.width] : [input.count])),
-            "dy": TensorData(floats: output.isImage ? nchw(dy, rows, output) : dy,
+            "dy": TensorData(floats: output.isImage ? permuted(dy, rows, output, toChannelsFirst: true) : dy,
                              shape: [rows] + (output.isImage ? [output.channels, output.height, output.width]
                                                              : [output.count])),
         ]
@@ -90,7 +84,7 @@ struct TorchLayerTests {
         let name = spec["layer"] as? String ?? "?"
         func check(_ ours: [Double], _ key: String, image: SampleShape?) throws {
             var theirs = try doubles(try #require(reference[key], "\(name): the reference has no \(key)"))
-            if let image, image.isImage { theirs = nhwc(theirs, rows, image) }
+            if let image, image.isImage { theirs = permuted(theirs, rows, image, toChannelsFirst: false) }
             #expect(relativeError(ours, theirs) < 1e-5, "\(name) \(key): \(relativeError(ours, theirs))")
         }
         try check(y, "y", image: output)
@@ -227,6 +221,55 @@ struct ConvTrainingTests {
         }
     }
 
+    @Test("--augment: 2 ranks equal 1 rank (the crop and flip of a sample do not depend on its rank)")
+    func augmentEquivalence() throws {
+        let args = Self.arguments(.cnn) + ["--augment"]
+        let single = try Self.train(np: 1, batch: 32, args)
+        let multi = try Self.train(np: 2, batch: 16, args)
+        let plain = try Self.train(np: 1, batch: 32, Self.arguments(.cnn))
+        let keys = single.keys.sorted().filter { single[$0]?.dtype == .f32 }
+        func values(_ state: [String: TensorData]) throws -> [Double] {
+            try keys.flatMap { try doubles(#require(state[$0])) }
+        }
+        #expect(try relativeError(values(multi), values(single)) < 1e-4)
+        #expect(try relativeError(values(plain), values(single)) > 1e-3, "augmentation changed the training")
+    }
+
+    @Test("a ResNet with --augment resumed from a checkpoint ends bit-identical to an uninterrupted run")
+    func resume() throws {
+        let dir = TemporaryDirectory()
+        // 100 images per rank, batch 8: 13 steps an epoch, 26 in all; killed at step 17 (epoch 2)
+        let args = ["train", "--synthetic", "--synthetic-train", "200", "--model", "resnet", "--depth", "8",
+                    "--width", "4", "--augment", "--batch-size", "8", "--epochs", "2", "--no-eval", "--seed", "2"]
+        expectEnded(try Executables.mpirun(np: 2, "ddp", args + ["--save", dir.path + "/full.st"], timeout: 300),
+                    status: 0)
+        let killed = try Executables.mpirun(np: 2, "ddp", args + [
+            "--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "5", "--debug-fail", "kill",
+            "--debug-fail-rank", "1", "--debug-fail-step", "17",
+        ], timeout: 300)
+        expectEnded(killed, status: ExitStatus.killed)
+        let resumed = try Executables.mpirun(np: 2, "ddp", args + [
+            "--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "5", "--resume", "--save", dir.path + "/resumed.st",
+        ], timeout: 300)
+        expectEnded(resumed, status: 0)
+        #expect(resumed.output.contains("resuming from step 15 (epoch 2)"), "\(resumed.output)")
+        #expect(try SafeTensors.read(dir.path + "/full.st").tensors == SafeTensors.read(dir.path + "/resumed.st").tensors,
+                "parameters, buffers and counters bit-identical")
+    }
+
+    @Test("diagnostics record a gradient norm for every convolution and Linear layer")
+    func diagnostics() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["train"] + Self.arguments(.resnet) + [
+            "--max-steps", "2", "--batch-size", "8", "--diagnostics-every", "1", "--metrics", dir.path + "/m.jsonl",
+        ], timeout: 300)
+        expectEnded(outcome, status: 0)
+        let record = try #require(try jsonLines(dir.path + "/m.jsonl").first { $0["kind"] as? String == "diagnostics" })
+        let norms = try #require(record["weight_grad_norm"] as? [Double])
+        // ResNet-8: the stem, 2 per block × 3 blocks, 2 projections, fc
+        #expect(norms.count == 10 && norms.allSatisfy { $0.isFinite && $0 > 0 }, "\(norms)")
+    }
+
     @Test("bucketed gradient sync of a ResNet equals flat under mpirun")
     func bucketed() throws {
         let args = Self.arguments(.resnet) + ["--max-steps", "4"]
@@ -250,6 +293,50 @@ struct ConvTrainingTests {
                                              timeout: 120)
         #expect(outcome.status != 0 && !outcome.timedOut)
         #expect(outcome.output.contains(message), "\(outcome.output)")
+    }
+}
+
+/// The augmentation itself, on a known image.
+@Suite("Augmentation")
+struct AugmentationTests {
+    @Test("a crop of the zero-padded image and a horizontal flip, the same for the same (seed, epoch, index)")
+    func cropAndFlip() throws {
+        let shape = SampleShape.image(channels: 1, height: 6, width: 6)
+        let image = (0..<36).map { Float($0 + 1) }  // pixel (y, x) = 6y + x + 1, never 0
+        let scratch = Workspace()
+        func augmented(index: Int, epoch: Int) -> [Float] {
+            var x = image
+            x.withUnsafeMutableBufferPointer {
+                Augmentation.cropAndFlip($0.baseAddress!, shape: shape, indices: [index], seed: 7, epoch: epoch,
+                                         scratch: scratch)
+            }
+            return x
+        }
+        var seen = Set<[Float]>()
+        var flips = Set<Bool>(), shifts = Set<Int>()
+        for index in 0..<200 {
+            let y = augmented(index: index, epoch: 0)
+            #expect(y == augmented(index: index, epoch: 0), "deterministic")
+            seen.insert(y)
+            // Every output pixel is 0 (padding) or the input pixel at one shift (dy, dx), possibly mirrored.
+            let found = (-2...2).flatMap { dy in (-2...2).flatMap { dx in [false, true].map { (dy, dx, $0) } } }
+                .filter { dy, dx, flip in
+                    (0..<6).allSatisfy { r in (0..<6).allSatisfy { c in
+                        let sy = r + dy, sx = (flip ? 5 - c : c) + dx
+                        let expected: Float = (0..<6).contains(sy) && (0..<6).contains(sx) ? image[sy * 6 + sx] : 0
+                        return y[r * 6 + c] == expected
+                    } }
+                }
+            #expect(found.count == 1, "index \(index): not one crop of the padded image, flipped or not")
+            for (dy, dx, flip) in found {
+                flips.insert(flip)
+                shifts.formUnion([dy, dx])
+            }
+        }
+        #expect(flips == [false, true] && shifts == Set(-2...2), "every flip and shift occurs")
+        #expect(seen.count > 30, "the draws vary: \(seen.count) distinct results of 50 possible")
+        #expect((0..<20).contains { augmented(index: $0, epoch: 0) != augmented(index: $0, epoch: 1) },
+                "another epoch draws again")
     }
 }
 
