@@ -35,8 +35,9 @@ struct TrainBench: ParsableCommand {
         commandName: "train",
         abstract: "Training throughput and step-time breakdown (forward, backward, gradient sync, SyncBN, optimizer) with the GEMM floor.")
 
-    @Option(help: "Hidden layers.") var depth = 4
-    @Option(help: "Units per hidden layer.") var width = 512
+    @Option(help: "Model: mlp, cnn, resnet (as ddp train's --model).") var model = Architecture.mlp
+    @Option(help: "mlp: hidden layers (default 4); resnet: 6n+2 layers (default 20).") var depth: Int?
+    @Option(help: "mlp: units per hidden layer (default 512); cnn, resnet: channels (32, 16).") var width: Int?
     @Option(help: "Activation.") var activation = ActivationKind.relu
     @Option(help: "Normalization: none, bn, syncbn.") var norm = NormKind.syncbn
     @Option(help: "Per-rank batch size.") var batchSize = 128
@@ -48,8 +49,14 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Fashion-MNIST directory (synthetic data if missing).") var data = "/usr/share/datasets/fashion-mnist"
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
 
+    var modelConfiguration: ModelConfiguration {
+        ModelConfiguration(architecture: model, depth: depth ?? (model == .mlp ? 4 : nil),
+                           width: width ?? (model == .mlp ? 512 : nil), activation: activation, norm: norm)
+    }
+
     func validate() throws {
         if steps < 1 || warmup < 0 || repeats < 1 || batchSize < 1 { throw ValidationError("steps, repeats and batch size must be positive") }
+        if model == .cnn, depth != nil { throw ValidationError("--depth does not apply to --model cnn") }
         if let json { try checkWritable(json, option: "--json") }
     }
 
@@ -59,7 +66,7 @@ struct TrainBench: ParsableCommand {
             return try loaded ?? (SyntheticData.make(count: 60_000), SyntheticData.make(count: 1000, testSplit: true))
         }, work: { group, datasets in
             var config = TrainingConfiguration()
-            config.model = ModelConfiguration(depth: depth, width: width, activation: activation, norm: norm)
+            config.model = modelConfiguration
             config.batchSize = batchSize
             config.epochs = 1000
             config.maxSteps = warmup + steps
@@ -90,7 +97,8 @@ struct TrainBench: ParsableCommand {
                 breakdowns.append(window)
             }
             let roundTripAfter = try group.rankRoundTripNanoseconds()
-            let floor = try gemmFloor(group: group)
+            // The GEMM floor is the MLP's matrix products; conv nets have none to compare with.
+            let floor = model == .mlp ? try gemmFloor(group: group) : nil
             // Every rank knows the same samples/s (the slowest rank's time), so all pick the same repeat.
             let best = breakdowns[samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0]
             let perStep = { (v: Double) in v / Double(steps) * 1000 }
@@ -106,7 +114,7 @@ struct TrainBench: ParsableCommand {
             let stepMs = perStep(best.total)
             try emitJSON([
                 "benchmark": "train", "world_size": group.worldSize,
-                "model": "MLP 784-\(Array(repeating: String(width), count: depth).joined(separator: "-"))-10 \(norm.rawValue) \(activation.rawValue)",
+                "model": "\(modelConfiguration.summary) \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
                 "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "grad_sync_sharded_update": shardedUpdate,
                 "grad_sync_hierarchical": hierarchical,
@@ -121,7 +129,8 @@ struct TrainBench: ParsableCommand {
                                  "gradient_sync": perStep(best.gradientSync), "syncbn_communication": perStep(best.syncBNCommunication),
                                  "optimizer": perStep(best.optimizer), "buffer_broadcast": perStep(best.bufferBroadcast)],
                 "breakdown_ms_per_rank": perRank,
-                "gemm_floor_ms": floor * 1000, "step_over_gemm_floor": stepMs / (floor * 1000),
+                "gemm_floor_ms": floor.map { $0 * 1000 as Any } ?? NSNull(),
+                "step_over_gemm_floor": floor.map { stepMs / ($0 * 1000) as Any } ?? NSNull(),
             ], to: json)
         })
     }
@@ -134,7 +143,7 @@ struct TrainBench: ParsableCommand {
     /// cache traffic as in training (a single reused buffer set would stay in L2 and
     /// understate the floor).
     func gemmFloor(group: any ProcessGroup) throws -> Double {
-        let dims = [784] + Array(repeating: width, count: depth) + [10]
+        let dims = [784] + Array(repeating: modelConfiguration.width, count: modelConfiguration.depth) + [10]
         let B = batchSize, L = dims.count - 1
         func buffer(_ count: Int, _ value: Float) -> UnsafeMutablePointer<Float> {
             let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
