@@ -36,10 +36,7 @@ def model_arguments(a):
     depth = depth if a.depth is None else a.depth
     width = width if a.width is None else a.width
     if a.model == "mlp":
-        if a.norm == "groupnorm":
-            # models.mlp would quietly build BatchNorm1d, and SwiftDDP's MLP has no GroupNorm
-            raise SystemExit("torch_interop.py: --norm groupnorm does not apply to --model mlp")
-        return {"depth": depth, "width": width, "activation": a.activation, "norm": a.norm}
+        return {"depth": depth, "width": width, "activation": a.activation, "norm": a.norm, "groups": a.groups}
     if a.model == "cnn":
         if a.depth is not None:
             raise SystemExit("torch_interop.py: --depth does not apply to --model cnn")

@@ -34,12 +34,15 @@ def _norm2d(norm, channels, groups):
     return nn.BatchNorm2d(channels)
 
 
-def mlp(depth, width, activation, norm, inputs=784, classes=10):
-    """[Linear, BatchNorm1d (unless norm is "none"), activation] x depth, then the output Linear."""
+def mlp(depth, width, activation, norm, inputs=784, classes=10, groups=8):
+    """[Linear, norm (BatchNorm1d or GroupNorm; none for "none"), activation] x depth, then the output Linear."""
+    _check_norm(norm)
     layers, features = [], inputs
     for _ in range(depth):
         layers.append(nn.Linear(features, width))
-        if norm != "none":
+        if norm == "groupnorm":
+            layers.append(nn.GroupNorm(groups, width, eps=1e-5, affine=True))
+        elif norm != "none":
             layers.append(nn.BatchNorm1d(width))  # SyncBatchNorm has the same keys
         layers.append(_activation(activation))
         features = width
