@@ -105,12 +105,15 @@ public final class GradientSynchronizer {
         var current: (range: Range<Int>, leaves: Int)? = nil
         for i in leafRanges.indices.reversed() {
             guard let r = leafRanges[i] else { continue }
-            current = current.map { (min(r.lowerBound, $0.range.lowerBound)..<max(r.upperBound, $0.range.upperBound),
-                                     $0.leaves + 1) } ?? (r, 1)
+            let grown: (range: Range<Int>, leaves: Int) = current.map {
+                (min(r.lowerBound, $0.range.lowerBound)..<max(r.upperBound, $0.range.upperBound), $0.leaves + 1)
+            } ?? (r, 1)
             bucketOf[i] = built.count
-            if current!.range.count * MemoryLayout<Float>.size >= bucketBytes {
-                built.append(current!)
+            if grown.range.count * MemoryLayout<Float>.size >= bucketBytes {
+                built.append(grown)
                 current = nil
+            } else {
+                current = grown
             }
         }
         if let current { built.append(current) }
@@ -196,6 +199,10 @@ public final class GradientSynchronizer {
         guard mode == .bucketed, group.worldSize > 1, let b = leafBucket[leaf] else { return }
         let start = monotonicSeconds()
         remaining[b] -= 1
+        guard remaining[b] >= 0 else {
+            throw NNError("gradient bucket \(b): more backward passes than its \(buckets[b].leaves) leaves "
+                          + "(is a layer used twice in the model?)")
+        }
         if remaining[b] == 0 {
             pending[b] = try group.startAllReduce(
                 UnsafeMutableBufferPointer(rebasing: store.gradients[buckets[b].range]), op: .sum)
@@ -218,13 +225,14 @@ public final class GradientSynchronizer {
         case .flat, .shared, .sharded:
             try group.allReduce(store.gradients, op: .sum)
         case .bucketed:
+            // Counts start over for the next step, however this one ends.
+            defer { remaining = buckets.map(\.leaves) }
             for b in pending.indices {
                 guard let p = pending[b] else {
                     throw NNError("gradient bucket \(b) was never started: the model skipped a layer's backward")
                 }
                 try p.wait()
                 pending[b] = nil
-                remaining[b] = buckets[b].leaves
             }
         }
         communicationSeconds += monotonicSeconds() - start

@@ -247,12 +247,15 @@ public final class Trainer {
         guard perRank > 0 else {
             throw TrainingError("--drop-last leaves no training sample: \(train.count) samples over \(worldSize) ranks")
         }
-        // PyTorch fails inside the epoch when a BatchNorm batch has one sample; an epoch's last,
-        // partial batch would do that here after a whole epoch of work, so say it before.
+        // PyTorch fails inside the epoch when a BatchNorm layer sees one value per channel; an
+        // epoch's last, partial batch would do that here after a whole epoch of work, so say it
+        // before. (A BatchNorm2d counts every position: one image is enough for the ResNet.)
         let tail = perRank % config.batchSize
         let normalizedTogether = config.model.norm == .syncbn ? config.syncBNGroupSize ?? worldSize : 1
-        let reachesTail = totalSteps(config: config, datasetSize: train.count, worldSize: worldSize) > perRank / config.batchSize
-        if config.model.norm.usesBatchStatistics, tail > 0, tail * normalizedTogether < 2, reachesTail {
+        let reachesTail = totalSteps(config: config, datasetSize: train.count, worldSize: worldSize)
+            > perRank / config.batchSize
+        let values = tail * normalizedTogether * config.model.batchNormPositions
+        if config.model.norm.usesBatchStatistics, tail > 0, values < 2, reachesTail {
             throw TrainingError(
                 "BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample per rank (\(perRank) per rank, --batch-size \(config.batchSize)): choose another --batch-size or --max-steps")
         }

@@ -72,6 +72,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
         if let d = diagnosticsEvery, d < 1 { try fail("--diagnostics-every must be at least 1, got \(d)") }
         if covariateShift && diagnosticsEvery == nil { try fail("--covariate-shift needs --diagnostics-every") }
+        // The probe takes a weight layer's input to be the previous leaf's output: true in a chain,
+        // not across a residual block's sum and shortcut.
+        if covariateShift && model.architecture == .resnet {
+            try fail("--covariate-shift needs a chain of layers (--model mlp or cnn), not --model resnet")
+        }
         if probeSize < 2 { try fail("--probe-size must be at least 2, got \(probeSize)") }
         if let g = syncBNGroupSize {
             if g < 1 || worldSize % g != 0 {
@@ -96,7 +101,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
                             + "lower --width, --depth or --batch-size", (modelBytes + activationBytes) / 1e9, what,
                             memory / 1e9))
         }
-        if model.norm.usesBatchStatistics && batchSize * (model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1) < 2 {
+        let together = model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1
+        if model.norm.usesBatchStatistics && batchSize * together * model.batchNormPositions < 2 {
             try fail("BatchNorm needs more than one sample per batch: raise --batch-size (got \(batchSize))")
         }
     }

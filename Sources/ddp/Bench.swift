@@ -39,7 +39,8 @@ struct TrainBench: ParsableCommand {
     @Option(help: "mlp: hidden layers (default 4); resnet: 6n+2 layers (default 20).") var depth: Int?
     @Option(help: "mlp: units per hidden layer (default 512); cnn, resnet: channels (32, 16).") var width: Int?
     @Option(help: "Activation.") var activation = ActivationKind.relu
-    @Option(help: "Normalization: none, bn, syncbn.") var norm = NormKind.syncbn
+    @Option(help: "Normalization: none, bn, syncbn, groupnorm.") var norm = NormKind.syncbn
+    @Option(help: "GroupNorm's groups (--norm groupnorm).") var groups = 8
     @Option(help: "Per-rank batch size.") var batchSize = 128
     @Option(help: "Measured steps per repeat.") var steps = 200
     @Option(help: "Warm-up steps per repeat (not measured).") var warmup = 20
@@ -51,7 +52,8 @@ struct TrainBench: ParsableCommand {
 
     var modelConfiguration: ModelConfiguration {
         ModelConfiguration(architecture: model, depth: depth ?? (model == .mlp ? 4 : nil),
-                           width: width ?? (model == .mlp ? 512 : nil), activation: activation, norm: norm)
+                           width: width ?? (model == .mlp ? 512 : nil), activation: activation, norm: norm,
+                           groups: groups)
     }
 
     func validate() throws {

@@ -2,7 +2,8 @@
 ///
 /// Images are stored channels-last (H, W, C): per-channel layers (BatchNorm2d) then see the
 /// batch as an `[N·H·W, C]` matrix and share BatchNorm1d's kernels and SyncBN exchange, and
-/// oneDNN's convolutions are fastest on that layout (Docs/architecture.md, "Convolutions").
+/// oneDNN's convolutions take it directly, where converting layouts at every layer would cost
+/// more than NHWC loses against oneDNN's own (Docs/architecture.md, "NN").
 /// Three integers and a flag rather than an array, so that passing shapes allocates nothing.
 public struct SampleShape: Equatable, Hashable, Sendable, CustomStringConvertible {
     public let channels: Int

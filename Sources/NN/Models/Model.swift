@@ -45,7 +45,13 @@ public final class Model {
         store = ParameterStore()
         var leaves: [any Layer] = [], names: [String] = []
         var containers: [any ContainerLayer] = []
-        func register(_ layer: any Layer, _ scope: ParameterScope, _ name: String) {
+        var seen = Set<ObjectIdentifier>()
+        func register(_ layer: any Layer, _ scope: ParameterScope, _ name: String) throws {
+            // A layer keeps its last input for backward, so one instance cannot serve two places.
+            guard seen.insert(ObjectIdentifier(layer)).inserted else {
+                throw NNError("\(name.isEmpty ? "the root" : name): this layer already appears elsewhere in the model; "
+                              + "use a new instance for each place")
+            }
             layer.registerState(in: scope)
             if let container = layer as? any ContainerLayer { containers.append(container) }
             let children = layer.children
@@ -54,10 +60,10 @@ public final class Model {
                 names.append(name)
             }
             for (childName, child) in children {
-                register(child, scope.child(childName), name.isEmpty ? childName : name + "." + childName)
+                try register(child, scope.child(childName), name.isEmpty ? childName : name + "." + childName)
             }
         }
-        register(root, ParameterScope(store: store), "")
+        try register(root, ParameterScope(store: store), "")
         store.allocate()
         self.leaves = leaves
         leafNames = names

@@ -166,6 +166,15 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
         return 2 * perLayer  // outputs and input gradients
     }
 
+    /// The fewest values per channel and sample that any BatchNorm layer of the model sees: 1
+    /// where a BatchNorm1d normalizes features (mlp, cnn), the last stage's H·W for the ResNet,
+    /// whose BatchNorm2d layers count every position (so it trains with one image per batch).
+    public var batchNormPositions: Int {
+        guard architecture == .resnet, inputShape.count == 3 else { return 1 }
+        // two stride-2 stages: ⌈H/4⌉ × ⌈W/4⌉ (3×3 convolutions with padding 1)
+        return ((inputShape[1] + 1) / 2 + 1) / 2 * (((inputShape[2] + 1) / 2 + 1) / 2)
+    }
+
     /// The channel counts of the model's normalization layers (for the GroupNorm check).
     var normalizedChannels: [Int] {
         switch architecture {
