@@ -121,6 +121,32 @@ struct LayerShapeTests {
         #expect(error?.message.contains(message) == true, "\(error?.message ?? "no error")")
     }
 
+    @Test("one layer in two places is refused (it keeps its input for backward)")
+    func reused() throws {
+        let shared = Linear(inFeatures: 4, outFeatures: 4)
+        let error = #expect(throws: NNError.self) { _ = try Model(Sequential([shared, shared]), inputShape: .features(4)) }
+        #expect(error?.message.contains("1: this layer already appears elsewhere") == true, "\(error?.message ?? "")")
+    }
+
+    @Test("initializers: Conv2d as PyTorch's default (U(±1/√fan_in), fan_in = in·kh·kw), ResNet as torchvision's")
+    func initializers() throws {
+        let conv = Conv2d(16, 32, kernel: 3)
+        let model = try Model(conv, inputShape: .image(channels: 16, height: 5, width: 5))
+        model.initialize(scheme: .default, seed: 1)
+        let w = UnsafeBufferPointer(start: model.store.parameter(conv.weightSlot), count: conv.weightSlot.count)
+        let b = UnsafeBufferPointer(start: model.store.parameter(try #require(conv.biasSlot)), count: 32)
+        let bound = 1 / Float(16 * 9).squareRoot()
+        #expect(w.allSatisfy { abs($0) <= bound } && w.max()! > 0.95 * bound && w.min()! < -0.95 * bound)
+        #expect(b.allSatisfy { abs($0) <= bound } && b.contains { abs($0) > 0.5 * bound })
+        let resnet = try ModelConfiguration(architecture: .resnet, depth: 8, width: 16, norm: .bn).build(seed: 2)
+        for case let c as Conv2d in resnet.leaves {
+            let v = UnsafeBufferPointer(start: resnet.store.parameter(c.weightSlot), count: c.weightSlot.count)
+            let std = (v.reduce(0.0) { $0 + Double($1 * $1) } / Double(v.count)).squareRoot()
+            let expected = (2 / Double(c.outChannels * c.kernel.height * c.kernel.width)).squareRoot()
+            #expect(abs(std / expected - 1) < 0.1, "kaiming-normal (fan-out) std \(std), expected \(expected)")
+        }
+    }
+
     @Test("a ResNet's shapes and names follow torchvision's")
     func resnetShapes() throws {
         let model = try ModelConfiguration(architecture: .resnet, depth: 20, width: 16, norm: .bn).build(seed: 0)

@@ -270,6 +270,14 @@ struct ConvTrainingTests {
         #expect(norms.count == 10 && norms.allSatisfy { $0.isFinite && $0 > 0 }, "\(norms)")
     }
 
+    @Test("one image per rank trains a ResNet with BatchNorm: a BatchNorm2d counts N·H·W values, as PyTorch does")
+    func oneImagePerRank() throws {
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["train"] + Self.arguments(.resnet) + [
+            "--batch-size", "1", "--norm", "bn", "--max-steps", "3",
+        ], timeout: 300)
+        expectEnded(outcome, status: 0)
+    }
+
     @Test("bucketed gradient sync of a ResNet equals flat under mpirun")
     func bucketed() throws {
         let args = Self.arguments(.resnet) + ["--max-steps", "4"]

@@ -62,7 +62,7 @@ struct GradientSyncTests {
     }
 
     @Test("bucketed sync of a ResNet (nested names, shortcut after main branch) sums every gradient, as flat does",
-          arguments: [0, 64, 1 << 20])
+          arguments: [0, 64, 800, 1 << 20])
     func bucketedNestedNames(bucketBytes: Int) throws {
         let bucketed = try LocalProcessGroup.run(worldSize: 2) {
             try Self.resnetGradients(group: $0, mode: .bucketed, bucketBytes: bucketBytes)
