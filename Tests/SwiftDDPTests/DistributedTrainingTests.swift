@@ -239,7 +239,7 @@ struct DistributedTrainingTests {
         (["--schedule", "step", "--step-size", "0"], "--step-size must be at least 1", ExitStatus.failure),
         (["--optimizer", "adam", "--nesterov"], "--nesterov applies to --optimizer sgd", ExitStatus.failure),
         // died in an 80 GB allocation before
-        (["--width", "100000", "--depth", "3"], "lower --width or --depth", ExitStatus.failure),
+        (["--width", "100000", "--depth", "3"], "lower --width, --depth or --batch-size", ExitStatus.failure),
         (["--synthetic-test", "0"], "the test set is empty", ExitStatus.failure),
         (["--synthetic-train", "1", "--drop-last"], "--drop-last leaves no training sample", ExitStatus.failure),
         // 6 samples, 3 per rank, batches of 2: every epoch ends with one sample per rank
