@@ -41,8 +41,7 @@ static dnnl_primitive_attr_t g_attr;  // scratchpad mode user, for every primiti
 static char g_init_err[ERR_LEN];      // empty when the global state is usable
 static void (*g_omp_set_num_threads)(int);
 static int (*g_omp_get_max_threads)(void);
-// Requested by ddp_conv_set_threads; 0: not enforced. 1 by default: a rank uses one core. (The wrong gradients
-// once seen with two threads came from oneDNN's 1x1 strided backward weights, which create_pd now avoids.)
+// Requested by ddp_conv_set_threads; 0: not enforced. 1 by default: a rank uses one core.
 static int g_threads = 1;
 
 static void destroy_stream(void *stream) { dnnl_stream_destroy((dnnl_stream_t)stream); }

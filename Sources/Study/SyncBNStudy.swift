@@ -46,8 +46,8 @@ public struct SyncBNStudy: Sendable {
 
     func configuration(batch: Int, norm: NormKind, ranks: Int, data: StudyContext) -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width, classes: data.train.classes,
-                                   activation: activation, norm: norm)
+        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width,
+                                     classes: data.train.classes, activation: activation, norm: norm)
         c.dataDirectory = nil
         c.batchSize = batch
         c.epochs = 1000

@@ -40,8 +40,9 @@ public struct VanishingStudy: Sendable {
                        data: StudyContext) -> TrainingConfiguration
     {
         var c = TrainingConfiguration()
-        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width, classes: data.train.classes,
-                                   activation: activation, norm: norm, initialization: initScheme)
+        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width,
+                                     classes: data.train.classes, activation: activation, norm: norm,
+                                     initialization: initScheme)
         c.dataDirectory = nil  // data are loaded once by the study
         c.batchSize = batchPerRank
         c.epochs = epochs

@@ -175,7 +175,8 @@ public final class Trainer {
         } else {
             syncBNGroup = nil
         }
-        let model = try config.model.build(seed: config.seed &+ initSeedOffset, syncGroup: syncBNGroup, rank: group.rank)
+        let model = try config.model.build(seed: config.seed &+ initSeedOffset, syncGroup: syncBNGroup,
+                                           rank: group.rank)
         if let initialState {
             do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
         }
@@ -230,7 +231,8 @@ public final class Trainer {
             throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
         }
         if config.model.architecture != .mlp, train.sampleShape != config.model.sampleShape {
-            throw TrainingError("--model \(config.model.architecture.rawValue) expects images \(config.model.inputShape), "
+            throw TrainingError("--model \(config.model.architecture.rawValue) expects images "
+                                + "\(config.model.inputShape), "
                                 + "the data has samples of shape \(train.sampleShape)")
         }
         guard train.classes == config.model.classes else {

@@ -67,7 +67,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if nesterov && optimizer != .sgd { try fail("--nesterov applies to --optimizer sgd, not \(optimizer.rawValue)") }
         if nesterov && (momentum == 0 || dampening != 0) { try fail("--nesterov needs --momentum > 0 and no dampening") }
         try model.validate()
-        if augment && model.sampleShape?.isImage != true { try fail("--augment needs image samples (--model cnn or resnet)") }
+        if augment && model.sampleShape?.isImage != true {
+            try fail("--augment needs image samples (--model cnn or resnet)")
+        }
         if logEvery < 1 { try fail("--log-every must be at least 1, got \(logEvery)") }
         if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
         if let d = diagnosticsEvery, d < 1 { try fail("--diagnostics-every must be at least 1, got \(d)") }

@@ -34,7 +34,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "mlp: hidden layers (default 2); resnet: layers, 6n+2 (default 20).")
     var depth: Int?
 
-    @Option(help: "mlp: units per hidden layer (256); cnn: channels of the first conv (32); resnet: of the first stage (16).")
+    @Option(help: """
+        mlp: units per hidden layer (256); cnn: channels of the first conv (32); resnet: of the first stage (16).
+        """)
     var width: Int?
 
     @Option(help: "Hidden activation: \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", ")).")

@@ -11,7 +11,8 @@ struct DiagnosticsTests {
         -> TrainingConfiguration
     {
         var c = TrainerTests.configuration(norm: norm, batch: 8)
-        c.model = ModelConfiguration(inputFeatures: 20, depth: 3, width: 12, classes: 4, activation: activation, norm: norm)
+        c.model = ModelConfiguration(inputFeatures: 20, depth: 3, width: 12, classes: 4, activation: activation,
+                                     norm: norm)
         c.diagnosticsEvery = diagnostics
         c.covariateShift = probe
         return c

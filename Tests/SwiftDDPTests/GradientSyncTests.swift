@@ -47,7 +47,9 @@ struct GradientSyncTests {
     /// by `mode` (nil: not averaged); returns the gradients.
     static func resnetGradients(group: any ProcessGroup, mode: GradientSyncMode?, bucketBytes: Int) throws -> [Float] {
         let model = try resnet()
-        let sync = try mode.map { try GradientSynchronizer(model: model, group: group, mode: $0, bucketBytes: bucketBytes) }
+        let sync = try mode.map {
+            try GradientSynchronizer(model: model, group: group, mode: $0, bucketBytes: bucketBytes)
+        }
         model.onGradientsReady = { leaf in try sync?.gradientsReady(leaf: leaf) }
         var rng = TestRandom(seed: 7 + UInt64(group.rank))
         var x = rng.uniform(5 * 64, 0, 1), dy = rng.normal(5 * 3)

@@ -132,7 +132,8 @@ struct LayerGradientTests {
 
     @Test("whole MLP with BatchNorm", arguments: [ActivationKind.tanh, .sigmoid, .leakyReLU])
     func mlp(activation: ActivationKind) throws {
-        let config = ModelConfiguration(inputFeatures: 6, depth: 2, width: 5, classes: 3, activation: activation, norm: .bn)
+        let config = ModelConfiguration(inputFeatures: 6, depth: 2, width: 5, classes: 3, activation: activation,
+                                        norm: .bn)
         let model = try config.build(seed: 11)
         var rng = TestRandom(seed: 12)
         let errors = try gradientCheck(model: model, input: rng.normal(8 * 6), rows: 8)

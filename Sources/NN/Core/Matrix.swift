@@ -30,7 +30,8 @@ public struct Matrix {
 
     /// The same memory as `rows` samples of shape `newShape` (the same number of values).
     public func reshaped(rows newRows: Int, _ newShape: SampleShape) -> Matrix {
-        precondition(newRows * newShape.count == rows * cols, "reshape to \(newRows) × \(newShape) from \(rows) × \(shape)")
+        precondition(newRows * newShape.count == rows * cols,
+                     "reshape to \(newRows) × \(newShape) from \(rows) × \(shape)")
         return Matrix(base: base, rows: newRows, shape: newShape)
     }
 

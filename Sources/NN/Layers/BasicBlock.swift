@@ -82,11 +82,17 @@ public final class BasicBlock: ContainerLayer {
         guard let g = try activationOut.backward(gradOutput, needsInputGradient: true) else {
             throw NNError("BasicBlock: no gradient from its activation")
         }
+        func inputGradient(_ layer: any Layer, _ gradient: Matrix) throws -> Matrix {
+            guard let dx = try runner.backward(layer, gradient, needsInputGradient: true) else {
+                throw NNError("BasicBlock: \(layer.description) returned no input gradient")
+            }
+            return dx
+        }
         var h = g
-        if let norm2 { h = try runner.backward(norm2, h, needsInputGradient: true)! }
-        h = try runner.backward(conv2, h, needsInputGradient: true)!
-        h = try runner.backward(activation1, h, needsInputGradient: true)!
-        if let norm1 { h = try runner.backward(norm1, h, needsInputGradient: true)! }
+        if let norm2 { h = try inputGradient(norm2, h) }
+        h = try inputGradient(conv2, h)
+        h = try inputGradient(activation1, h)
+        if let norm1 { h = try inputGradient(norm1, h) }
         let main = try runner.backward(conv1, h, needsInputGradient: needsInputGradient)
         let shortcut = try downsample.map { try runner.backward($0, g, needsInputGradient: needsInputGradient) } ?? g
         guard needsInputGradient, let main, let shortcut else { return nil }

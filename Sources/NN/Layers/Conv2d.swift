@@ -112,7 +112,10 @@ public final class Conv2d: InitializableLayer {
             Int32(inChannels), Int32(outChannels), Int32(shape.height), Int32(shape.width), Int32(kernel.height),
             Int32(kernel.width), Int32(stride.height), Int32(stride.width), Int32(padding.height),
             Int32(padding.width), &message, message.count)
-        else { throw NNError("Conv2d: \(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))") }
+        else {
+            let text = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            throw NNError("Conv2d: " + String(decoding: text, as: UTF8.self))
+        }
         handle = created
         handleInput = shape
         return created

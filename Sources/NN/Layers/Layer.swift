@@ -105,6 +105,7 @@ func checkInput(_ input: Matrix, features: Int, layer: String) throws {
 @inline(__always)
 func checkGradient(_ gradOutput: Matrix, rows: Int, shape: SampleShape, layer: String) throws {
     guard gradOutput.rows == rows, gradOutput.cols == shape.count else {
-        throw NNError("\(layer).backward: gradient is \(gradOutput.rows) × \(gradOutput.shape), expected \(rows) × \(shape)")
+        throw NNError("\(layer).backward: gradient is \(gradOutput.rows) × \(gradOutput.shape), "
+                      + "expected \(rows) × \(shape)")
     }
 }

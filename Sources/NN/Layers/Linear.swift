@@ -34,7 +34,8 @@ public final class Linear: InitializableLayer {
 
     public func outputShape(for input: SampleShape) throws -> SampleShape {
         guard !input.isImage, input.count == inFeatures else {
-            throw NNError("Linear(\(inFeatures), \(outFeatures)): expected samples of shape [\(inFeatures)], got \(input)"
+            throw NNError("Linear(\(inFeatures), \(outFeatures)): expected samples of shape [\(inFeatures)], "
+                          + "got \(input)"
                           + (input.isImage ? " (add a Flatten)" : ""))
         }
         return .features(outFeatures)

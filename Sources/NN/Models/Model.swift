@@ -89,7 +89,8 @@ public final class Model {
     /// rows are read as samples of `inputShape`).
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
         guard input.cols == inputShape.count else {
-            throw NNError("the model expects samples of shape \(inputShape) (\(inputShape.count) values), got \(input.cols)")
+            throw NNError("the model expects samples of shape \(inputShape) (\(inputShape.count) values), "
+                          + "got \(input.cols)")
         }
         return try runner.forward(root, input.reshaped(inputShape), training: training)
     }
@@ -159,7 +160,9 @@ public final class Model {
         for (slot, values) in zip(store.parameterSlots, params) {
             store.parameter(slot).update(from: values, count: slot.count)
         }
-        for (slot, values) in zip(store.bufferSlots, buffers) { store.buffer(slot).update(from: values, count: slot.count) }
+        for (slot, values) in zip(store.bufferSlots, buffers) {
+            store.buffer(slot).update(from: values, count: slot.count)
+        }
         store.counters = counters
     }
 }

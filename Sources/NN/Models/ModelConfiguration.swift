@@ -142,7 +142,9 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
             var total = image.c * w * 9 + normed * w + 4 * w * k + k
             var channels = w
             for (stage, planes) in [w, 2 * w, 4 * w].enumerated() {
-                total += n * (planes * planes * 9 * 2 + 2 * normed * planes) - planes * planes * 9 + channels * planes * 9
+                // n blocks of two 3×3 convolutions and two norms; the first conv1 reads `channels`
+                total += n * (planes * planes * 9 * 2 + 2 * normed * planes) - planes * planes * 9
+                    + channels * planes * 9
                 if stage > 0 { total += channels * planes + normed * planes }
                 channels = planes
             }
@@ -191,11 +193,14 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
     ///   - rank: this rank's index, so each rank draws its own dropout masks.
     public func build(seed: UInt64, syncGroup: (any ProcessGroup)? = nil, rank: Int = 0) throws -> Model {
         try validate()
-        guard let shape = sampleShape else { throw NNError("the input shape \(inputShape) is neither [F] nor [C, H, W]") }
+        guard let shape = sampleShape else {
+            throw NNError("the input shape \(inputShape) is neither [F] nor [C, H, W]")
+        }
         let model: Model
         switch architecture {
         case .mlp:
-            model = try Model(mlpLayers(seed: seed, syncGroup: syncGroup, rank: rank), inputShape: .features(shape.count))
+            let layers = mlpLayers(seed: seed, syncGroup: syncGroup, rank: rank)
+            model = try Model(layers, inputShape: .features(shape.count))
             model.initialize(scheme: initScheme, seed: seed)
         case .cnn:
             model = try Model(cnnLayers(syncGroup: syncGroup), inputShape: shape)
