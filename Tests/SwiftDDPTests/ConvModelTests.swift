@@ -359,7 +359,10 @@ struct AugmentationTests {
                 Comment(rawValue: Executables.pythonMissing("torch, safetensors") ?? "")))
 struct TorchConvInteropTests {
     @Test("cnn and resnet checkpoints load into torch with strict=True and evaluate to ddp's accuracy",
-          arguments: [["--model", "cnn", "--width", "8"], ["--model", "resnet", "--depth", "8", "--width", "8"],
+          arguments: [["--model", "cnn", "--width", "8"], ["--model", "cnn", "--width", "8", "--norm", "none"],
+                      ["--model", "cnn", "--width", "8", "--norm", "groupnorm", "--groups", "4"],
+                      ["--model", "resnet", "--depth", "8", "--width", "8"],
+                      ["--model", "resnet", "--depth", "8", "--width", "8", "--norm", "none"],
                       ["--model", "resnet", "--depth", "8", "--width", "8", "--norm", "groupnorm", "--groups", "4"]])
     func roundTrip(model: [String]) throws {
         let dir = TemporaryDirectory()
