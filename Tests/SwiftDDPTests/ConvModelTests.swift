@@ -34,7 +34,7 @@ func permuted<T: Numeric>(_ x: [T], _ n: Int, _ s: SampleShape, toChannelsFirst:
 struct TorchLayerTests {
     /// Runs `layer` on seeded data and the same through PyTorch; returns the largest relative error.
     func compare(_ layer: any Layer, _ input: SampleShape, rows: Int, spec: [String: Any], training: Bool = true,
-                 seed: UInt64 = 1) throws
+                 seed: UInt64 = 1, values: [Float]? = nil) throws
     {
         let model = try Model(layer, inputShape: input)
         model.initialize(scheme: .default, seed: seed)
@@ -46,7 +46,7 @@ struct TorchLayerTests {
             for i in 0..<slot.count { model.store.buffer(slot)[i] = rng.uniform(1, 0.5, 1.5)[0] }
         }
         let output = model.outputShape
-        let x = rng.normal(rows * input.count, mean: 0.2, std: 1.5), dy = rng.normal(rows * output.count)
+        let x = values ?? rng.normal(rows * input.count, mean: 0.2, std: 1.5), dy = rng.normal(rows * output.count)
 
         let dir = TemporaryDirectory()
         var tensors: [String: TensorData] = [
@@ -120,6 +120,14 @@ struct TorchLayerTests {
     func pooling() throws {
         try compare(MaxPool2d(kernel: 2), .image(channels: 3, height: 6, width: 5), rows: 2,
                     spec: ["layer": "maxpool2d", "kernel": 2, "stride": 2])
+        // ties in most windows (values 0, 1, 2, as after a ReLU of small integers): the first
+        // maximum in scan order takes the gradient, as in PyTorch
+        var rng = TestRandom(seed: 9)
+        let ties = rng.uniform(2 * 3 * 6 * 5, 0, 3).map { Float(Int($0)) }
+        try compare(MaxPool2d(kernel: 2), .image(channels: 3, height: 6, width: 5), rows: 2,
+                    spec: ["layer": "maxpool2d", "kernel": 2, "stride": 2], values: ties)
+        try compare(MaxPool2d(kernel: 3, stride: 2), .image(channels: 3, height: 6, width: 5), rows: 2,
+                    spec: ["layer": "maxpool2d", "kernel": 3, "stride": 2], values: ties)
         try compare(AvgPool2d(kernel: 2), .image(channels: 3, height: 4, width: 6), rows: 2,
                     spec: ["layer": "avgpool2d", "kernel": 2, "stride": 2])
         try compare(GlobalAvgPool2d(), .image(channels: 5, height: 3, width: 4), rows: 2,
