@@ -79,6 +79,8 @@ struct TrainBench: ParsableCommand {
             config.syncBNGroupSize = syncbnGroupSize
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
+            var layerTimes: [(forward: [String: Double], backward: [String: Double])] = []
+            var lastTrainer: Trainer?
             var sharedMemoryUsed = false, shardedUpdate = false, hierarchical = false
             // Placement can change while the benchmark runs (a VM's vCPUs migrate): probe both ends.
             let roundTripBefore = try group.rankRoundTripNanoseconds()
@@ -88,8 +90,15 @@ struct TrainBench: ParsableCommand {
                 shardedUpdate = trainer.synchronizer.updateRange != nil
                 hierarchical = trainer.synchronizer.isHierarchical
                 var atWarmup = StepTimings()
-                trainer.afterStep = { step, _, _ in if step == warmup { atWarmup = trainer.timings } }
+                // Per leaf kind; the timer's clock reads (~20 ns each, 4 per leaf) are in the step time too.
+                let timer = LayerTimer(leaves: trainer.model.leaves)
+                trainer.model.runner.timer = timer
+                trainer.afterStep = { step, _, _ in
+                    if step == warmup { atWarmup = trainer.timings; timer.reset() }
+                }
                 _ = try trainer.run()
+                layerTimes.append((timer.forwardByKind, timer.backwardByKind))
+                lastTrainer = trainer
                 var window = trainer.timings.minus(atWarmup)
                 // the slowest rank sets the pace
                 var total = [window.total]
@@ -99,11 +108,17 @@ struct TrainBench: ParsableCommand {
                 breakdowns.append(window)
             }
             let roundTripAfter = try group.rankRoundTripNanoseconds()
-            // The GEMM floor is the MLP's matrix products; conv nets have none to compare with.
+            // The GEMM floor is the MLP's matrix products (as in earlier records); the layer floor,
+            // every model's Conv2d and Linear layers run alone.
             let floor = model == .mlp ? try gemmFloor(group: group) : nil
+            guard let lastTrainer, let timer = lastTrainer.model.runner.timer else { return }
+            let layerFloor = try LayerFloor.measure(model: lastTrainer.model, timer: timer, warmup: warmup,
+                                                    steps: steps, repeats: repeats, group: group)
             // Every rank knows the same samples/s (the slowest rank's time), so all pick the same repeat.
-            let best = breakdowns[samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0]
+            let bestIndex = samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0
+            let best = breakdowns[bestIndex]
             let perStep = { (v: Double) in v / Double(steps) * 1000 }
+            let layers = layerTimes[bestIndex]
             // Each rank's phases, to show imbalance (time one rank spends waiting for another
             // appears in the phase holding the collective it waits in).
             let phaseNames = ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]
@@ -131,6 +146,11 @@ struct TrainBench: ParsableCommand {
                                  "gradient_sync": perStep(best.gradientSync), "syncbn_communication": perStep(best.syncBNCommunication),
                                  "optimizer": perStep(best.optimizer), "buffer_broadcast": perStep(best.bufferBroadcast)],
                 "breakdown_ms_per_rank": perRank,
+                // rank 0's leaves by kind; normalization includes its SyncBN communication
+                "layers_ms": ["forward": layers.forward.mapValues(perStep), "backward": layers.backward.mapValues(perStep)],
+                "layer_floor_ms": layerFloor.seconds * 1000,
+                "layer_floor_ms_by_kind": layerFloor.secondsByKind.mapValues { $0 * 1000 },
+                "step_over_layer_floor": stepMs / (layerFloor.seconds * 1000),
                 "gemm_floor_ms": floor.map { $0 * 1000 as Any } ?? NSNull(),
                 "step_over_gemm_floor": floor.map { stepMs / ($0 * 1000) as Any } ?? NSNull(),
             ], to: json)

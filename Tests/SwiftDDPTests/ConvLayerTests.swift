@@ -51,6 +51,8 @@ struct ConvLayerTests {
         try check(MaxPool2d(kernel: 2), .image(channels: 3, height: 4, width: 5), "MaxPool2d(2)")
         try check(MaxPool2d(kernel: 3, stride: 2), .image(channels: 2, height: 7, width: 7), "MaxPool2d(3, 2)")
         try check(AvgPool2d(kernel: 2), .image(channels: 3, height: 4, width: 6), "AvgPool2d(2)")
+        try check(AvgPool2d(kernel: 3, stride: 2), .image(channels: 2, height: 7, width: 6), "AvgPool2d(3, 2)")
+        try check(MaxPool2d(kernel: 2), .image(channels: 3, height: 4, width: 6), "MaxPool2d(2), exact tiling")
         try check(GlobalAvgPool2d(), .image(channels: 4, height: 3, width: 2), "AdaptiveAvgPool2d(1)")
         try check(Flatten(), .image(channels: 3, height: 2, width: 4), "Flatten")
     }

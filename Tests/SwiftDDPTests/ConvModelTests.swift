@@ -128,6 +128,10 @@ struct TorchLayerTests {
                     spec: ["layer": "maxpool2d", "kernel": 2, "stride": 2], values: ties)
         try compare(MaxPool2d(kernel: 3, stride: 2), .image(channels: 3, height: 6, width: 5), rows: 2,
                     spec: ["layer": "maxpool2d", "kernel": 3, "stride": 2], values: ties)
+        // windows tiling the input exactly (the backward's one-pass path), with ties
+        let tiled = rng.uniform(2 * 3 * 6 * 6, 0, 3).map { Float(Int($0)) }
+        try compare(MaxPool2d(kernel: 2), .image(channels: 3, height: 6, width: 6), rows: 2,
+                    spec: ["layer": "maxpool2d", "kernel": 2, "stride": 2], values: tiled)
         try compare(AvgPool2d(kernel: 2), .image(channels: 3, height: 4, width: 6), rows: 2,
                     spec: ["layer": "avgpool2d", "kernel": 2, "stride": 2])
         try compare(GlobalAvgPool2d(), .image(channels: 5, height: 3, width: 4), rows: 2,

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""PyTorch CPU peer for `ddp bench train`: the same MLP (784-512x4-10, BatchNorm1d + ReLU),
-per-process batch 128, SGD momentum 0.9, on Fashion-MNIST; one process, or DistributedDataParallel
-with the gloo backend on N processes (local BN: PyTorch's SyncBatchNorm refuses CPU tensors).
+"""PyTorch CPU peer for `ddp bench train`: the same model (default the MLP 784-512x4-10 with
+BatchNorm1d + ReLU; `--model cnn|resnet` the conv twins of scripts/peers/models.py, NCHW as PyTorch
+runs them by default), per-process batch 128, SGD momentum 0.9, on Fashion-MNIST; one process, or
+DistributedDataParallel with the gloo backend on N processes (local BN: PyTorch's SyncBatchNorm
+refuses CPU tensors).
 
-  python3 torch_train.py [--world-size N] [--steps 200 --warmup 20 --repeats 3] [--json OUT]
+  python3 torch_train.py [--model mlp|cnn|resnet] [--depth D] [--world-size N]
+                         [--steps 200 --warmup 20 --repeats 3] [--json OUT]
 
 Prints one JSON object (rank 0): median samples/s over the repeats (all processes together).
 """
@@ -15,23 +18,18 @@ import time
 
 import numpy as np
 from fashion_mnist import read_idx
+import models
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-
-
-def model(depth, width, norm):
-    layers, features = [], 784
-    for _ in range(depth):
-        layers.append(torch.nn.Linear(features, width))
-        if norm:
-            layers.append(torch.nn.BatchNorm1d(width))
-        layers.append(torch.nn.ReLU())
-        features = width
-    layers.append(torch.nn.Linear(features, 10))
-    return torch.nn.Sequential(*layers)
+def model(args):
+    if args.model == "mlp":
+        return models.mlp(args.depth or 4, args.width or 512, "relu", "bn")
+    if args.model == "cnn":
+        return models.cnn(width=args.width or 32, norm="bn")
+    return models.resnet(depth=args.depth or 20, width=args.width or 16, norm="bn")
 
 
 def worker(rank, world, args, queue):
@@ -40,13 +38,14 @@ def worker(rank, world, args, queue):
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", "29517")
         dist.init_process_group("gloo", rank=rank, world_size=world)
-    images = read_idx(f"{args.data}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255
+    shape = (-1, 784) if args.model == "mlp" else (-1, 1, 28, 28)
+    images = read_idx(f"{args.data}/train-images-idx3-ubyte.gz").reshape(shape).astype(np.float32) / 255
     labels = read_idx(f"{args.data}/train-labels-idx1-ubyte.gz").astype(np.int64)
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
     torch.manual_seed(0)
     results = []
     for _ in range(args.repeats):
-        net = model(args.depth, args.width, True)
+        net = model(args)
         if world > 1:
             net = torch.nn.parallel.DistributedDataParallel(net)
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
@@ -85,8 +84,9 @@ def worker(rank, world, args, queue):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--world-size", type=int, default=1)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--model", choices=["mlp", "cnn", "resnet"], default="mlp")
+    p.add_argument("--depth", type=int, help="mlp: hidden layers (4); resnet: 6n+2 (20)")
+    p.add_argument("--width", type=int, help="mlp: units (512); cnn: channels (32); resnet: channels (16)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
@@ -103,6 +103,7 @@ def main():
         mp.spawn(worker, args=(args.world_size, args, queue), nprocs=args.world_size, join=True)
     results = queue.get()
     out = {"peer": "pytorch" if args.world_size == 1 else "pytorch-ddp-gloo", "torch": torch.__version__,
+           "model": args.model, "depth": args.depth, "width": args.width,
            "world_size": args.world_size, "threads_per_process": args.threads, "batch_per_process": args.batch,
            "norm": "bn (local)", "samples_per_second": float(np.median(results)), "samples_per_second_all": results}
     text = json.dumps(out, indent=2)

@@ -47,6 +47,25 @@ void ddp_relu(const float *x, float *y, ptrdiff_t n, float slope);
 /// d = y ≤ 0 ? slope·g : g, from the activation's output y.
 void ddp_relu_backward(const float *y, const float *g, float *d, ptrdiff_t n, float slope);
 
+/// Max pooling of x [n, h, w, c] (channels-last) with a k×k window and stride s, no padding, into
+/// y [n, oh, ow, c]; index receives, per output, the offset of the chosen input within its sample
+/// (the first maximum in scan order; NaN wins, as in PyTorch).
+void ddp_maxpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k,
+                         ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *y, int32_t *index);
+
+/// The gradient of max pooling: d [n, h, w, c] = 0, then d[index] += g per sample (g and index
+/// are [n, oh, ow, c], as ddp_maxpool_forward left them).
+void ddp_maxpool_backward(const float *g, const int32_t *index, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c,
+                          ptrdiff_t k, ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *d);
+
+/// Average pooling, shapes as ddp_maxpool_forward.
+void ddp_avgpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k,
+                         ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *y);
+
+/// d [n, h, w, c] = the gradient of average pooling for g [n, oh, ow, c].
+void ddp_avgpool_backward(const float *g, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k,
+                          ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *d);
+
 /// dst[i] = src[0][i] + src[1][i] + … + src[members − 1][i], added in that order (so every
 /// caller gets the same bits); dst may be one of the sources.
 void ddp_sum_members(float *dst, const float *const *src, int members, ptrdiff_t n);

@@ -1,3 +1,5 @@
+import CKernels
+
 /// `torch.nn.MaxPool2d(kernel_size, stride)` (no padding, floor mode): each output is the
 /// largest value of its window; the gradient goes to that one input (the first in scan order
 /// on ties, NaN wins, as in PyTorch).
@@ -31,32 +33,10 @@ public final class MaxPool2d: Layer {
         let out = try outputShape(for: input.shape)
         let y = output.matrix(rows: input.rows, shape: out)
         let index = argmax.elements(input.rows * out.count)
-        let C = out.channels, W = input.shape.width
-        for n in 0..<input.rows {
-            let x = input.row(n), yn = y.row(n), idx = index + n * out.count
-            for oh in 0..<out.height {
-                for ow in 0..<out.width {
-                    let o = (oh * out.width + ow) * C
-                    let first = ((oh * stride) * W + ow * stride) * C
-                    for c in 0..<C {
-                        yn[o + c] = x[first + c]
-                        idx[o + c] = Int32(first + c)
-                    }
-                    for kh in 0..<kernel {
-                        for kw in 0..<kernel where kh > 0 || kw > 0 {
-                            let at = ((oh * stride + kh) * W + ow * stride + kw) * C
-                            for c in 0..<C {
-                                let v = x[at + c]
-                                if v > yn[o + c] || v.isNaN {
-                                    yn[o + c] = v
-                                    idx[o + c] = Int32(at + c)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let x = input.shape
+        // y[N,OH,OW,C] = max over each window of x[N,H,W,C]; index = the input it came from
+        ddp_maxpool_forward(input.base, input.rows, x.height, x.width, x.channels, kernel, stride, out.height,
+                            out.width, y.base, index)
         last = (input.rows, input.shape, out)
         return y
     }
@@ -66,12 +46,10 @@ public final class MaxPool2d: Layer {
         try checkGradient(gradOutput, rows: last.rows, shape: last.output, layer: "MaxPool2d")
         guard needsInputGradient else { return nil }
         let dx = gradInput.matrix(rows: last.rows, shape: last.input)
-        dx.buffer.update(repeating: 0)
-        let index = argmax.elements(last.rows * last.output.count)
-        for n in 0..<last.rows {
-            let g = gradOutput.row(n), d = dx.row(n), idx = index + n * last.output.count
-            for o in 0..<last.output.count { d[Int(idx[o])] += g[o] }
-        }
+        // dx[index] += dy
+        let x = last.input, out = last.output
+        ddp_maxpool_backward(gradOutput.base, argmax.elements(last.rows * out.count), last.rows, x.height, x.width,
+                             x.channels, kernel, stride, out.height, out.width, dx.base)
         return dx
     }
 }
@@ -100,23 +78,10 @@ public final class AvgPool2d: Layer {
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
         let out = try outputShape(for: input.shape)
         let y = output.matrix(rows: input.rows, shape: out)
-        y.buffer.update(repeating: 0)
-        let C = out.channels, W = input.shape.width, scale = 1 / Float(kernel * kernel)
-        for n in 0..<input.rows {
-            let x = input.row(n), yn = y.row(n)
-            for oh in 0..<out.height {
-                for ow in 0..<out.width {
-                    let o = (oh * out.width + ow) * C
-                    for kh in 0..<kernel {
-                        for kw in 0..<kernel {
-                            let at = ((oh * stride + kh) * W + ow * stride + kw) * C
-                            for c in 0..<C { yn[o + c] += x[at + c] }
-                        }
-                    }
-                    for c in 0..<C { yn[o + c] *= scale }
-                }
-            }
-        }
+        let x = input.shape
+        // y[N,OH,OW,C] = mean over each window of x[N,H,W,C]
+        ddp_avgpool_forward(input.base, input.rows, x.height, x.width, x.channels, kernel, stride, out.height,
+                            out.width, y.base)
         last = (input.rows, input.shape, out)
         return y
     }
@@ -126,22 +91,10 @@ public final class AvgPool2d: Layer {
         try checkGradient(gradOutput, rows: last.rows, shape: last.output, layer: "AvgPool2d")
         guard needsInputGradient else { return nil }
         let dx = gradInput.matrix(rows: last.rows, shape: last.input)
-        dx.buffer.update(repeating: 0)
-        let out = last.output, C = out.channels, W = last.input.width, scale = 1 / Float(kernel * kernel)
-        for n in 0..<last.rows {
-            let g = gradOutput.row(n), d = dx.row(n)
-            for oh in 0..<out.height {
-                for ow in 0..<out.width {
-                    let o = (oh * out.width + ow) * C
-                    for kh in 0..<kernel {
-                        for kw in 0..<kernel {
-                            let at = ((oh * stride + kh) * W + ow * stride + kw) * C
-                            for c in 0..<C { d[at + c] += g[o + c] * scale }
-                        }
-                    }
-                }
-            }
-        }
+        let x = last.input, out = last.output
+        // dx[window] += dy / k²
+        ddp_avgpool_backward(gradOutput.base, last.rows, x.height, x.width, x.channels, kernel, stride, out.height,
+                             out.width, dx.base)
         return dx
     }
 }

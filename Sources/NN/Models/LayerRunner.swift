@@ -23,18 +23,43 @@ public final class LayerRunner {
     /// Whether an observer wants every leaf's own output (containers then run no fused pairs).
     public var isObserving: Bool { forwardObserver != nil || backwardObserver != nil }
 
+    /// Times every leaf's passes by kind when set (`ddp bench train`).
+    public var timer: LayerTimer?
+
     @inline(__always)
     public func forward(_ layer: any Layer, _ input: Matrix, training: Bool) throws -> Matrix {
+        guard timer != nil || forwardObserver != nil, let i = leafIndex[ObjectIdentifier(layer)] else {
+            return try layer.forward(input, training: training)
+        }
+        let start = timer == nil ? 0 : monotonicSeconds()
         let y = try layer.forward(input, training: training)
-        if let forwardObserver, let i = leafIndex[ObjectIdentifier(layer)] { forwardObserver(i, y) }
+        timer?.addForward(leaf: i, input: input, seconds: monotonicSeconds() - start)
+        forwardObserver?(i, y)
+        return y
+    }
+
+    /// A BatchNorm's forward with the following activation applied in its output pass (a fused
+    /// pair; the activation's own forward does not run).
+    @inline(__always)
+    public func forward(_ norm: BatchNorm, _ input: Matrix, training: Bool, fusing kind: ActivationKind) throws
+        -> Matrix
+    {
+        guard let timer, let i = leafIndex[ObjectIdentifier(norm)] else {
+            return try norm.forward(input, training: training, fusing: kind)
+        }
+        let start = monotonicSeconds()
+        let y = try norm.forward(input, training: training, fusing: kind)
+        timer.addForward(leaf: i, input: input, seconds: monotonicSeconds() - start)
         return y
     }
 
     @inline(__always)
     public func backward(_ layer: any Layer, _ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         let wants = needsInputGradient || backwardObserver != nil
+        let start = timer == nil ? 0 : monotonicSeconds()
         let dx = try layer.backward(gradOutput, needsInputGradient: wants)
         if let i = leafIndex[ObjectIdentifier(layer)] {
+            timer?.addBackward(leaf: i, neededInputGradient: wants, seconds: monotonicSeconds() - start)
             try onGradientsReady?(i)
             if let dx, let backwardObserver { backwardObserver(i, dx) }
         }

@@ -54,7 +54,7 @@ public final class Sequential: ContainerLayer {
         var i = 0
         while i < layers.count {
             if fuse, let kind = fusableActivation[i], let bn = layers[i] as? BatchNorm {
-                x = try bn.forward(x, training: training, fusing: kind)
+                x = try runner.forward(bn, x, training: training, fusing: kind)
                 i += 2
                 continue
             }
