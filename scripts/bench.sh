@@ -3,6 +3,7 @@
 # OUT/results.json (every raw result) and OUT/table.md (the comparison).
 #
 #   scripts/bench.sh [OUT_DIR]          (default: runs/bench)
+#   MODELS=conv scripts/bench.sh ...     only the conv nets (scripts/bench-conv.sh); MODELS=mlp only the MLP
 #
 # Model: MLP 784-512x4-10 with BatchNorm + ReLU, per-rank batch 128, SGD momentum 0.9,
 # Fashion-MNIST, OPENBLAS_NUM_THREADS=1 per process; every configuration runs 3 repeats of 200
@@ -17,6 +18,8 @@ cd "$(dirname "$0")/.."
 out="${1:-runs/bench}"
 rounds="${ROUNDS:-3}"
 mkdir -p "$out"
+models="${MODELS:-mlp,conv}"
+case ",$models," in *,mlp,*) ;; *) exec scripts/bench-conv.sh "$out" ;; esac
 export OPENBLAS_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -219,3 +222,7 @@ md.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count
 open(f"{out}/table.md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
+# The conv nets' rows (their own rounds, after the MLP's): appended to the same table.
+case ",$models," in
+    *,conv,*) scripts/bench-conv.sh "$out" >/dev/null && { echo; cat "$out/conv-table.md"; } | tee -a "$out/table.md" ;;
+esac

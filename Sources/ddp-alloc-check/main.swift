@@ -2,6 +2,7 @@
 // by the whole process during steady-state training steps, with ordo-one's malloc interposer.
 // Run it under mpirun with the interposer preloaded:
 //   mpirun -np 2 -x LD_PRELOAD=.build/release/libMallocInterposerSwift.so .build/release/ddp-alloc-check
+// Options: --model mlp|cnn|resnet, --norm, --grad-sync, --batch, --warmup, --steps.
 // Prints one JSON line per rank and exits 1 if any step allocated.
 import Collectives
 import Datasets
@@ -17,6 +18,8 @@ func option(_ name: String, _ fallback: String) -> String {
 }
 let norm = NormKind(rawValue: option("--norm", "syncbn")) ?? .syncbn
 let gradSync = GradientSyncMode(rawValue: option("--grad-sync", "sharded")) ?? .sharded
+let architecture = Architecture(rawValue: option("--model", "mlp")) ?? .mlp
+let batch = Int(option("--batch", architecture == .mlp ? "128" : "16")) ?? 16
 let warmup = Int(option("--warmup", "20")) ?? 20
 let steps = Int(option("--steps", "50")) ?? 50
 
@@ -25,10 +28,12 @@ do {
     // --local: one rank through the in-process group, to tell SwiftDDP's allocations from MPI's
     let group: any ProcessGroup = arguments.contains("--local") ? LocalProcessGroup.single() : try MPIProcessGroup.world()
     // one epoch holds every step, so the window sees no epoch boundary (a new permutation)
-    let data = try SyntheticData.make(count: (warmup + steps + 2) * 128 * group.worldSize, features: 784, seed: 1)
+    let data = try SyntheticData.make(count: (warmup + steps + 2) * batch * group.worldSize, features: 784, seed: 1)
     var config = TrainingConfiguration()
-    config.model = ModelConfiguration(depth: 4, width: 512, norm: norm)
-    config.batchSize = 128
+    // conv nets at their default sizes (ResNet-20); the MLP as the benchmark's, 784-512x4-10
+    config.model = architecture == .mlp ? ModelConfiguration(depth: 4, width: 512, norm: norm)
+        : ModelConfiguration(architecture: architecture, norm: norm)
+    config.batchSize = batch
     config.epochs = 100
     config.maxSteps = warmup + steps + 1  // the last step logs; it stays outside the window
     config.evaluate = false
@@ -55,7 +60,7 @@ do {
     _ = try trainer.run()
     let stats = MallocInterposerSwift.getStatistics()
     let line: [String: Any] = [
-        "rank": group.rank, "world_size": group.worldSize, "norm": norm.rawValue, "grad_sync": gradSync.rawValue,
+        "rank": group.rank, "world_size": group.worldSize, "model": architecture.rawValue, "norm": norm.rawValue, "grad_sync": gradSync.rawValue,
         "interposer_loaded": interposed, "measured_steps": steps,
         "mallocs": stats.mallocCount, "malloc_bytes": stats.mallocBytesCount, "frees": stats.freeCount,
         "mallocs_per_step": Double(stats.mallocCount) / Double(steps),

@@ -477,6 +477,24 @@ struct AllocationTests {
         }
     }
 
+    /// oneDNN allocates inside every primitive execution (its argument map), so conv nets are not
+    /// allocation-free (Docs/performance.md); what must hold is that steps do not keep memory.
+    @Test("conv nets: every allocation of a steady-state step is freed within the steps")
+    func convStepsFreeWhatTheyAllocate() throws {
+        let interposer = Executables.path("libMallocInterposerSwift.so")
+        for model in ["cnn", "resnet"] {
+            let sessions = TemporaryDirectory()
+            let outcome = try Executables.run(Executables.path("ddp-alloc-check"),
+                                              ["--local", "--model", model, "--batch", "4", "--steps", "10"],
+                                              environment: ["LD_PRELOAD": interposer,
+                                                            "OMPI_MCA_orte_tmpdir_base": sessions.path],
+                                              timeout: 240)
+            let record = try jsonObject(try #require(outcome.output.split(separator: "\n").first { $0.hasPrefix("{") }))
+            #expect(try record.bool("interposer_loaded") && record.string("model") == model, "\(outcome.output)")
+            #expect(try record.int("mallocs") == record.int("frees"), "\(model): \(outcome.output)")
+        }
+    }
+
     @Test("zero heap allocations per step under mpirun, Open MPI included (SyncBN, default sync)")
     func zeroAllocationsUnderMPI() throws {
         let interposer = Executables.path("libMallocInterposerSwift.so")
@@ -524,6 +542,37 @@ struct BenchOutputTests {
         #expect(results.allSatisfy { ($0["ddp_over_mpi_bandwidth"] as? Double ?? 0) > 0 })
         #expect(results.allSatisfy { ($0["ddp_shared_over_mpi_bandwidth"] as? Double ?? 0) > 0
             && $0["ddp_shared_uses_shared_memory"] as? Bool == true })
+    }
+
+    @Test("bench train on conv nets: time per layer kind and the layer floor", arguments: [
+        ["--model", "cnn", "--width", "4"], ["--model", "resnet", "--depth", "8", "--width", "4"],
+    ])
+    func convBreakdown(model: [String]) throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["bench", "train"] + model + [
+            "--batch-size", "4", "--steps", "3", "--warmup", "1", "--repeats", "1", "--json", dir.path + "/t.json"])
+        expectEnded(outcome, status: 0, "\(model)")
+        let t = try jsonFile(dir.path + "/t.json")
+        let layers: [String: [String: Double]] = try t.value("layers_ms")
+        let forward = try #require(layers["forward"]), backward = try #require(layers["backward"])
+        let kinds: Set = ["convolution", "linear", "normalization", "pooling", "activation", "other"]
+        #expect(Set(forward.keys) == kinds && Set(backward.keys) == kinds, "\(layers)")
+        // every kind the model has took time both ways (the fused BatchNorm + ReLU of the cnn counts as
+        // normalization; the ResNet's ReLUs run on their own)
+        let present = model.contains("cnn") ? ["convolution", "linear", "normalization", "pooling"]
+            : ["convolution", "linear", "normalization", "pooling", "activation"]
+        for kind in present {
+            #expect((forward[kind] ?? 0) > 0 && (backward[kind] ?? 0) > 0, "\(kind): \(layers)")
+        }
+        // the leaves run inside the forward and backward phases
+        let breakdown: [String: Double] = try t.value("breakdown_ms")
+        let phases = try #require(breakdown["forward"]) + #require(breakdown["backward"])
+        #expect(forward.values.reduce(0, +) + backward.values.reduce(0, +) <= phases, "\(layers) \(breakdown)")
+        let floor = try t.double("layer_floor_ms")
+        let byKind: [String: Double] = try t.value("layer_floor_ms_by_kind")
+        #expect(floor > 0 && (byKind["convolution"] ?? 0) > 0 && (byKind["linear"] ?? 0) > 0, "\(t)")
+        #expect(byKind.values.reduce(0, +) <= floor, "\(t)")
+        #expect(try abs(t.double("step_over_layer_floor") - t.double("step_ms") / floor) < 1e-9, "\(t)")
     }
 
     @Test("bench options that make no sense: one clear line before any work", arguments: [
