@@ -233,6 +233,19 @@ CLONES void ddp_relu(const float *restrict x, float *restrict y, ptrdiff_t n, fl
     }
 }
 
+CLONES void ddp_add_relu(const float *restrict a, const float *restrict b, float *restrict y, ptrdiff_t n,
+                         float slope) {
+    if (slope == 0) {
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = activate(a[i] + b[i], 1, 0);
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = activate(a[i] + b[i], 2, slope);
+    }
+}
+
+CLONES void ddp_add(const float *restrict a, const float *restrict b, float *restrict y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
 CLONES void ddp_relu_backward(const float *restrict y, const float *restrict g, float *restrict d, ptrdiff_t n,
                               float slope) {
     // y ≤ 0 exactly where the input was ≤ 0 (slope ≥ 0), so the output decides like the input.

@@ -116,6 +116,28 @@ struct TorchLayerTests {
                                     "bias": false])
     }
 
+    /// The ReLU paths run fused (bn1 with its ReLU; the sum with the last ReLU), which the
+    /// finite-difference checks (tanh) do not reach.
+    @Test("BasicBlock with ReLU and LeakyReLU: identity and projection shortcuts, BN and none")
+    func basicBlock() throws {
+        for (activation, name) in [(ActivationKind.relu, "relu"), (.leakyReLU, "leaky-relu")] {
+            try compare(BasicBlock(inChannels: 3, channels: 3, activation: activation,
+                                   norm: { BatchNorm2d(channels: $0) }),
+                        .image(channels: 3, height: 5, width: 4), rows: 3,
+                        spec: ["layer": "basicblock", "in": 3, "out": 3, "stride": 1, "norm": "bn",
+                               "activation": name])
+            try compare(BasicBlock(inChannels: 2, channels: 4, stride: 2, activation: activation,
+                                   norm: { BatchNorm2d(channels: $0) }),
+                        .image(channels: 2, height: 6, width: 5), rows: 2,
+                        spec: ["layer": "basicblock", "in": 2, "out": 4, "stride": 2, "norm": "bn",
+                               "activation": name])
+            try compare(BasicBlock(inChannels: 2, channels: 2, activation: activation, norm: nil),
+                        .image(channels: 2, height: 4, width: 4), rows: 2,
+                        spec: ["layer": "basicblock", "in": 2, "out": 2, "stride": 1, "norm": "none",
+                               "activation": name])
+        }
+    }
+
     @Test("pooling and flatten")
     func pooling() throws {
         try compare(MaxPool2d(kernel: 2), .image(channels: 3, height: 6, width: 5), rows: 2,

@@ -11,14 +11,16 @@ IN is a safetensors file whose metadata key "spec" holds a JSON object describin
   {"layer": "batchnorm2d", "channels": C, "training": true} (eps 1e-5, momentum 0.1 unless given)
   {"layer": "groupnorm", "groups": G, "channels": C}        (eps 1e-5 unless given; affine)
   {"layer": "flatten"}                                       (start_dim 1)
+  {"layer": "basicblock", "in": 2, "out": 4, "stride": 2, "norm": "bn", "activation": "relu"}
+                                       (models.BasicBlock, torchvision's; norm bn or none)
 "training" (default true) selects train or eval mode for every layer; only batchnorm2d differs.
 IN's tensors: x (NCHW; groupnorm and flatten also take [N, C, ...] of any rank >= 2), dy (shaped like
 the output) and exactly the layer's parameters under PyTorch's names: weight and bias (conv2d: bias
 only when "bias" is true; batchnorm2d and groupnorm: both), and for batchnorm2d running_mean and
-running_var.
+running_var (basicblock: its state-dict names, conv1.weight, bn1.running_mean, ...).
 
-OUT (safetensors) holds y, dx, dweight and dbias where the layer has them, and for batchnorm2d in
-training the updated running_mean and running_var (PyTorch's semantics: momentum 0.1, the running
+OUT (safetensors) holds y, dx, "d" + each parameter's name (dweight, dbias; dconv1.weight, ...), and
+for batch norms in training the updated running_mean and running_var under their names (PyTorch's semantics: momentum 0.1, the running
 variance updated with the unbiased batch variance, while y uses the biased one).
 
 Precision: the float32 inputs are widened to float64 (exactly) and the module runs in float64, so
@@ -34,6 +36,8 @@ import sys
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+import models
 
 
 class SpecError(Exception):
@@ -119,7 +123,14 @@ def build(spec):
     if layer == "flatten":
         _known(spec, [])
         return nn.Flatten(), []
-    known = "conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, batchnorm2d, groupnorm, flatten"
+    if layer == "basicblock":
+        _known(spec, ["in", "out", "stride", "norm", "activation"])
+        norm, activation = spec.get("norm", "bn"), spec.get("activation", "relu")
+        if norm not in ("bn", "none") or activation not in models.ACTIVATIONS:
+            raise SpecError(f"basicblock: norm must be bn or none and activation one of {list(models.ACTIVATIONS)}")
+        module = models.BasicBlock(_int(spec, "in"), _int(spec, "out"), _int(spec, "stride"), norm, 1, activation)
+        return module, [n for n in module.state_dict() if not n.endswith("num_batches_tracked")]
+    known = "conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, batchnorm2d, groupnorm, flatten, basicblock"
     raise SpecError(f"unknown layer {layer!r} (expected one of {known})")
 
 
@@ -149,9 +160,10 @@ def reference(spec, tensors, dtype=torch.float64):
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         raise SpecError(f"{spec['layer']}: tensors missing {missing or '[]'}, unexpected {extra or '[]'}")
     module = module.to(dtype)
+    state = dict(module.named_parameters()) | dict(module.named_buffers())
     with torch.no_grad():
         for name in names:
-            target = getattr(module, name)
+            target = state[name]
             if tuple(tensors[name].shape) != tuple(target.shape):
                 raise SpecError(f"{spec['layer']}: {name} has shape {list(tensors[name].shape)}, "
                                 f"expected {list(target.shape)}")
@@ -171,12 +183,12 @@ def reference(spec, tensors, dtype=torch.float64):
         raise SpecError(f"{spec['layer']}: dy has shape {list(dy.shape)}, the output {list(y.shape)}")
     y.backward(dy)
     out = {"y": y.detach(), "dx": x.grad}
-    for name in ("weight", "bias"):
-        parameter = getattr(module, name, None)
-        if isinstance(parameter, torch.nn.Parameter):
-            out["d" + name] = parameter.grad
-    if isinstance(module, torch.nn.BatchNorm2d) and training:
-        out["running_mean"], out["running_var"] = module.running_mean, module.running_var
+    for name, parameter in module.named_parameters():
+        out["d" + name] = parameter.grad
+    if training:
+        for name, buffer in module.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                out[name] = buffer
     return {name: t.detach().to(dtype).contiguous() for name, t in out.items()}
 
 

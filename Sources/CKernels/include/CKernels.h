@@ -44,6 +44,12 @@ void ddp_batchnorm_backward(const float *g, const float *x, ptrdiff_t rows, ptrd
 /// y = x < 0 ? 0 : x   (slope 0)   or   y = x ≤ 0 ? slope·x : x   (LeakyReLU).
 void ddp_relu(const float *x, float *y, ptrdiff_t n, float slope);
 
+/// y = relu(a + b) (slope 0) or LeakyReLU(a + b): a residual block's sum and activation in one pass.
+void ddp_add_relu(const float *a, const float *b, float *y, ptrdiff_t n, float slope);
+
+/// y = a + b.
+void ddp_add(const float *a, const float *b, float *y, ptrdiff_t n);
+
 /// d = y ≤ 0 ? slope·g : g, from the activation's output y.
 void ddp_relu_backward(const float *y, const float *g, float *d, ptrdiff_t n, float slope);
 

@@ -22,6 +22,17 @@ enum Kernels {
         ddp_relu(x, y, n, slope)
     }
 
+    /// y = relu(a + b), or LeakyReLU(a + b) with slope > 0.
+    static func addReLU(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                        count n: Int, slope: Float) {
+        ddp_add_relu(a, b, y, n, slope)
+    }
+
+    /// y = a + b.
+    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        ddp_add(a, b, y, n)
+    }
+
     /// dx = y > 0 ? dy : slope·dy, from the activation's output y.
     static func reluBackward(output y: UnsafePointer<Float>, gradOutput g: UnsafePointer<Float>,
                              gradInput d: UnsafeMutablePointer<Float>, count n: Int, slope: Float)

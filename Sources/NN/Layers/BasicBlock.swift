@@ -19,6 +19,13 @@ public final class BasicBlock: ContainerLayer {
     public var runner = LayerRunner()
     private let sum = Workspace()
     private let gradSum = Workspace()
+    private let gradOut = Workspace()
+    /// The derivative's value where the output is ≤ 0, when the activation is a ReLU or
+    /// LeakyReLU: the sum and the activation then run as one pass each way.
+    private let reluSlope: Float?
+    /// Whether the last forward ran bn1 with the activation fused (backward follows it).
+    private var fusedNorm1 = false
+    private var lastOutput: Matrix?
 
     /// - Parameters:
     ///   - inChannels, channels: the input's and the block's channel counts.
@@ -39,6 +46,11 @@ public final class BasicBlock: ContainerLayer {
             downsample = nil
         }
         activationOut = Activation(activation)
+        switch activation {
+        case .relu: reluSlope = 0
+        case .leakyReLU: reluSlope = ActivationKind.leakySlope
+        case .sigmoid, .tanh: reluSlope = nil
+        }
     }
 
     public var children: [(name: String, layer: any Layer)] {
@@ -67,20 +79,44 @@ public final class BasicBlock: ContainerLayer {
 
     public func forward(_ x: Matrix, training: Bool) throws -> Matrix {
         var h = try runner.forward(conv1, x, training: training)
-        if let norm1 { h = try runner.forward(norm1, h, training: training) }
-        h = try runner.forward(activation1, h, training: training)
+        // bn1 and the activation as one layer, as Sequential runs such pairs (bit-identical)
+        let bn1 = norm1 as? BatchNorm
+        fusedNorm1 = bn1 != nil && BatchNorm.canFuse(activation1.kind) && !runner.isObserving
+        if let bn1, fusedNorm1 {
+            h = try runner.forward(bn1, h, training: training, fusing: activation1.kind)
+        } else {
+            if let norm1 { h = try runner.forward(norm1, h, training: training) }
+            h = try runner.forward(activation1, h, training: training)
+        }
         h = try runner.forward(conv2, h, training: training)
         if let norm2 { h = try runner.forward(norm2, h, training: training) }
         let shortcut = try downsample.map { try runner.forward($0, x, training: training) } ?? x
         let s = sum.matrix(rows: x.rows, shape: h.shape)
-        for i in 0..<s.count { s.base[i] = h.base[i] + shortcut.base[i] }
-        return try activationOut.forward(s, training: training)
+        guard let reluSlope else {
+            Kernels.add(h.base, shortcut.base, s.base, count: s.count)
+            return try activationOut.forward(s, training: training)
+        }
+        // out = act(h + shortcut) in one pass
+        Kernels.addReLU(h.base, shortcut.base, s.base, count: s.count, slope: reluSlope)
+        lastOutput = s
+        return s
     }
 
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         // The sum's gradient reaches both branches unchanged.
-        guard let g = try activationOut.backward(gradOutput, needsInputGradient: true) else {
-            throw NNError("BasicBlock: no gradient from its activation")
+        let g: Matrix
+        if let reluSlope {
+            guard let y = lastOutput, gradOutput.rows == y.rows, gradOutput.cols == y.cols else {
+                throw NNError("BasicBlock.backward: gradient does not match the last forward's output")
+            }
+            g = gradOut.matrix(rows: y.rows, shape: y.shape)
+            Kernels.reluBackward(output: y.base, gradOutput: gradOutput.base, gradInput: g.base, count: g.count,
+                                 slope: reluSlope)
+        } else {
+            guard let d = try activationOut.backward(gradOutput, needsInputGradient: true) else {
+                throw NNError("BasicBlock: no gradient from its activation")
+            }
+            g = d
         }
         func inputGradient(_ layer: any Layer, _ gradient: Matrix) throws -> Matrix {
             guard let dx = try runner.backward(layer, gradient, needsInputGradient: true) else {
@@ -91,13 +127,17 @@ public final class BasicBlock: ContainerLayer {
         var h = g
         if let norm2 { h = try inputGradient(norm2, h) }
         h = try inputGradient(conv2, h)
-        h = try inputGradient(activation1, h)
+        if fusedNorm1 {
+            try runner.skipped(activation1)  // bn1's backward applies its derivative
+        } else {
+            h = try inputGradient(activation1, h)
+        }
         if let norm1 { h = try inputGradient(norm1, h) }
         let main = try runner.backward(conv1, h, needsInputGradient: needsInputGradient)
         let shortcut = try downsample.map { try runner.backward($0, g, needsInputGradient: needsInputGradient) } ?? g
         guard needsInputGradient, let main, let shortcut else { return nil }
         let dx = gradSum.matrix(rows: main.rows, shape: main.shape)
-        for i in 0..<dx.count { dx.base[i] = main.base[i] + shortcut.base[i] }
+        Kernels.add(main.base, shortcut.base, dx.base, count: dx.count)
         return dx
     }
 }
