@@ -79,6 +79,10 @@ public struct TrainingSummary: Sendable {
     public var finalLoss = Double.nan
     public var testLoss: Double? = nil
     public var testAccuracy: Double? = nil
+    /// With precise BN: the test loss and accuracy with the running averages of training, before
+    /// the statistics were recomputed (`testLoss`/`testAccuracy` are then the precise ones).
+    public var testLossEMA: Double? = nil
+    public var testAccuracyEMA: Double? = nil
     /// Global mean training loss of every step, in order.
     public var stepLosses: [Double] = []
     /// Diagnostics records (with `--diagnostics-every`), in order.
@@ -470,7 +474,15 @@ public final class Trainer {
         summary.trainingSeconds = trainTime[0]
         let samples = Double(samplesProcessed * W)  // the sampler gives every rank the same count
         summary.samplesPerSecond = trainTime[0] > 0 ? samples / trainTime[0] : 0
-        if config.evaluate { try evaluateAndReport(epoch: summary.epochs - 1, into: &summary) }
+        if config.evaluate, let samples = config.preciseBNSamples, !model.batchNormLayers.isEmpty {
+            try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "running averages")
+            (summary.testLossEMA, summary.testAccuracyEMA) = (summary.testLoss, summary.testAccuracy)
+            let used = try recomputeBatchNormStatistics(samples: samples, epoch: summary.epochs)
+            log("precise BN: running statistics recomputed over \(used) training samples")
+            try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "precise BN")
+        } else if config.evaluate {
+            try evaluateAndReport(epoch: summary.epochs - 1, into: &summary)
+        }
         summary.wallSeconds = monotonicSeconds() - wallStart
         var record: [String: Any] = ["kind": "summary", "steps": summary.steps, "wall_seconds": summary.wallSeconds,
                                      "training_seconds": summary.trainingSeconds,
@@ -478,17 +490,59 @@ public final class Trainer {
                                      "final_loss": summary.finalLoss]
         if let acc = summary.testAccuracy { record["test_accuracy"] = acc }
         if let l = summary.testLoss { record["test_loss"] = l }
+        if let acc = summary.testAccuracyEMA { record["test_accuracy_ema"] = acc }
+        if let l = summary.testLossEMA { record["test_loss_ema"] = l }
         metrics?.write(record)
         return summary
     }
 
-    private func evaluateAndReport(epoch: Int, into summary: inout TrainingSummary) throws {
+    private func evaluateAndReport(epoch: Int, into summary: inout TrainingSummary, label: String? = nil) throws {
         let (testLoss, accuracy) = try evaluate()
         summary.testLoss = testLoss
         summary.testAccuracy = accuracy
-        metrics?.write(["kind": "eval", "epoch": epoch, "test_loss": testLoss, "test_accuracy": accuracy])
+        var record: [String: Any] = ["kind": "eval", "epoch": epoch, "test_loss": testLoss, "test_accuracy": accuracy]
+        if let label { record["statistics"] = label }
+        metrics?.write(record)
         if interactiveProgress { log("") }
-        log(String(format: "epoch %d  test loss %.4f  test accuracy %.2f%%", epoch + 1, testLoss, accuracy * 100))
+        log(String(format: "epoch %d  test loss %.4f  test accuracy %.2f%%", epoch + 1, testLoss, accuracy * 100)
+            + (label.map { " (\($0))" } ?? ""))
+    }
+
+    /// Precise BN: replaces every BatchNorm's running statistics by the average over batches of a
+    /// fixed set of `samples` training samples (the first of the epoch-0 order, each rank its
+    /// shard, in training-size batches, so each batch normalizes as in training: per rank, per
+    /// SyncBN group or over all ranks), forward only. Where ranks normalize apart (local BN,
+    /// SyncBN subgroups) their averages are then averaged over all ranks. Returns the samples used.
+    @discardableResult
+    public func recomputeBatchNormStatistics(samples: Int, epoch: Int) throws -> Int {
+        let W = group.worldSize, B = config.batchSize
+        let order = sampler.indices(epoch: 0)
+        // whole batches on every rank (at least one), and no more than an epoch
+        let batches = max(1, min(samples / (W * B), order.count / B))
+        let batchNorms = model.batchNormLayers
+        for bn in batchNorms { bn.beginPreciseStatistics() }
+        defer { for bn in batchNorms { bn.endPreciseStatistics() } }
+        let inputs = Workspace()
+        for b in 0..<batches {
+            let range = order[(b * B)..<min((b + 1) * B, order.count)]
+            let x = inputs.matrix(rows: range.count, cols: train.features)
+            batchLabels.withUnsafeMutableBufferPointer { labels in
+                train.gather(range, inputs: x.base, labels: labels.baseAddress!)
+            }
+            if config.augment {
+                Augmentation.cropAndFlip(x.base, shape: train.sampleShape, indices: range, seed: config.seed,
+                                         epoch: epoch, scratch: augmentScratch)
+            }
+            _ = try model.forward(x, training: true)
+        }
+        for bn in batchNorms where (bn.group?.worldSize ?? 1) < W {
+            for slot in [bn.runningMeanSlot, bn.runningVarSlot].compactMap({ $0 }) {
+                let values = UnsafeMutableBufferPointer(start: model.store.buffer(slot), count: slot.count)
+                try group.allReduce(values, op: .sum)
+                for i in values.indices { values[i] /= Float(W) }
+            }
+        }
+        return batches * B * W
     }
 
     /// Loss and accuracy over the whole test set: each rank evaluates a contiguous shard with

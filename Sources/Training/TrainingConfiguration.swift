@@ -42,6 +42,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var broadcastBuffers = true
     /// Evaluate on the test set after every epoch (and at the end).
     public var evaluate = true
+    /// Precise BN: before the final evaluation, recompute BatchNorm's running statistics over this
+    /// many training samples (nil: keep the running averages of training). Optional, so that
+    /// configurations without it keep their fingerprints.
+    public var preciseBNSamples: Int? = nil
     public var evalBatchSize = 1000
     /// Write a step line every this many steps.
     public var logEvery = 50
@@ -72,6 +76,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         }
         if logEvery < 1 { try fail("--log-every must be at least 1, got \(logEvery)") }
         if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
+        if let n = preciseBNSamples {
+            if n < 1 { try fail("--precise-bn must be at least 1 sample, got \(n)") }
+            if !model.norm.usesBatchStatistics { try fail("--precise-bn needs BatchNorm (--norm bn or syncbn)") }
+        }
         if let d = diagnosticsEvery, d < 1 { try fail("--diagnostics-every must be at least 1, got \(d)") }
         if covariateShift && diagnosticsEvery == nil { try fail("--covariate-shift needs --diagnostics-every") }
         // The probe takes a weight layer's input to be the previous leaf's output: true in a chain,

@@ -56,6 +56,11 @@ struct Train: ParsableCommand {
     @Flag(help: "Skip the test-set evaluation.")
     var noEval = false
 
+    @Option(name: .customLong("precise-bn"), help: ArgumentHelp(
+        "Precise BN: before the final evaluation, recompute BatchNorm's statistics over N training samples "
+            + "(the test set is evaluated with the running averages first, then with these).", valueName: "N"))
+    var preciseBN: Int?
+
     @OptionGroup(title: "Diagnostics") var diagnostics: DiagnosticsOptions
 
     @Option(help: "Directory for training checkpoints (model, optimizer, data position, RNG).")
@@ -100,6 +105,7 @@ struct Train: ParsableCommand {
         c.dropLast = dropLast
         c.logEvery = logEvery
         c.evaluate = !noEval
+        c.preciseBNSamples = preciseBN
         diagnostics.apply(to: &c)
         return c
     }

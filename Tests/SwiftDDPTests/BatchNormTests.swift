@@ -42,6 +42,36 @@ struct BatchNormTests {
         #expect(store.counters[bn.batchesTrackedIndex!] == 1, "evaluation does not count")
     }
 
+    @Test("precise statistics: the equal-weight average of the batches since the start, then momentum again")
+    func preciseStatistics() throws {
+        let bn = BatchNorm1d(features: 1)
+        let store = try Model(bn, inputShape: .features(1)).store
+        bn.resetParameters()
+        func feed(_ values: [Float]) throws {
+            var x = values
+            _ = try x.withUnsafeMutableBufferPointer {
+                try bn.forward(Matrix(base: $0.baseAddress!, rows: values.count, cols: 1), training: true)
+            }
+        }
+        try feed([5, 9, 1])  // running statistics away from the defaults, which precise BN must forget
+        bn.beginPreciseStatistics()
+        // batches of different sizes weigh equally (means 2, 7, 0)
+        let batches: [[Double]] = [[1, 3], [5, 9, 7], [-1, 0, 1, 0]]
+        for b in batches { try feed(b.map(Float.init)) }
+        func unbiased(_ b: [Double]) -> Double {
+            let m = b.reduce(0, +) / Double(b.count)
+            return b.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(b.count - 1)
+        }
+        let mean = batches.map { $0.reduce(0, +) / Double($0.count) }.reduce(0, +) / 3
+        let variance = batches.map(unbiased).reduce(0, +) / 3
+        #expect(abs(Double(store.buffer(bn.runningMeanSlot!)[0]) - mean) < 1e-6)
+        #expect(abs(Double(store.buffer(bn.runningVarSlot!)[0]) - variance) < 1e-5)
+        #expect(store.counters[bn.batchesTrackedIndex!] == 4, "every training batch counts, as in PyTorch")
+        bn.endPreciseStatistics()
+        try feed([10, 12])  // momentum 0.1 again
+        #expect(abs(Double(store.buffer(bn.runningMeanSlot!)[0]) - (0.9 * mean + 0.1 * 11)) < 1e-5)
+    }
+
     @Test("without running statistics, evaluation normalizes with the batch statistics")
     func noRunningStats() throws {
         let bn = BatchNorm1d(features: 1, trackRunningStats: false)

@@ -257,6 +257,25 @@ struct ConvTrainingTests {
         }
     }
 
+    @Test("--precise-bn with SyncBN: 2 ranks recompute the statistics of 1 rank; they replace the running averages")
+    func preciseBN() throws {
+        let args = Self.arguments(.cnn)
+        let plain = try Self.train(np: 1, batch: 32, args)
+        let single = try Self.train(np: 1, batch: 32, args + ["--precise-bn", "128"])
+        let multi = try Self.train(np: 2, batch: 16, args + ["--precise-bn", "128"])
+        let statistics = single.keys.filter { $0.hasSuffix("running_mean") || $0.hasSuffix("running_var") }.sorted()
+        #expect(statistics.count == 6, "\(single.keys.sorted())")  // 2 BatchNorm2d, 1 BatchNorm1d
+        for key in statistics {
+            let a = try doubles(try #require(single[key])), b = try doubles(try #require(multi[key]))
+            #expect(relativeError(a, b) < 1e-4, "\(key): 2 ranks vs 1")
+            #expect(relativeError(a, try doubles(try #require(plain[key]))) > 1e-3, "\(key): unchanged by precise BN")
+        }
+        // the parameters are training's, untouched by the recomputation
+        for key in single.keys where key.hasSuffix("weight") {
+            #expect(try doubles(try #require(single[key])) == doubles(try #require(plain[key])), "\(key)")
+        }
+    }
+
     @Test("--augment: 2 ranks equal 1 rank (the crop and flip of a sample do not depend on its rank)")
     func augmentEquivalence() throws {
         let args = Self.arguments(.cnn) + ["--augment"]
@@ -333,6 +352,8 @@ struct ConvTrainingTests {
         (["--model", "mlp", "--augment"], "--augment needs image samples"),
         (["--model", "cnn", "--dropout", "0.5"], "--dropout applies to --model mlp"),
         (["--model", "resnet", "--width", "100000"], "the model needs"),
+        (["--model", "cnn", "--precise-bn", "0"], "--precise-bn must be at least 1 sample"),
+        (["--model", "cnn", "--norm", "groupnorm", "--precise-bn", "100"], "--precise-bn needs BatchNorm"),
     ])
     func badOptions(arguments: [String], message: String) throws {
         let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--synthetic", "--max-steps", "1"] + arguments,

@@ -81,6 +81,30 @@ struct TrainerTests {
         #expect(ranks.allSatisfy { $0.parameters == ranks[0].parameters }, "ranks stay in lockstep, bit for bit")
     }
 
+    @Test("precise BN forgets the running averages; with local BN every rank ends with the ranks' average")
+    func preciseBN() throws {
+        let data = try SyntheticData.make(count: 600, features: 20, classes: 4, noise: 0.4, seed: 2)
+        let outcomes = try LocalProcessGroup.run(worldSize: 2) { group in
+            let trainer = try Trainer(config: Self.configuration(norm: .bn, batch: 8), group: group, train: data,
+                                      test: data)
+            _ = try trainer.run()
+            let store = trainer.model.store
+            let before = Array(store.buffers)
+            let used = try trainer.recomputeBatchNormStatistics(samples: 96, epoch: 1)
+            let first = Array(store.buffers)
+            // running statistics far from anything a batch gives: the recomputation must not see them
+            for slot in store.bufferSlots { store.buffer(slot).update(repeating: 100, count: slot.count) }
+            try trainer.recomputeBatchNormStatistics(samples: 96, epoch: 1)
+            return (used, before, first, Array(store.buffers))
+        }
+        for (used, before, first, again) in outcomes {
+            #expect(used == 96)
+            #expect(first == again, "precise statistics depend on the running averages before them")
+            #expect(relativeError(first.map(Double.init), before.map(Double.init)) > 1e-3)
+        }
+        #expect(outcomes[0].2 == outcomes[1].2, "the ranks' local statistics are averaged over the ranks")
+    }
+
     @Test("local BN on W ranks does not equal the one-rank run")
     func localDiffers() throws {
         let single = try Self.train(worldSize: 1, Self.configuration(norm: .bn, batch: 16))[0]

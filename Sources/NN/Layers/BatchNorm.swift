@@ -69,6 +69,9 @@ public class BatchNorm: InitializableLayer {
                             activationSlope: Float?)?
     private var gatheredCapacity: Int
 
+    /// Batches averaged so far while recomputing precise statistics; nil while training normally.
+    private var preciseBatches: Int?
+
     /// Seconds spent in this layer's collectives since the last `resetTimers()`.
     public private(set) var communicationSeconds = 0.0
 
@@ -267,10 +270,22 @@ public class BatchNorm: InitializableLayer {
         return total
     }
 
+    /// Precise BN (Wu & Johnson 2021): from now until `endPreciseStatistics()`, each training
+    /// forward makes the running statistics the equal-weight average of the batches seen since
+    /// this call, as PyTorch's `momentum=None` does (fvcore's `update_bn_stats`,
+    /// `torch.optim.swa_utils.update_bn`); the variance averaged is each batch's unbiased one.
+    public func beginPreciseStatistics() { preciseBatches = 0 }
+
+    public func endPreciseStatistics() { preciseBatches = nil }
+
     private func updateRunningStatistics(globalCount: Int) {
         guard let meanSlot = runningMeanSlot, let varSlot = runningVarSlot, let idx = batchesTrackedIndex else { return }
         store.counters[idx] += 1
-        let factor = momentum ?? 1 / Double(store.counters[idx])
+        var factor = momentum ?? 1 / Double(store.counters[idx])
+        if let k = preciseBatches {
+            preciseBatches = k + 1
+            factor = 1 / Double(k + 1)
+        }
         let rm = store.buffer(meanSlot), rv = store.buffer(varSlot)
         for c in 0..<features {
             rm[c] = Float((1 - factor) * Double(rm[c]) + factor * mean.pointer[c])
