@@ -7,7 +7,7 @@
 2. Saves a freshly initialized torch model with safetensors.torch.save_file, for
    `ddp train --init-from` (the other direction).
 
-Usage: scripts/torch_interop.py CHECKPOINT [--model mlp|cnn|resnet]
+Usage: scripts/torch_interop.py CHECKPOINT [--model mlp|cnn|resnet|plain]
                                 [--depth 2 --width 256 --activation relu --norm syncbn --groups 8]
                                 [--export torch-init.safetensors]
 --depth and --width default per model: MLP 2 and 256, CNN - and 32, ResNet 20 and 16.
@@ -27,7 +27,7 @@ from fashion_mnist import read_idx  # noqa: E402
 import models  # noqa: E402
 
 # depth and width when not given: the defaults of the SwiftDDP model of each kind
-DEFAULTS = {"mlp": (2, 256), "cnn": (None, 32), "resnet": (20, 16)}
+DEFAULTS = {"mlp": (2, 256), "cnn": (None, 32), "resnet": (20, 16), "plain": (20, 16)}
 
 
 def model_arguments(a):

@@ -84,8 +84,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         if covariateShift && diagnosticsEvery == nil { try fail("--covariate-shift needs --diagnostics-every") }
         // The probe takes a weight layer's input to be the previous leaf's output: true in a chain,
         // not across a residual block's sum and shortcut.
-        if covariateShift && model.architecture == .resnet {
-            try fail("--covariate-shift needs a chain of layers (--model mlp or cnn), not --model resnet")
+        if covariateShift && model.architecture.isResNetFamily {
+            try fail("--covariate-shift needs a chain of layers (--model mlp or cnn), "
+                     + "not --model \(model.architecture.rawValue)")
         }
         if probeSize < 2 { try fail("--probe-size must be at least 2, got \(probeSize)") }
         if let g = syncBNGroupSize {

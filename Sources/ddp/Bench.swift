@@ -35,9 +35,9 @@ struct TrainBench: ParsableCommand {
         commandName: "train",
         abstract: "Training throughput and step-time breakdown (forward, backward, gradient sync, SyncBN, optimizer) with the GEMM floor.")
 
-    @Option(help: "Model: mlp, cnn, resnet (as ddp train's --model).") var model = Architecture.mlp
-    @Option(help: "mlp: hidden layers (default 4); resnet: 6n+2 layers (default 20).") var depth: Int?
-    @Option(help: "mlp: units per hidden layer (default 512); cnn, resnet: channels (32, 16).") var width: Int?
+    @Option(help: "Model: mlp, cnn, resnet, plain (as ddp train's --model).") var model = Architecture.mlp
+    @Option(help: "mlp: hidden layers (default 4); resnet, plain: 6n+2 layers (default 20).") var depth: Int?
+    @Option(help: "mlp: units per hidden layer (default 512); cnn, resnet, plain: channels (32, 16, 16).") var width: Int?
     @Option(help: "Activation.") var activation = ActivationKind.relu
     @Option(help: "Normalization: none, bn, syncbn, groupnorm.") var norm = NormKind.syncbn
     @Option(help: "GroupNorm's groups (--norm groupnorm).") var groups = 8

@@ -28,14 +28,15 @@ struct DataOptions: ParsableArguments {
 
 /// The network.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model: mlp, cnn (two conv blocks and two Linear layers), resnet (the CIFAR ResNet, depth 6n+2).")
+    @Option(help: ArgumentHelp("Model: mlp, cnn (two conv blocks and two Linear layers), resnet (the CIFAR ResNet, "
+                               + "depth 6n+2), plain (that ResNet without shortcuts, He et al.'s plain baseline)."))
     var model = Architecture.mlp
 
-    @Option(help: "mlp: hidden layers (default 2); resnet: layers, 6n+2 (default 20).")
+    @Option(help: "mlp: hidden layers (default 2); resnet, plain: layers, 6n+2 (default 20).")
     var depth: Int?
 
     @Option(help: """
-        mlp: units per hidden layer (256); cnn: channels of the first conv (32); resnet: of the first stage (16).
+        mlp: units per hidden layer (256); cnn: channels of the first conv (32); resnet, plain: of the first stage (16).
         """)
     var width: Int?
 
@@ -48,7 +49,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "GroupNorm's number of groups (--norm groupnorm).")
     var groups = 8
 
-    @Option(help: "Linear and Conv2d initialization: default (PyTorch's), xavier, kaiming (resnet: torchvision's).")
+    @Option(help: "Linear and Conv2d initialization: default (PyTorch's), xavier, kaiming (resnet, plain: torchvision's).")
     var `init` = InitScheme.default
 
     @Option(help: "Dropout probability after each activation (mlp; 0: none).")

@@ -77,6 +77,8 @@ struct ConvLayerTests {
                   .image(channels: 2, height: 6, width: 6), "projection shortcut")
         try check(BasicBlock(inChannels: 2, channels: 2, activation: .tanh, norm: nil),
                   .image(channels: 2, height: 3, width: 3), "no normalization")
+        try check(BasicBlock(inChannels: 2, channels: 4, stride: 2, activation: .tanh, norm: bn, shortcut: false),
+                  .image(channels: 2, height: 6, width: 6), "plain block (no shortcut)")
     }
 
     @Test("whole models: cnn and resnet", arguments: [NormKind.bn, .groupnorm, .none])
@@ -165,5 +167,17 @@ struct LayerShapeTests {
                                                           "7.bias", "9.weight", "9.bias"])
         #expect(ModelConfiguration(architecture: .resnet, depth: 20, width: 16, norm: .bn).parameterCount == 272_186)
         #expect(ModelConfiguration(architecture: .cnn, width: 32, norm: .syncbn).parameterCount == 422_090)
+    }
+
+    @Test("the plain net is the ResNet without its shortcuts: the same names minus downsample")
+    func plainShapes() throws {
+        let resnet = try ModelConfiguration(architecture: .resnet, depth: 20, width: 16, norm: .bn).build(seed: 0)
+        let plain = try ModelConfiguration(architecture: .plain, depth: 20, width: 16, norm: .bn).build(seed: 0)
+        #expect(plain.outputShape == .features(10))
+        #expect(plain.store.parameterCount == 269_434, "Plain-20's parameters (PyTorch's twin counts the same)")
+        #expect(ModelConfiguration(architecture: .plain, depth: 20, width: 16, norm: .bn).parameterCount == 269_434)
+        let names = { (m: Model) in m.store.parameterSlots.map(\.name) + m.store.bufferSlots.map(\.name) }
+        #expect(names(plain) == names(resnet).filter { !$0.contains("downsample") })
+        #expect(plain.description.hasPrefix("PlainNet("))
     }
 }

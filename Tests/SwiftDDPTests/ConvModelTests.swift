@@ -118,7 +118,7 @@ struct TorchLayerTests {
 
     /// The ReLU paths run fused (bn1 with its ReLU; the sum with the last ReLU), which the
     /// finite-difference checks (tanh) do not reach.
-    @Test("BasicBlock with ReLU and LeakyReLU: identity and projection shortcuts, BN and none")
+    @Test("BasicBlock with ReLU and LeakyReLU: identity and projection shortcuts, BN and none, plain")
     func basicBlock() throws {
         for (activation, name) in [(ActivationKind.relu, "relu"), (.leakyReLU, "leaky-relu")] {
             try compare(BasicBlock(inChannels: 3, channels: 3, activation: activation,
@@ -135,6 +135,11 @@ struct TorchLayerTests {
                         .image(channels: 2, height: 4, width: 4), rows: 2,
                         spec: ["layer": "basicblock", "in": 2, "out": 2, "stride": 1, "norm": "none",
                                "activation": name])
+            try compare(BasicBlock(inChannels: 2, channels: 4, stride: 2, activation: activation,
+                                   norm: { BatchNorm2d(channels: $0) }, shortcut: false),
+                        .image(channels: 2, height: 6, width: 5), rows: 2,
+                        spec: ["layer": "basicblock", "in": 2, "out": 4, "stride": 2, "norm": "bn",
+                               "activation": name, "shortcut": false])
         }
     }
 
@@ -418,7 +423,8 @@ struct TorchConvInteropTests {
                       ["--model", "cnn", "--width", "8", "--norm", "groupnorm", "--groups", "4"],
                       ["--model", "resnet", "--depth", "8", "--width", "8"],
                       ["--model", "resnet", "--depth", "8", "--width", "8", "--norm", "none"],
-                      ["--model", "resnet", "--depth", "8", "--width", "8", "--norm", "groupnorm", "--groups", "4"]])
+                      ["--model", "resnet", "--depth", "8", "--width", "8", "--norm", "groupnorm", "--groups", "4"],
+                      ["--model", "plain", "--depth", "8", "--width", "8"]])
     func roundTrip(model: [String]) throws {
         let dir = TemporaryDirectory()
         let ours = dir.path + "/ours.safetensors", metrics = dir.path + "/m.jsonl", theirs = dir.path + "/t.safetensors"

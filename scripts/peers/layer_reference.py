@@ -11,7 +11,7 @@ IN is a safetensors file whose metadata key "spec" holds a JSON object describin
   {"layer": "batchnorm2d", "channels": C, "training": true} (eps 1e-5, momentum 0.1 unless given)
   {"layer": "groupnorm", "groups": G, "channels": C}        (eps 1e-5 unless given; affine)
   {"layer": "flatten"}                                       (start_dim 1)
-  {"layer": "basicblock", "in": 2, "out": 4, "stride": 2, "norm": "bn", "activation": "relu"}
+  {"layer": "basicblock", "in": 2, "out": 4, "stride": 2, "norm": "bn", "activation": "relu", "shortcut": true}
                                        (models.BasicBlock, torchvision's; norm bn or none)
 "training" (default true) selects train or eval mode for every layer; only batchnorm2d differs.
 IN's tensors: x (NCHW; groupnorm and flatten also take [N, C, ...] of any rank >= 2), dy (shaped like
@@ -124,11 +124,12 @@ def build(spec):
         _known(spec, [])
         return nn.Flatten(), []
     if layer == "basicblock":
-        _known(spec, ["in", "out", "stride", "norm", "activation"])
+        _known(spec, ["in", "out", "stride", "norm", "activation", "shortcut"])
         norm, activation = spec.get("norm", "bn"), spec.get("activation", "relu")
         if norm not in ("bn", "none") or activation not in models.ACTIVATIONS:
             raise SpecError(f"basicblock: norm must be bn or none and activation one of {list(models.ACTIVATIONS)}")
-        module = models.BasicBlock(_int(spec, "in"), _int(spec, "out"), _int(spec, "stride"), norm, 1, activation)
+        module = models.BasicBlock(_int(spec, "in"), _int(spec, "out"), _int(spec, "stride"), norm, 1, activation,
+                                   shortcut=_bool(spec, "shortcut", True))
         return module, [n for n in module.state_dict() if not n.endswith("num_batches_tracked")]
     known = "conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, batchnorm2d, groupnorm, flatten, basicblock"
     raise SpecError(f"unknown layer {layer!r} (expected one of {known})")

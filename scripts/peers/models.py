@@ -87,9 +87,10 @@ class BasicBlock(nn.Module):
     """torchvision's BasicBlock: out = act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x)).
 
     With norm "none" bn1/bn2 are absent (not registered), so the block has no norm keys at all.
+    Without `shortcut` it is the block of He et al.'s plain nets: no sum and no `downsample`.
     """
 
-    def __init__(self, inputs, outputs, stride, norm, groups, activation):
+    def __init__(self, inputs, outputs, stride, norm, groups, activation, shortcut=True):
         super().__init__()
         self.conv1 = _conv3x3(inputs, outputs, stride)
         bn1 = _norm2d(norm, outputs, groups)
@@ -100,8 +101,9 @@ class BasicBlock(nn.Module):
         bn2 = _norm2d(norm, outputs, groups)
         if bn2 is not None:
             self.bn2 = bn2
+        self.shortcut = shortcut
         self.downsample = None
-        if stride != 1 or inputs != outputs:
+        if shortcut and (stride != 1 or inputs != outputs):
             # projection shortcut (option B of He et al.), as torchvision builds it
             shortcut = [_conv1x1(inputs, outputs, stride), _norm2d(norm, outputs, groups)]
             self.downsample = nn.Sequential(*[m for m in shortcut if m is not None])
@@ -114,6 +116,8 @@ class BasicBlock(nn.Module):
         out = self.conv2(out)
         if hasattr(self, "bn2"):
             out = self.bn2(out)
+        if not self.shortcut:
+            return self.act(out)
         identity = x if self.downsample is None else self.downsample(x)
         return self.act(out + identity)
 
@@ -121,7 +125,8 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR ResNet (He et al. 2016, section 4.2) on 1x28x28 input, with torchvision's module names."""
 
-    def __init__(self, depth=20, width=16, norm="syncbn", groups=8, activation="relu", inputs=1, classes=10):
+    def __init__(self, depth=20, width=16, norm="syncbn", groups=8, activation="relu", inputs=1, classes=10,
+                 shortcuts=True):
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
@@ -136,7 +141,8 @@ class ResNet(nn.Module):
         for stage, (planes, stride) in enumerate([(width, 1), (2 * width, 2), (4 * width, 2)], start=1):
             layer = []
             for i in range(blocks):
-                layer.append(BasicBlock(channels, planes, stride if i == 0 else 1, norm, groups, activation))
+                layer.append(BasicBlock(channels, planes, stride if i == 0 else 1, norm, groups, activation,
+                                        shortcut=shortcuts))
                 channels = planes
             setattr(self, f"layer{stage}", nn.Sequential(*layer))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -164,9 +170,14 @@ def resnet(depth=20, width=16, norm="syncbn", groups=8, activation="relu"):
     return ResNet(depth=depth, width=width, norm=norm, groups=groups, activation=activation)
 
 
+def plain(depth=20, width=16, norm="syncbn", groups=8, activation="relu"):
+    """He et al.'s plain net: ResNet-`depth` without its shortcuts (the same names minus `downsample`)."""
+    return ResNet(depth=depth, width=width, norm=norm, groups=groups, activation=activation, shortcuts=False)
+
+
 def build(name, **kwargs):
-    """The model called `name` ("mlp", "cnn" or "resnet"), built with the keyword arguments given."""
-    builders = {"mlp": mlp, "cnn": cnn, "resnet": resnet}
+    """The model called `name` ("mlp", "cnn", "resnet" or "plain"), built with the keyword arguments given."""
+    builders = {"mlp": mlp, "cnn": cnn, "resnet": resnet, "plain": plain}
     if name not in builders:
         raise ValueError(f"unknown model {name!r} (expected one of {', '.join(builders)})")
     return builders[name](**kwargs)

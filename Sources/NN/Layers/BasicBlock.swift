@@ -6,6 +6,9 @@
 /// Children (state-dict names as torchvision's): `conv1`, `bn1`, `relu`, `conv2`, `bn2`,
 /// `downsample`; the norm layers are absent with no normalization, and GroupNorm keeps the
 /// `bn` names as torchvision's `norm_layer` does.
+///
+/// Without a shortcut (`shortcut: false`) it is the block of He et al.'s plain networks:
+/// out = act(norm2(conv2(act(norm1(conv1(x)))))), no sum and no `downsample`.
 public final class BasicBlock: ContainerLayer {
     public let conv1: Conv2d
     public let norm1: (any Layer)?
@@ -13,6 +16,8 @@ public final class BasicBlock: ContainerLayer {
     public let conv2: Conv2d
     public let norm2: (any Layer)?
     public let downsample: Sequential?
+    /// Whether the block adds its input (or its projection) to the branch's output.
+    public let hasShortcut: Bool
     /// The activation after the sum: torchvision reuses its one `relu` module there, so it is
     /// no child (and has no name) here either.
     private let activationOut: Activation
@@ -31,15 +36,17 @@ public final class BasicBlock: ContainerLayer {
     ///   - inChannels, channels: the input's and the block's channel counts.
     ///   - stride: conv1's (and the projection's) stride; 2 halves the image.
     ///   - norm: makes a normalization layer for a channel count (nil: none).
+    ///   - shortcut: false for the plain block (no sum, no projection).
     public init(inChannels: Int, channels: Int, stride: Int = 1, activation: ActivationKind = .relu,
-                norm: ((Int) -> any Layer)?)
+                norm: ((Int) -> any Layer)?, shortcut: Bool = true)
     {
+        hasShortcut = shortcut
         conv1 = Conv2d(inChannels, channels, kernel: 3, stride: stride, padding: 1, bias: false)
         norm1 = norm?(channels)
         activation1 = Activation(activation)
         conv2 = Conv2d(channels, channels, kernel: 3, stride: 1, padding: 1, bias: false)
         norm2 = norm?(channels)
-        if stride != 1 || inChannels != channels {
+        if shortcut && (stride != 1 || inChannels != channels) {
             let projection = Conv2d(inChannels, channels, kernel: 1, stride: stride, bias: false)
             downsample = Sequential([projection] + (norm.map { [$0(channels)] } ?? []))
         } else {
@@ -70,6 +77,7 @@ public final class BasicBlock: ContainerLayer {
         if let norm1 { main = try norm1.outputShape(for: main) }
         main = try conv2.outputShape(for: main)
         if let norm2 { main = try norm2.outputShape(for: main) }
+        guard hasShortcut else { return main }
         let shortcut = try downsample?.outputShape(for: input) ?? input
         guard main == shortcut else {
             throw NNError("BasicBlock: the residual branch gives \(main), the shortcut \(shortcut)")
@@ -90,6 +98,7 @@ public final class BasicBlock: ContainerLayer {
         }
         h = try runner.forward(conv2, h, training: training)
         if let norm2 { h = try runner.forward(norm2, h, training: training) }
+        guard hasShortcut else { return try activationOut.forward(h, training: training) }
         let shortcut = try downsample.map { try runner.forward($0, x, training: training) } ?? x
         let s = sum.matrix(rows: x.rows, shape: h.shape)
         guard let reluSlope else {
@@ -105,7 +114,7 @@ public final class BasicBlock: ContainerLayer {
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         // The sum's gradient reaches both branches unchanged.
         let g: Matrix
-        if let reluSlope {
+        if let reluSlope, hasShortcut {
             guard let y = lastOutput, gradOutput.rows == y.rows, gradOutput.cols == y.cols else {
                 throw NNError("BasicBlock.backward: gradient does not match the last forward's output")
             }
@@ -134,6 +143,7 @@ public final class BasicBlock: ContainerLayer {
         }
         if let norm1 { h = try inputGradient(norm1, h) }
         let main = try runner.backward(conv1, h, needsInputGradient: needsInputGradient)
+        guard hasShortcut else { return main }
         let shortcut = try downsample.map { try runner.backward($0, g, needsInputGradient: needsInputGradient) } ?? g
         guard needsInputGradient, let main, let shortcut else { return nil }
         let dx = gradSum.matrix(rows: main.rows, shape: main.shape)

@@ -25,13 +25,18 @@ public enum Architecture: String, CaseIterable, Sendable, Codable {
     case cnn
     /// The CIFAR ResNet of He et al. (2016, section 4.2), depth 6n + 2.
     case resnet
+    /// He et al.'s plain baseline: the ResNet without its shortcuts (no sums, no projections).
+    case plain
+
+    /// Whether the network is the ResNet or its plain twin (the same layers but the shortcuts).
+    public var isResNetFamily: Bool { self == .resnet || self == .plain }
 
     /// Default (depth, width) when the options leave them out.
     public var defaultSize: (depth: Int, width: Int) {
         switch self {
         case .mlp: (2, 256)
         case .cnn: (0, 32)
-        case .resnet: (20, 16)
+        case .resnet, .plain: (20, 16)
         }
     }
 }
@@ -92,6 +97,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
             .joined(separator: "-")
         case .cnn: "CNN \(width)-\(2 * width)-128 on \(inputShape)"
         case .resnet: "ResNet-\(depth) \(width)-\(2 * width)-\(4 * width) on \(inputShape)"
+        case .plain: "Plain-\(depth) (no shortcuts) \(width)-\(2 * width)-\(4 * width) on \(inputShape)"
         }
     }
 
@@ -107,9 +113,10 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
             if depth < 0 { try fail("--depth must be ≥ 0, got \(depth)") }
         case .cnn:
             break
-        case .resnet:
+        case .resnet, .plain:
             if depth < 8 || (depth - 2) % 6 != 0 {
-                try fail("--model resnet needs --depth 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, 110), got \(depth)")
+                try fail("--model \(architecture.rawValue) needs --depth 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, 110), "
+                         + "got \(depth)")
             }
         }
         if architecture != .mlp, sampleShape?.isImage != true {
@@ -137,7 +144,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
             let convs = (image.c * w * 9 + w) + (w * 2 * w * 9 + 2 * w)
             let flat = 2 * w * (image.h / 4).rounded(.down) * (image.w / 4).rounded(.down)
             return convs + (flat * 128 + 128) + (128 * k + k) + normed * (w + 2 * w + 128)
-        case .resnet:
+        case .resnet, .plain:
             let n = Double(max(depth - 2, 0) / 6)
             var total = image.c * w * 9 + normed * w + 4 * w * k + k
             var channels = w
@@ -145,7 +152,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
                 // n blocks of two 3×3 convolutions and two norms; the first conv1 reads `channels`
                 total += n * (planes * planes * 9 * 2 + 2 * normed * planes) - planes * planes * 9
                     + channels * planes * 9
-                if stage > 0 { total += channels * planes + normed * planes }
+                if stage > 0 && architecture == .resnet { total += channels * planes + normed * planes }
                 channels = planes
             }
             return total
@@ -161,7 +168,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
         switch architecture {
         case .mlp: perLayer = 4 * w * Double(max(depth, 1)) + Double(inputFeatures + classes)
         case .cnn: perLayer = 4 * w * h * x + 1.5 * w * h * x + 128 * 4 + Double(classes)
-        case .resnet:
+        case .resnet, .plain:
             let n = Double(max(depth - 2, 0) / 6)
             perLayer = 4 * w * h * x + (7 * n + 2) * w * h * x * (1 + 0.5 + 0.25)
         }
@@ -172,7 +179,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
     /// where a BatchNorm1d normalizes features (mlp, cnn), the last stage's H·W for the ResNet,
     /// whose BatchNorm2d layers count every position (so it trains with one image per batch).
     public var batchNormPositions: Int {
-        guard architecture == .resnet, inputShape.count == 3 else { return 1 }
+        guard architecture.isResNetFamily, inputShape.count == 3 else { return 1 }
         // two stride-2 stages: ⌈H/4⌉ × ⌈W/4⌉ (3×3 convolutions with padding 1)
         return ((inputShape[1] + 1) / 2 + 1) / 2 * (((inputShape[2] + 1) / 2 + 1) / 2)
     }
@@ -182,7 +189,7 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
         switch architecture {
         case .mlp: depth > 0 ? [width] : []
         case .cnn: [width, 2 * width, 128]
-        case .resnet: [width, 2 * width, 4 * width]
+        case .resnet, .plain: [width, 2 * width, 4 * width]
         }
     }
 
@@ -205,8 +212,8 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
         case .cnn:
             model = try Model(cnnLayers(syncGroup: syncGroup), inputShape: shape)
             model.initialize(scheme: initScheme, seed: seed)
-        case .resnet:
-            model = try Model(resnetLayers(syncGroup: syncGroup), inputShape: shape)
+        case .resnet, .plain:
+            model = try Model(resnetLayers(syncGroup: syncGroup, shortcuts: architecture == .resnet), inputShape: shape)
             model.initialize(scheme: initScheme, seed: seed)
             // torchvision's ResNet: kaiming-normal (fan-out) convolutions; Linear keeps its default.
             var generator = SeededGenerator(seed: seed ^ 0xC0_4E7)

@@ -7,7 +7,9 @@ extension ModelConfiguration {
     /// projection shortcut [1×1 conv, norm]; global average pooling; Linear(4w, classes).
     /// Names as torchvision's ResNet (`conv1`, `bn1`, `layer2.0.downsample.1`, `fc`), so a
     /// checkpoint loads into scripts/peers/models.py `resnet` with `strict=True`.
-    func resnetLayers(syncGroup: (any ProcessGroup)?) -> Sequential {
+    /// Without `shortcuts`, He et al.'s plain baseline: the same layers and names, minus the
+    /// sums and the `downsample` projections (scripts/peers/models.py `plain`).
+    func resnetLayers(syncGroup: (any ProcessGroup)?, shortcuts: Bool = true) -> Sequential {
         let n = (depth - 2) / 6, w = width
         let norm = self.norm == .none ? nil : { (c: Int) -> any Layer in
             self.normLayer(c, images: true, syncGroup: syncGroup)!
@@ -20,7 +22,7 @@ extension ModelConfiguration {
         for (stage, planes) in [w, 2 * w, 4 * w].enumerated() {
             let blocks = (0..<n).map { i -> any Layer in
                 let block = BasicBlock(inChannels: channels, channels: planes, stride: stage > 0 && i == 0 ? 2 : 1,
-                                       activation: activationKind, norm: norm)
+                                       activation: activationKind, norm: norm, shortcut: shortcuts)
                 channels = planes
                 return block
             }
@@ -29,6 +31,6 @@ extension ModelConfiguration {
         named.append(("avgpool", GlobalAvgPool2d()))
         named.append(("flatten", Flatten()))
         named.append(("fc", Linear(inFeatures: 4 * w, outFeatures: classes)))
-        return Sequential(named: named, typeName: "ResNet")
+        return Sequential(named: named, typeName: shortcuts ? "ResNet" : "PlainNet")
     }
 }
