@@ -13,7 +13,8 @@ import SafeTensors
 /// name, dtype, shape and bytes and the other metadata).
 ///
 /// Writing is atomic (temporary file, fsync, rename, directory fsync): the previous checkpoint
-/// stays until the new one is complete, and the `keep` newest are kept. A checkpoint is never
+/// stays until the new one is complete, and the `keep` newest of this job's are kept: a job
+/// deletes only checkpoints it wrote or resumed from, never another job's. A checkpoint is never
 /// written with non-finite parameters. Resuming takes the newest checkpoint that validates and
 /// warns about each newer one that does not.
 public final class Checkpointer {
@@ -21,6 +22,9 @@ public final class Checkpointer {
     public let every: Int
     public let keep: Int
     public static let format = "swiftddp-checkpoint"
+    /// Steps of the checkpoints this job owns in `directory`: written by it, or adopted when it
+    /// resumed; only these are ever pruned.
+    private var owned: [Int] = []
 
     public init(directory: String, every: Int, keep: Int = 2) throws {
         guard every >= 1 else { throw TrainingError("--checkpoint-every must be at least 1, got \(every)") }
@@ -55,13 +59,40 @@ public final class Checkpointer {
                         "epoch": String(point.epoch), "position": String(point.position)]
         metadata["checksum"] = Checkpointer.checksum(tensors, metadata)
         try SafeTensors.write(tensors, metadata: metadata, to: path(step: point.step))
+        if !owned.contains(point.step) { owned.append(point.step) }
         prune()
     }
 
-    /// Deletes all but the `keep` newest checkpoints.
+    /// Takes the checkpoints now in the directory as this job's (after resuming from them).
+    public func adoptExisting() {
+        owned = Array(Set(owned + Checkpointer.checkpointSteps(in: directory)))
+    }
+
+    /// Deletes all but the `keep` newest of this job's checkpoints.
     private func prune() {
-        let steps = Checkpointer.checkpointSteps(in: directory)
-        for step in steps.dropFirst(keep) { try? FileManager.default.removeItem(atPath: path(step: step)) }
+        owned.sort(by: >)
+        for step in owned.dropFirst(keep) { try? FileManager.default.removeItem(atPath: path(step: step)) }
+        owned = Array(owned.prefix(keep))
+    }
+
+    /// Refuses to start a job that writes checkpoints into a directory holding others (which it
+    /// would prune, or which would make `--resume` pick the wrong job later), unless it resumes
+    /// them or was told to replace them; with `overwrite`, removes them (rank 0).
+    public static func claim(directory: String, resume: Bool, overwrite: Bool, isRoot: Bool) throws {
+        let existing = checkpointSteps(in: directory)
+        guard !resume, !existing.isEmpty else { return }
+        guard overwrite else {
+            let steps = existing.count > 3 ? "\(existing.count) checkpoints, the newest at step \(existing[0])"
+                : "steps " + existing.reversed().map(String.init).joined(separator: ", ")
+            throw TrainingError("--checkpoint-dir \(directory) holds another job's checkpoints (\(steps)); "
+                                + "use --resume to continue it, another --checkpoint-dir, or --overwrite-checkpoints "
+                                + "to delete them")
+        }
+        if isRoot {
+            for step in existing {
+                try? FileManager.default.removeItem(atPath: directory + String(format: "/checkpoint-%08d.safetensors", step))
+            }
+        }
     }
 
     /// Checkpoint steps found in `directory`, newest first.

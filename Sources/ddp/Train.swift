@@ -69,6 +69,9 @@ struct Train: ParsableCommand {
     @Option(help: "Write a checkpoint every N steps (needs --checkpoint-dir).")
     var checkpointEvery: Int?
 
+    @Flag(help: "Delete the checkpoints already in --checkpoint-dir (another job's) instead of refusing to start.")
+    var overwriteCheckpoints = false
+
     @Flag(help: "Continue from the newest valid checkpoint in --checkpoint-dir (if any).")
     var resume = false
 
@@ -136,6 +139,12 @@ struct Train: ParsableCommand {
             if checkpointEvery != nil && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
             if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
             if let checkpointDir { _ = try Checkpointer(directory: checkpointDir, every: checkpointEvery ?? Int.max) }
+            if overwriteCheckpoints && (checkpointDir == nil || resume) {
+                throw ValidationError("--overwrite-checkpoints needs --checkpoint-dir and no --resume")
+            }
+            if let checkpointDir, checkpointEvery != nil, !overwriteCheckpoints {
+                try Checkpointer.claim(directory: checkpointDir, resume: resume, overwrite: false, isRoot: false)
+            }
             return Prepared(train: train, test: test, initialState: initial)
         }, work: { group, prepared in
             let trainer = try Trainer(config: config, group: group, train: prepared.train, test: prepared.test,
@@ -146,10 +155,15 @@ struct Train: ParsableCommand {
             trainer.skipNonFinite = skipNonfinite
             if let kind = debugFail { trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1) }
             if let checkpointDir {
+                if checkpointEvery != nil && overwriteCheckpoints {
+                    try Checkpointer.claim(directory: checkpointDir, resume: false, overwrite: true, isRoot: group.rank == 0)
+                    try group.barrier()
+                }
                 if let every = checkpointEvery { trainer.checkpointer = try Checkpointer(directory: checkpointDir, every: every) }
                 if resume {
                     let warn: (String) -> Void = { FileHandle.standardError.write(Data(("ddp: " + $0 + "\n").utf8)) }
                     trainer.resumePoint = try Checkpointer.resume(trainer, from: checkpointDir, warn: warn)
+                    trainer.checkpointer?.adoptExisting()
                     if group.rank == 0 {
                         print(trainer.resumePoint.map { "resuming from step \($0.step) (epoch \($0.epoch + 1))" }
                               ?? "no valid checkpoint in \(checkpointDir): starting from step 0")

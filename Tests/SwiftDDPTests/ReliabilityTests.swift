@@ -80,6 +80,33 @@ struct ReliabilityTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before, "the checkpoints are left as they were")
     }
 
+    @Test("a new job refuses a --checkpoint-dir holding another job's checkpoints, deletes them only when told")
+    func checkpointDirOfAnotherJob() throws {
+        let dir = TemporaryDirectory()
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "40"])
+        expectEnded(first, status: 0)
+        let theirs = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(theirs == ["checkpoint-00000030.safetensors", "checkpoint-00000040.safetensors"])
+        // before: a 20-step job wrote steps 10 and 20, pruned them at once (the two newest were the
+        // other job's) and exited 0 with no checkpoint of its own
+        let second = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
+        expectEnded(second, status: ExitStatus.failure)
+        #expect(errorLines(second, containing: "holds another job's checkpoints (steps 30, 40)") == 1, "\(second.output)")
+        #expect(second.output.contains("--resume") && second.output.contains("--overwrite-checkpoints"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == theirs)
+        let replaced = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20",
+                                              "--overwrite-checkpoints"])
+        expectEnded(replaced, status: 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+                == ["checkpoint-00000010.safetensors", "checkpoint-00000020.safetensors"])
+        // resuming its own checkpoints, a job still prunes them
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "40",
+                                             "--resume"])
+        expectEnded(resumed, status: 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+                == ["checkpoint-00000030.safetensors", "checkpoint-00000040.safetensors"])
+    }
+
     @Test("--init-from takes the model out of a checkpoint: the same run as from the saved model; a corrupt one is refused")
     func initFromCheckpoint() throws {
         let dir = TemporaryDirectory()
