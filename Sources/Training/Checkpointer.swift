@@ -111,8 +111,11 @@ public final class Checkpointer {
         guard file.metadata["world_size"] == String(trainer.group.worldSize) else {
             throw Mismatch(message: "\(path) was written by \(file.metadata["world_size"] ?? "?") ranks; this job has \(trainer.group.worldSize)")
         }
-        guard file.metadata["config"] == resumeFingerprintJSON(trainer.config) else {
-            throw Mismatch(message: "\(path) was written with a different configuration")
+        let ours = resumeFingerprintJSON(trainer.config)
+        guard file.metadata["config"] == ours else {
+            let differences = configurationDifferences(checkpoint: file.metadata["config"] ?? "", job: ours)
+            throw Mismatch(message: "\(path) was written with a different configuration"
+                           + (differences.isEmpty ? "" : ": " + differences.joined(separator: "; ")))
         }
         guard let step = file.metadata["step"].flatMap(Int.init), let epoch = file.metadata["epoch"].flatMap(Int.init),
               let position = file.metadata["position"].flatMap(Int.init)
@@ -214,6 +217,38 @@ public final class Checkpointer {
 
     /// The configuration without the fields that may change between a run and its resumption
     /// (length of training, logging, evaluation, diagnostics).
+    /// The options two configurations (JSON, as checkpoints store them) differ in, each as
+    /// "--lr 0.2 (checkpoint: 0.05)", by the command-line name where there is one.
+    static func configurationDifferences(checkpoint: String, job: String) -> [String] {
+        func flat(_ json: String) -> [String: String] {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [:] }
+            var out: [String: String] = [:]
+            func walk(_ value: Any, _ key: String) {
+                if let dict = value as? [String: Any] {
+                    for (k, v) in dict { walk(v, key.isEmpty ? k : key + "." + k) }
+                } else {
+                    out[key] = "\(value)"
+                }
+            }
+            walk(object, "")
+            return out
+        }
+        let flags = ["learningRate": "--lr", "batchSize": "--batch-size", "seed": "--seed", "momentum": "--momentum",
+                     "weightDecay": "--weight-decay", "optimizer": "--optimizer", "schedule": "--schedule",
+                     "warmupSteps": "--warmup-steps", "nesterov": "--nesterov", "augment": "--augment",
+                     "gradSync": "--grad-sync", "syncBNGroupSize": "--syncbn-group-size", "shuffle": "--no-shuffle",
+                     "dropLast": "--drop-last", "dataDirectory": "--data", "stepSize": "--step-size", "gamma": "--gamma",
+                     "model.architecture": "--model", "model.depth": "--depth", "model.width": "--width",
+                     "model.activation": "--activation", "model.norm": "--norm", "model.groups": "--groups",
+                     "model.initialization": "--init", "model.dropout": "--dropout",
+                     "bucketBytes": "--bucket-mb (bytes)", "broadcastBuffers": "--no-broadcast-buffers"]
+        let a = flat(checkpoint), b = flat(job)
+        return Set(a.keys).union(b.keys).sorted().compactMap { key in
+            guard a[key] != b[key] else { return nil }
+            return "\(flags[key] ?? key) \(b[key] ?? "unset") (checkpoint: \(a[key] ?? "unset"))"
+        }
+    }
+
     static func resumeFingerprintJSON(_ config: TrainingConfiguration) -> String {
         var c = config
         c.epochs = 0

@@ -69,7 +69,9 @@ struct ReliabilityTests {
         expectEnded(first, status: 0)
         let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         for (np, extra, reason) in [(1, [String](), "was written by 2 ranks; this job has 1"),
-                                    (2, ["--lr", "0.2"], "was written with a different configuration")] {
+                                    (2, ["--lr", "0.2"], "was written with a different configuration: --lr 0.2 (checkpoint: 0.05)"),
+                                    (2, ["--width", "16", "--seed", "3"],
+                                     "different configuration: --width 16 (checkpoint: 32); --seed 3 (checkpoint: 4)")] {
             let outcome = try ddp(np: np, Self.common + extra + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
                                                                  "--resume", "--max-steps", "30"])
             expectEnded(outcome, status: ExitStatus.failure)
