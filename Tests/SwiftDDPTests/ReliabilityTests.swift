@@ -109,6 +109,30 @@ struct ReliabilityTests {
                 == ["checkpoint-00000030.safetensors", "checkpoint-00000040.safetensors"])
     }
 
+    @Test("ddp export writes a checkpoint's model as --save does; anything else is refused with one line")
+    func export() throws {
+        let dir = TemporaryDirectory()
+        let run = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--max-steps", "20",
+                                         "--save", dir.path + "/saved.safetensors"])
+        expectEnded(run, status: 0)
+        let checkpoint = dir.path + "/ck/checkpoint-00000020.safetensors"
+        let ddpPath = Executables.path("ddp")
+        let export = try Executables.run(ddpPath, ["export", checkpoint, "--out", dir.path + "/e.safetensors"], timeout: 60)
+        expectEnded(export, status: 0)
+        #expect(try SafeTensors.read(dir.path + "/e.safetensors").tensors == SafeTensors.read(dir.path + "/saved.safetensors").tensors)
+        var bytes = [UInt8](try #require(FileManager.default.contents(atPath: checkpoint)))
+        bytes[bytes.count - 100] ^= 0xFF
+        replaceFile(checkpoint, with: Data(bytes))
+        for (input, out, message) in [(checkpoint, dir.path + "/x.safetensors", "checksum mismatch"),
+                                      (dir.path + "/saved.safetensors", dir.path + "/y.safetensors", "is not a SwiftDDP checkpoint"),
+                                      (checkpoint, "/nonexistent/z.safetensors", "directory /nonexistent does not exist")] {
+            let outcome = try Executables.run(ddpPath, ["export", input, "--out", out], timeout: 60)
+            #expect(outcome.status != 0 && !outcome.timedOut, "\(message)")
+            #expect(errorLines(outcome, containing: message) == 1, "\(outcome.output)")
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+
     @Test("--init-from takes the model out of a checkpoint: the same run as from the saved model; a corrupt one is refused")
     func initFromCheckpoint() throws {
         let dir = TemporaryDirectory()
