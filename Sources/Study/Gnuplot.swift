@@ -76,6 +76,14 @@ enum Markdown {
         return percent(r.testAccuracy) + String(format: " ± %.2f", std * 100)
     }
 
+    /// Test error (1 − accuracy) in percent, ± its standard deviation over seeds when there are several.
+    static func error(_ accuracy: Double?, std: Double?, seeds: Int) -> String {
+        guard let accuracy else { return "–" }
+        let text = percent(1 - accuracy)
+        guard let std, seeds > 1 else { return text }
+        return text + String(format: " ± %.2f", std * 100)
+    }
+
     static func figure(_ file: String?, _ caption: String) -> String {
         guard let file else { return "*(figure \(caption) not drawn: gnuplot unavailable)*\n" }
         return "![\(caption)](figures/\(file))\n"

@@ -8,6 +8,8 @@ public struct RunResult: Codable, Sendable {
     public var name: String
     public var mode: String
     public var ranks: Int
+    /// The architecture (`mlp`, `cnn`, `resnet`, `plain`).
+    public var model: String? = nil
     public var depth: Int
     public var width: Int
     public var activation: String
@@ -24,7 +26,14 @@ public struct RunResult: Codable, Sendable {
     public var testAccuracyStd: Double? = nil
     public var steps: Int
     public var testAccuracy: Double
+    /// With precise BN: the test accuracy with the running averages of training (`testAccuracy`
+    /// is then the one with the recomputed statistics); its standard deviation over seeds.
+    public var testAccuracyEMA: Double? = nil
+    public var testAccuracyEMAStd: Double? = nil
     public var testLoss: Double
+    /// (epoch, test error) after each evaluated epoch, and (epoch, training error) of each epoch.
+    public var testErrorCurve: [[Double]] = []
+    public var trainErrorCurve: [[Double]] = []
     public var finalLoss: Double
     public var diverged: Bool
     /// Standard deviation of the step losses over the last 20% of training.
@@ -59,6 +68,7 @@ public struct RunResult: Codable, Sendable {
         self.name = name
         self.mode = mode
         self.ranks = ranks
+        model = config.model.architecture.rawValue
         depth = config.model.depth
         width = config.model.width
         activation = config.model.activation
@@ -70,7 +80,13 @@ public struct RunResult: Codable, Sendable {
         seed = config.seed
         steps = summary.steps
         testAccuracy = summary.testAccuracy ?? .nan
+        testAccuracyEMA = summary.testAccuracyEMA
         testLoss = summary.testLoss ?? .nan
+        // the last evaluation of an epoch counts (with precise BN the final epoch has two)
+        var byEpoch: [Int: Double] = [:]
+        for e in summary.evaluations { byEpoch[e.epoch] = 1 - e.accuracy }
+        testErrorCurve = byEpoch.keys.sorted().map { [Double($0 + 1), byEpoch[$0] ?? .nan] }
+        trainErrorCurve = summary.trainAccuracyByEpoch.enumerated().map { [Double($0.offset + 1), 1 - $0.element] }
         finalLoss = summary.finalLoss
         let losses = summary.stepLosses
         let initial = losses.prefix(5).reduce(0, +) / Double(max(1, min(5, losses.count)))
@@ -131,7 +147,19 @@ public struct RunResult: Codable, Sendable {
         r.testAccuracy = arithmetic(runs.map(\.testAccuracy))
         r.testAccuracyStd = (runs.reduce(0) { $0 + ($1.testAccuracy - r.testAccuracy) * ($1.testAccuracy - r.testAccuracy) }
             / Double(runs.count - 1)).squareRoot()
+        let emas = runs.compactMap(\.testAccuracyEMA)
+        if emas.count == runs.count {
+            let ema = arithmetic(emas)
+            r.testAccuracyEMA = ema
+            r.testAccuracyEMAStd = (emas.reduce(0) { $0 + ($1 - ema) * ($1 - ema) } / Double(emas.count - 1)).squareRoot()
+        }
         r.testLoss = arithmetic(runs.map(\.testLoss))
+        func curve(_ pick: (RunResult) -> [[Double]]) -> [[Double]] {
+            let n = runs.map { pick($0).count }.min() ?? 0
+            return (0..<n).map { i in [pick(r)[i][0], arithmetic(runs.map { pick($0)[i][1] })] }
+        }
+        r.testErrorCurve = curve(\.testErrorCurve)
+        r.trainErrorCurve = curve(\.trainErrorCurve)
         r.finalLoss = arithmetic(runs.map(\.finalLoss))
         r.diverged = runs.contains(where: \.diverged)
         r.lossSpread = arithmetic(runs.map(\.lossSpread))

@@ -83,6 +83,12 @@ public struct TrainingSummary: Sendable {
     /// the statistics were recomputed (`testLoss`/`testAccuracy` are then the precise ones).
     public var testLossEMA: Double? = nil
     public var testAccuracyEMA: Double? = nil
+    /// Every test evaluation, in order: (epoch index, test loss, test accuracy).
+    public var evaluations: [(epoch: Int, loss: Double, accuracy: Double)] = []
+    /// Per epoch trained: the fraction of that epoch's training samples the model classified
+    /// right in its training forward (all ranks; BatchNorm in training mode, weights changing
+    /// along the epoch, as He et al. plot training error).
+    public var trainAccuracyByEpoch: [Double] = []
     /// Global mean training loss of every step, in order.
     public var stepLosses: [Double] = []
     /// Diagnostics records (with `--diagnostics-every`), in order.
@@ -334,6 +340,8 @@ public final class Trainer {
         var samplesProcessed = 0
         summary.stepLosses.reserveCapacity(total - step)  // no reallocation inside the loop
         let firstEpoch = resumePoint?.epoch ?? 0
+        // [correct, seen] per epoch on this rank, summed over the ranks at the end
+        var trainCounts = [Double](repeating: 0, count: 2 * max(config.epochs - firstEpoch, 1))
         epochs: for epoch in firstEpoch..<max(config.epochs, firstEpoch + 1) {
             summary.epochs = epoch + 1
             let indices = sampler.indices(epoch: epoch)
@@ -366,10 +374,12 @@ public final class Trainer {
                 if diagnosing { diagnostics!.arm() }
 
                 let logits = try model.forward(x, training: true)
-                let (localLoss, _) = try batchLabels.withUnsafeBufferPointer { labels in
+                let (localLoss, correct) = try batchLabels.withUnsafeBufferPointer { labels in
                     try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: labels[0..<rows]),
                                      gradientScale: gradientScale)
                 }
+                trainCounts[2 * (epoch - firstEpoch)] += Double(correct)
+                trainCounts[2 * (epoch - firstEpoch) + 1] += Double(rows)
                 var now = monotonicSeconds(); timings.forward += now - t; t = now
 
                 try model.backward(loss.backward())
@@ -469,6 +479,10 @@ public final class Trainer {
         if interactiveProgress { log("") }
         summary.steps = step
         summary.timings = timings
+        try group.allReduce(&trainCounts, op: .sum)
+        summary.trainAccuracyByEpoch = (0..<(summary.epochs - firstEpoch)).compactMap { e in
+            trainCounts[2 * e + 1] > 0 ? trainCounts[2 * e] / trainCounts[2 * e + 1] : nil
+        }
         var trainTime = [timings.total]
         try group.allReduce(&trainTime, op: .max)
         summary.trainingSeconds = trainTime[0]
@@ -500,6 +514,7 @@ public final class Trainer {
         let (testLoss, accuracy) = try evaluate()
         summary.testLoss = testLoss
         summary.testAccuracy = accuracy
+        summary.evaluations.append((epoch, testLoss, accuracy))
         var record: [String: Any] = ["kind": "eval", "epoch": epoch, "test_loss": testLoss, "test_accuracy": accuracy]
         if let label { record["statistics"] = label }
         metrics?.write(record)

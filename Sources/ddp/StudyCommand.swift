@@ -2,16 +2,17 @@ import ArgumentParser
 import Collectives
 import Datasets
 import Foundation
+import NN
 import Study
 import Training
 
-/// `ddp study vanishing|syncbn`: a grid of training runs inside one MPI job, with
+/// `ddp study vanishing|syncbn|normalization|residual`: a grid of training runs inside one MPI job, with
 /// machine-readable results, a Markdown report and gnuplot figures.
 struct StudyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "study",
         abstract: "Run a study grid as one MPI job and write results.jsonl, report.md and figures/.",
-        subcommands: [Vanishing.self, SyncBN.self])
+        subcommands: [Vanishing.self, SyncBN.self, Normalization.self, Residual.self])
 
     /// Options every study takes.
     struct Common: ParsableArguments {
@@ -86,6 +87,100 @@ struct StudyCommand: ParsableCommand {
             if let samples { study.samples = samples }
             study.seed = common.seed
             study.seeds = common.seeds
+            let s = study
+            try runStudy(common) { try s.run($0) }
+        }
+    }
+}
+
+extension StudyCommand {
+    struct Normalization: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Conv nets, per-rank batches × {local BN, SyncBN, SyncBN groups of 2, GroupNorm, BN in 1 process}: "
+                + "test error with running and precise BN statistics, statistics noise, loss spread.")
+        @OptionGroup var common: Common
+        @Option(help: "Model: cnn, resnet, plain (default resnet; --quick: cnn).")
+        var model: Architecture?
+        @Option(help: "resnet, plain: depth 6n+2 (default 8).")
+        var depth: Int?
+        @Option(help: "Channels of the first conv (cnn 32, resnet 16; --quick: 8).")
+        var width: Int?
+        @Option(parsing: .upToNextOption, help: "Per-rank batch sizes (default 1 2 4 8 16 32).")
+        var batches: [Int] = []
+        @Option(help: "Training samples per configuration (default 60000).")
+        var samples: Int?
+        @Option(help: "GroupNorm's groups (default 8; --quick: 4).")
+        var groups: Int?
+        @Option(help: "Learning rate (default 0.05).")
+        var lr: Float?
+        @Option(name: .customLong("precise-bn"), help: "Training samples precise BN statistics are recomputed over (default 4096).")
+        var preciseBN: Int?
+
+        func validate() throws {
+            if batches.contains(where: { $0 < 1 }) { throw ValidationError("--batches must be at least 1") }
+            if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
+            if let preciseBN, preciseBN < 1 { throw ValidationError("--precise-bn must be at least 1, got \(preciseBN)") }
+            if model == .mlp { throw ValidationError("--model must be a conv net: cnn, resnet or plain") }
+            if model == .cnn, depth != nil { throw ValidationError("--depth does not apply to --model cnn") }
+            if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
+        }
+
+        func run() throws {
+            var study = common.quick ? NormalizationStudy.quick : NormalizationStudy()
+            if let model {
+                study.architecture = model
+                if model == .cnn { study.depth = nil }
+            }
+            if let depth { study.depth = depth }
+            if let width { study.width = width }
+            if !batches.isEmpty { study.batchesPerRank = batches }
+            if let samples { study.samples = samples }
+            if let groups { study.groups = groups }
+            if let lr { study.learningRate = lr }
+            if let preciseBN { study.preciseSamples = preciseBN }
+            study.seed = common.seed
+            study.seeds = common.seeds
+            do { try study.validate(worldSize: 1) } catch { throw ValidationError("\(error)") }
+            let s = study
+            try runStudy(common) { try s.run($0) }
+        }
+    }
+
+    struct Residual: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "ResNet vs the same net without shortcuts × depths × {none, bn, syncbn}: first/last gradient "
+                + "ratio, training and test error per epoch.")
+        @OptionGroup var common: Common
+        @Option(parsing: .upToNextOption, help: "Depths, 6n+2 (default 20 56).")
+        var depths: [Int] = []
+        @Option(parsing: .upToNextOption, help: "Normalizations (default none bn syncbn).")
+        var norms: [NormKind] = []
+        @Option(help: "Epochs per configuration (default 3; --quick: 60 steps).")
+        var epochs: Int?
+        @Option(help: "Per-rank batch size (default 32).")
+        var batchSize: Int?
+        @Option(help: "Channels of the first stage (default 16).")
+        var width: Int?
+        @Option(help: "Learning rate (default 0.05).")
+        var lr: Float?
+
+        func validate() throws {
+            if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+            if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+            if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
+        }
+
+        func run() throws {
+            var study = common.quick ? ResidualStudy.quick : ResidualStudy()
+            if !depths.isEmpty { study.depths = depths }
+            if !norms.isEmpty { study.norms = norms }
+            if let epochs { study.epochs = epochs; study.maxSteps = nil }
+            if let batchSize { study.batchPerRank = batchSize }
+            if let width { study.width = width }
+            if let lr { study.learningRate = lr }
+            study.seed = common.seed
+            study.seeds = common.seeds
+            do { try study.validate() } catch { throw ValidationError("\(error)") }
             let s = study
             try runStudy(common) { try s.run($0) }
         }

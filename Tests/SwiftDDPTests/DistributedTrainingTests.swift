@@ -332,6 +332,26 @@ struct TorchInteropTests {
                                                timeout: 300)
         expectEnded(fromTorch, status: 0)
     }
+
+    @Test("ddp export: torch loads a training checkpoint's model with strict=True and evaluates it to ddp's accuracy")
+    func exportCheckpoint() throws {
+        let dir = TemporaryDirectory()
+        let metrics = dir.path + "/m.jsonl", exported = dir.path + "/exported.safetensors"
+        let trained = try Executables.mpirun(np: 2, "ddp", ["train", "--epochs", "1", "--max-steps", "100", "--width", "64",
+                                                            "--checkpoint-dir", dir.path + "/ck", "--checkpoint-every",
+                                                            "100", "--metrics", metrics], timeout: 300)
+        expectEnded(trained, status: 0)
+        let export = try Executables.run(Executables.path("ddp"), ["export", dir.path + "/ck/checkpoint-00000100.safetensors",
+                                                                   "--out", exported], timeout: 60)
+        expectEnded(export, status: 0)
+        let summary = try #require(try jsonLines(metrics).last)
+        let check = try Executables.run(Executables.python, [Executables.packageFile("scripts/torch_interop.py"), exported,
+                                                             "--width", "64"], timeout: 300)
+        expectEnded(check, status: 0)
+        let report = try jsonObject(try #require(check.output.split(separator: "\n").first))
+        #expect(try report.int("loaded_keys") == 16)
+        #expect(abs(try report.double("test_accuracy") - summary.double("test_accuracy")) < 1e-9)
+    }
 }
 
 /// PyTorch's own DistributedSampler against ours (needs torch only).
@@ -413,6 +433,56 @@ struct StudyTests {
         }
     }
 
+    @Test("study normalization --quick: BN modes tested with running and precise statistics; SyncBN = 1 process")
+    func normalizationQuick() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 4, "ddp", ["study", "normalization", "--quick", "--out", dir.path],
+                                             timeout: 360)
+        expectEnded(outcome, status: 0, "study normalization --quick")
+        let records = try Self.records(dir)
+        // batch 1: the cnn's BatchNorm1d cannot train on one sample per rank, so local BN is skipped
+        let names = try records.map { try $0.string("name") }
+        #expect(names.count == 9 && !names.contains("batch 1 × 4: local BN"), "\(names)")
+        let report = try String(contentsOfFile: dir.path + "/report.md", encoding: .utf8)
+        #expect(report.contains("Not run") && report.contains("batch 1: local BN"), "\(report)")
+        for record in records {
+            let norm = try record.string("norm"), accuracy = try record.double("testAccuracy")
+            #expect(accuracy > 0.5, "\(record)")  // chance is 10%
+            #expect((record["testAccuracyEMA"] != nil) == (norm != "groupnorm"), "\(record)")
+        }
+        for batch in [1, 4] {
+            let sync = try #require(try records.first { try $0.string("name") == "batch \(batch) × 4: SyncBN (4 ranks)" })
+            let single = try #require(try records.first { try $0.string("name") == "batch \(batch) × 4: BN, 1 process" })
+            #expect(abs(try sync.double("testAccuracy") - single.double("testAccuracy")) < 0.005, "batch \(batch)")
+            #expect(abs(try sync.double("testAccuracyEMA") - single.double("testAccuracyEMA")) < 0.005, "batch \(batch)")
+        }
+        let pngs = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/figures").filter { $0.hasSuffix(".png") }
+        #expect(pngs.count == 4, "\(pngs)")
+        for png in pngs { #expect(report.contains("figures/\(png)")) }
+    }
+
+    @Test("study residual --quick: ResNet and plain net, gradient profiles and error curves")
+    func residualQuick() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 4, "ddp", ["study", "residual", "--quick", "--out", dir.path],
+                                             timeout: 360)
+        expectEnded(outcome, status: 0, "study residual --quick")
+        let records = try Self.records(dir)
+        #expect(records.count == 8)
+        for record in records {
+            let model = try record.string("model"), depth = try record.int("depth")
+            // conv1, two per block, the ResNet's two projections, fc
+            let blocks = (depth - 2) / 2
+            let layers: [Double] = try record.value("gradNormInit")
+            #expect(layers.count == 1 + blocks + (model == "resnet" ? 2 : 0) + 1, "\(model)-\(depth)")
+            let train: [[Double]] = try record.value("trainErrorCurve"), test: [[Double]] = try record.value("testErrorCurve")
+            #expect(train.count == 1 && test.count == 1, "\(record)")
+            #expect(abs(test[0][1] - (1 - (try record.double("testAccuracy")))) < 1e-12)
+        }
+        let report = try String(contentsOfFile: dir.path + "/report.md", encoding: .utf8)
+        #expect(report.contains("| plain | 14 | none |") && report.contains("| resnet | 8 | syncbn |"), "\(report)")
+    }
+
     @Test("study --seeds: every configuration runs once per seed; the report gives the mean test accuracy ± its standard deviation")
     func seeds() throws {
         let dir = TemporaryDirectory()
@@ -443,6 +513,10 @@ struct StudyTests {
         (["vanishing", "--epochs", "0"], "--epochs must be at least 1"),
         (["syncbn", "--batches", "1"], "--batches must be at least 2"),
         (["syncbn", "--samples", "0"], "--samples must be at least 1"),
+        (["normalization", "--model", "mlp"], "--model must be a conv net"),
+        (["normalization", "--batches", "0"], "--batches must be at least 1"),
+        (["normalization", "--model", "resnet", "--depth", "9"], "needs --depth 6n+2"),
+        (["residual", "--depths", "10"], "needs --depth 6n+2"),
     ])
     func badOptions(arguments: [String], message: String) throws {
         let dir = TemporaryDirectory()
