@@ -31,6 +31,14 @@ public struct Dataset: Sendable {
         self.labels = labels
     }
 
+    /// The first `n` samples (all of them when there are fewer), e.g. a fixed training subset
+    /// for shorter epochs.
+    public func prefix(_ n: Int) throws -> Dataset {
+        let n = min(max(n, 0), count)
+        return try Dataset(features: features, classes: classes, inputs: Array(inputs[0..<n * features]),
+                           labels: Array(labels[0..<n]), shape: sampleShape)
+    }
+
     /// Copies the samples at `indices` into `inputs`/`labels` buffers (a mini-batch gather).
     public func gather(_ indices: ArraySlice<Int>, inputs out: UnsafeMutablePointer<Float>,
                        labels labelsOut: UnsafeMutablePointer<Int32>)

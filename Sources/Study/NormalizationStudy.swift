@@ -154,10 +154,12 @@ public struct NormalizationStudy: Sendable {
         let fig = context.figuresDirectory
         let bnModes = modes.filter { $0.norm.usesBatchStatistics }
         let bnLabels = bnModes.map { $0.label(world: W, group: groupSize ?? 0) }
-        let error = Figure(name: "normalization_error", title: "Test error vs per-rank batch (\(W) ranks; BN: precise statistics)",
+        let error = Figure(name: "normalization_error",
+                           title: "Test error vs per-rank batch (\(W) ranks; BN: precise statistics)",
                            xLabel: "per-rank batch (1 process: batch × \(W))", yLabel: "test error", logX: true,
                            series: labels, rows: rows { 1 - $0.testAccuracy }).draw(in: fig)
-        let gap = Figure(name: "normalization_precise_bn", title: "Test error with BN's running averages (EMA) and precise statistics",
+        let gap = Figure(name: "normalization_precise_bn",
+                         title: "Test error with BN's running averages (EMA) and precise statistics",
                          xLabel: "per-rank batch", yLabel: "test error", logX: true,
                          series: bnLabels.flatMap { ["\($0): EMA", "\($0): precise"] },
                          rows: batchesPerRank.map { b in
@@ -166,12 +168,14 @@ public struct NormalizationStudy: Sendable {
                                  return [r?.testAccuracyEMA.map { 1 - $0 }, r.map { 1 - $0.testAccuracy }]
                              }
                          }).draw(in: fig)
-        let noise = Figure(name: "normalization_noise", title: "Noise of the statistics BN normalizes with (vs the global batch)",
+        let noise = Figure(name: "normalization_noise",
+                           title: "Noise of the statistics BN normalizes with (vs the global batch)",
                            xLabel: "per-rank batch", yLabel: "RMS (mu_used - mu)/sigma", logY: true, logX: true,
                            series: bnLabels, rows: batchesPerRank.map { b in
                                [Double(b)] + bnModes.map { m in pick(b, m)?.bnNoiseMean.flatMap { $0 > 0 ? $0 : nil } }
                            }).draw(in: fig)
-        let spread = Figure(name: "normalization_loss_spread", title: "Training-loss spread (std over the last 20% of steps)",
+        let spread = Figure(name: "normalization_loss_spread",
+                            title: "Training-loss spread (std over the last 20% of steps)",
                             xLabel: "per-rank batch", yLabel: "loss std", logX: true, series: labels,
                             rows: rows { $0.lossSpread }).draw(in: fig)
         var md = """
@@ -183,7 +187,8 @@ public struct NormalizationStudy: Sendable {
             on a one-rank sub-communicator. BatchNorm runs are tested twice: with the running averages of
             training (EMA, momentum 0.1) and with precise statistics recomputed over \(preciseSamples) training
             samples in training-size batches (`--precise-bn`). Results: `results.jsonl`.
-            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); tables show means ± the standard deviation over the seeds.\n" : "")
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); "
+                + "tables show means ± the standard deviation over the seeds.\n" : "")
 
             BN statistics noise: RMS over channels of (μ_used − μ_global)/σ_global for the statistics each
             BN layer normalized with, averaged over layers, ranks and diagnostic steps.
@@ -207,7 +212,9 @@ public struct NormalizationStudy: Sendable {
                      Markdown.number(r.stepSeconds * 1000, "%.3f")]
                 }
             })
-        let missing = batchesPerRank.flatMap { b in modes.filter { pick(b, $0) == nil }.map { "batch \(b): \($0.label(world: W, group: groupSize ?? 0))" } }
+        let missing = batchesPerRank.flatMap { b in
+            modes.filter { pick(b, $0) == nil }.map { "batch \(b): \($0.label(world: W, group: groupSize ?? 0))" }
+        }
         if !missing.isEmpty {
             md += "\nNot run (the configuration cannot train, e.g. a BatchNorm1d with one value per channel): "
                 + missing.joined(separator: "; ") + ".\n"

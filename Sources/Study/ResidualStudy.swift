@@ -15,6 +15,8 @@ public struct ResidualStudy: Sendable {
     public var batchPerRank = 32
     public var epochs = 3
     public var maxSteps: Int? = nil
+    /// Train on the first N training samples only (shorter epochs, more points on the curves).
+    public var trainSamples: Int? = nil
     public var learningRate: Float = 0.05
     public var diagnosticsEvery = 50
     public var seed: UInt64 = 0
@@ -29,8 +31,8 @@ public struct ResidualStudy: Sendable {
         s.norms = [.none, .syncbn]
         s.width = 4
         s.batchPerRank = 8
-        s.epochs = 1
-        s.maxSteps = 60
+        s.epochs = 2
+        s.trainSamples = 1024
         s.diagnosticsEvery = 10
         return s
     }
@@ -59,6 +61,7 @@ public struct ResidualStudy: Sendable {
     }
 
     public func run(_ context: StudyContext) throws -> [RunResult] {
+        if let trainSamples { context.train = try context.train.prefix(trainSamples) }
         let total = depths.count * architectures.count * norms.count
         context.log("study residual: \(total) configurations\(seeds > 1 ? " × \(seeds) seeds" : "") on "
                     + "\(context.group.worldSize) ranks, \(context.dataDescription)")
@@ -86,6 +89,7 @@ public struct ResidualStudy: Sendable {
 
     func report(_ runs: [RunResult], _ context: StudyContext) throws {
         let results = RunResult.combinedBySetting(runs)
+        let subset = trainSamples.map { " of the first \($0) training samples" } ?? ""
         let fig = context.figuresDirectory
         var md = """
             # Residual connections, depth and normalization
@@ -94,9 +98,11 @@ public struct ResidualStudy: Sendable {
             the CIFAR ResNet (He et al. 2016, section 4.2) of width \(width) and the same network without
             shortcuts ("plain", the paper's baseline: no sums, no projections), per-rank batch \(batchPerRank)
             (global \(batchPerRank * context.group.worldSize)), SGD lr \(learningRate) momentum 0.9 with a cosine
-            schedule, \(maxSteps.map { "\($0) steps" } ?? "\(epochs) epochs"), diagnostics every
+            schedule, \(maxSteps.map { "\($0) steps" } ?? "\(epochs) epochs")\(subset), diagnostics every
             \(diagnosticsEvery) steps from step 0 (initialization). Results: `results.jsonl`.
-            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); tables show means (gradient ratios geometric), errors ± the standard deviation over the seeds.\n" : "")
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); "
+                + "tables show means (gradient ratios geometric), errors ± the standard deviation over the seeds.\n"
+                : "")
 
             Gradient ratio: ‖∂L/∂W‖ of the first convolution over that of the last one (a vanishing
             gradient makes it small). Training error: the share of each epoch's training samples the
@@ -113,7 +119,8 @@ public struct ResidualStudy: Sendable {
                     [Double(e + 1)] + subset.map { r in e < pick(r).count ? pick(r)[e][1] : nil }
                 }
             }
-            let trainFigure = Figure(name: "train_error_depth\(depth)", title: "Training error per epoch, depth \(depth)",
+            let trainFigure = Figure(name: "train_error_depth\(depth)",
+                                     title: "Training error per epoch, depth \(depth)",
                                      xLabel: "epoch", yLabel: "training error", series: series,
                                      rows: curve(\.trainErrorCurve)).draw(in: fig)
             let testFigure = Figure(name: "test_error_depth\(depth)", title: "Test error per epoch, depth \(depth)",
@@ -125,7 +132,8 @@ public struct ResidualStudy: Sendable {
                                  xLabel: "Conv2d/Linear layer (1 = input side; ResNet: projections included)",
                                  yLabel: "||dL/dW||", logY: true, series: series,
                                  rows: (0..<layers).map { l in
-                                     [Double(l + 1)] + subset.map { l < $0.gradNormInit.count ? $0.gradNormInit[l] : nil }
+                                     [Double(l + 1)]
+                                         + subset.map { l < $0.gradNormInit.count ? $0.gradNormInit[l] : nil }
                                  }).draw(in: fig)
             md += "## Depth \(depth)\n\n"
             md += Markdown.figure(trainFigure, "training error, depth \(depth)") + "\n"

@@ -151,7 +151,8 @@ public struct RunResult: Codable, Sendable {
         if emas.count == runs.count {
             let ema = arithmetic(emas)
             r.testAccuracyEMA = ema
-            r.testAccuracyEMAStd = (emas.reduce(0) { $0 + ($1 - ema) * ($1 - ema) } / Double(emas.count - 1)).squareRoot()
+            r.testAccuracyEMAStd = (emas.reduce(0) { $0 + ($1 - ema) * ($1 - ema) }
+                / Double(emas.count - 1)).squareRoot()
         }
         r.testLoss = arithmetic(runs.map(\.testLoss))
         func curve(_ pick: (RunResult) -> [[Double]]) -> [[Double]] {

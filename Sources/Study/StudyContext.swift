@@ -8,7 +8,8 @@ import Training
 /// that only rank 0 prints.
 public final class StudyContext {
     public let group: any ProcessGroup
-    public let train: Dataset
+    /// The training set; a study may narrow it to a subset (`Dataset.prefix`) before its runs.
+    public internal(set) var train: Dataset
     public let test: Dataset
     public let outputDirectory: String
     public let dataDescription: String

@@ -90,7 +90,8 @@ public final class Checkpointer {
         }
         if isRoot {
             for step in existing {
-                try? FileManager.default.removeItem(atPath: directory + String(format: "/checkpoint-%08d.safetensors", step))
+                try? FileManager.default.removeItem(
+                    atPath: directory + String(format: "/checkpoint-%08d.safetensors", step))
             }
         }
     }
@@ -221,7 +222,9 @@ public final class Checkpointer {
     /// "--lr 0.2 (checkpoint: 0.05)", by the command-line name where there is one.
     static func configurationDifferences(checkpoint: String, job: String) -> [String] {
         func flat(_ json: String) -> [String: String] {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [:] }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+                return [:]
+            }
             var out: [String: String] = [:]
             func walk(_ value: Any, _ key: String) {
                 if let dict = value as? [String: Any] {
@@ -237,7 +240,8 @@ public final class Checkpointer {
                      "weightDecay": "--weight-decay", "optimizer": "--optimizer", "schedule": "--schedule",
                      "warmupSteps": "--warmup-steps", "nesterov": "--nesterov", "augment": "--augment",
                      "gradSync": "--grad-sync", "syncBNGroupSize": "--syncbn-group-size", "shuffle": "--no-shuffle",
-                     "dropLast": "--drop-last", "dataDirectory": "--data", "stepSize": "--step-size", "gamma": "--gamma",
+                     "dropLast": "--drop-last", "dataDirectory": "--data", "stepSize": "--step-size",
+                     "gamma": "--gamma",
                      "model.architecture": "--model", "model.depth": "--depth", "model.width": "--width",
                      "model.activation": "--activation", "model.norm": "--norm", "model.groups": "--groups",
                      "model.initialization": "--init", "model.dropout": "--dropout",

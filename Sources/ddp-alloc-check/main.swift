@@ -60,7 +60,8 @@ do {
     _ = try trainer.run()
     let stats = MallocInterposerSwift.getStatistics()
     let line: [String: Any] = [
-        "rank": group.rank, "world_size": group.worldSize, "model": architecture.rawValue, "norm": norm.rawValue, "grad_sync": gradSync.rawValue,
+        "rank": group.rank, "world_size": group.worldSize, "model": architecture.rawValue, "norm": norm.rawValue,
+        "grad_sync": gradSync.rawValue,
         "interposer_loaded": interposed, "measured_steps": steps,
         "mallocs": stats.mallocCount, "malloc_bytes": stats.mallocBytesCount, "frees": stats.freeCount,
         "mallocs_per_step": Double(stats.mallocCount) / Double(steps),

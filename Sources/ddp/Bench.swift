@@ -37,7 +37,8 @@ struct TrainBench: ParsableCommand {
 
     @Option(help: "Model: mlp, cnn, resnet, plain (as ddp train's --model).") var model = Architecture.mlp
     @Option(help: "mlp: hidden layers (default 4); resnet, plain: 6n+2 layers (default 20).") var depth: Int?
-    @Option(help: "mlp: units per hidden layer (default 512); cnn, resnet, plain: channels (32, 16, 16).") var width: Int?
+    @Option(help: "mlp: units per hidden layer (default 512); cnn, resnet, plain: channels (32, 16, 16).")
+    var width: Int?
     @Option(help: "Activation.") var activation = ActivationKind.relu
     @Option(help: "Normalization: none, bn, syncbn, groupnorm.") var norm = NormKind.syncbn
     @Option(help: "GroupNorm's groups (--norm groupnorm).") var groups = 8
@@ -147,7 +148,8 @@ struct TrainBench: ParsableCommand {
                                  "optimizer": perStep(best.optimizer), "buffer_broadcast": perStep(best.bufferBroadcast)],
                 "breakdown_ms_per_rank": perRank,
                 // rank 0's leaves by kind; normalization includes its SyncBN communication
-                "layers_ms": ["forward": layers.forward.mapValues(perStep), "backward": layers.backward.mapValues(perStep)],
+                "layers_ms": ["forward": layers.forward.mapValues(perStep),
+                              "backward": layers.backward.mapValues(perStep)],
                 "layer_floor_ms": layerFloor.seconds * 1000,
                 "layer_floor_ms_by_kind": layerFloor.secondsByKind.mapValues { $0 * 1000 },
                 "step_over_layer_floor": stepMs / (layerFloor.seconds * 1000),

@@ -28,7 +28,8 @@ struct Export: ParsableCommand {
             throw ValidationError("\(checkpoint): \(error)")
         }
         guard let state = try Checkpointer.modelState(in: file, path: checkpoint) else {
-            throw ValidationError("\(checkpoint) is not a SwiftDDP checkpoint (no \"format\": \"\(Checkpointer.format)\")")
+            throw ValidationError(
+                "\(checkpoint) is not a SwiftDDP checkpoint (no \"format\": \"\(Checkpointer.format)\")")
         }
         var metadata = ["format": "pt"]
         if let config = file.metadata["config"] { metadata["swiftddp_config"] = config }

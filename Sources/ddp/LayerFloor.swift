@@ -73,6 +73,7 @@ struct LayerFloor {
         }
         let pick = totals.firstIndex(of: median(totals)) ?? 0
         return LayerFloor(seconds: totals[pick],
-                          secondsByKind: Dictionary(uniqueKeysWithValues: kinds[pick].map { ($0.key.rawValue, $0.value) }))
+                          secondsByKind: Dictionary(
+                              uniqueKeysWithValues: kinds[pick].map { ($0.key.rawValue, $0.value) }))
     }
 }

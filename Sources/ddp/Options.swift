@@ -49,7 +49,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "GroupNorm's number of groups (--norm groupnorm).")
     var groups = 8
 
-    @Option(help: "Linear and Conv2d initialization: default (PyTorch's), xavier, kaiming (resnet, plain: torchvision's).")
+    @Option(
+        help: "Linear and Conv2d initialization: default (PyTorch's), xavier, kaiming (resnet, plain: torchvision's).")
     var `init` = InitScheme.default
 
     @Option(help: "Dropout probability after each activation (mlp; 0: none).")

@@ -96,7 +96,8 @@ struct StudyCommand: ParsableCommand {
 extension StudyCommand {
     struct Normalization: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Conv nets, per-rank batches × {local BN, SyncBN, SyncBN groups of 2, GroupNorm, BN in 1 process}: "
+            abstract: "Conv nets, per-rank batches × {local BN, SyncBN, SyncBN groups of 2, GroupNorm, "
+                + "BN in 1 process}: "
                 + "test error with running and precise BN statistics, statistics noise, loss spread.")
         @OptionGroup var common: Common
         @Option(help: "Model: cnn, resnet, plain (default resnet; --quick: cnn).")
@@ -113,13 +114,16 @@ extension StudyCommand {
         var groups: Int?
         @Option(help: "Learning rate (default 0.05).")
         var lr: Float?
-        @Option(name: .customLong("precise-bn"), help: "Training samples precise BN statistics are recomputed over (default 4096).")
+        @Option(name: .customLong("precise-bn"),
+                help: "Training samples precise BN statistics are recomputed over (default 4096).")
         var preciseBN: Int?
 
         func validate() throws {
             if batches.contains(where: { $0 < 1 }) { throw ValidationError("--batches must be at least 1") }
             if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
-            if let preciseBN, preciseBN < 1 { throw ValidationError("--precise-bn must be at least 1, got \(preciseBN)") }
+            if let preciseBN, preciseBN < 1 {
+                throw ValidationError("--precise-bn must be at least 1, got \(preciseBN)")
+            }
             if model == .mlp { throw ValidationError("--model must be a conv net: cnn, resnet or plain") }
             if model == .cnn, depth != nil { throw ValidationError("--depth does not apply to --model cnn") }
             if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
@@ -159,6 +163,8 @@ extension StudyCommand {
         var epochs: Int?
         @Option(help: "Per-rank batch size (default 32).")
         var batchSize: Int?
+        @Option(help: "Train on the first N training samples (default: all; --quick: 1024).")
+        var trainSamples: Int?
         @Option(help: "Channels of the first stage (default 16).")
         var width: Int?
         @Option(help: "Learning rate (default 0.05).")
@@ -166,7 +172,12 @@ extension StudyCommand {
 
         func validate() throws {
             if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
-            if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+            if let trainSamples, trainSamples < 1 {
+                throw ValidationError("--train-samples must be at least 1, got \(trainSamples)")
+            }
+            if let batchSize, batchSize < 1 {
+                throw ValidationError("--batch-size must be at least 1, got \(batchSize)")
+            }
             if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
         }
 
@@ -176,6 +187,7 @@ extension StudyCommand {
             if !norms.isEmpty { study.norms = norms }
             if let epochs { study.epochs = epochs; study.maxSteps = nil }
             if let batchSize { study.batchPerRank = batchSize }
+            if let trainSamples { study.trainSamples = trainSamples }
             if let width { study.width = width }
             if let lr { study.learningRate = lr }
             study.seed = common.seed

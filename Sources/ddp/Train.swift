@@ -156,7 +156,8 @@ struct Train: ParsableCommand {
             if let kind = debugFail { trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1) }
             if let checkpointDir {
                 if checkpointEvery != nil && overwriteCheckpoints {
-                    try Checkpointer.claim(directory: checkpointDir, resume: false, overwrite: true, isRoot: group.rank == 0)
+                    try Checkpointer.claim(directory: checkpointDir, resume: false, overwrite: true,
+                                           isRoot: group.rank == 0)
                     try group.barrier()
                 }
                 if let every = checkpointEvery { trainer.checkpointer = try Checkpointer(directory: checkpointDir, every: every) }

@@ -337,15 +337,18 @@ struct TorchInteropTests {
     func exportCheckpoint() throws {
         let dir = TemporaryDirectory()
         let metrics = dir.path + "/m.jsonl", exported = dir.path + "/exported.safetensors"
-        let trained = try Executables.mpirun(np: 2, "ddp", ["train", "--epochs", "1", "--max-steps", "100", "--width", "64",
+        let trained = try Executables.mpirun(np: 2, "ddp", ["train", "--epochs", "1", "--max-steps", "100",
+                                                            "--width", "64",
                                                             "--checkpoint-dir", dir.path + "/ck", "--checkpoint-every",
                                                             "100", "--metrics", metrics], timeout: 300)
         expectEnded(trained, status: 0)
-        let export = try Executables.run(Executables.path("ddp"), ["export", dir.path + "/ck/checkpoint-00000100.safetensors",
+        let export = try Executables.run(Executables.path("ddp"), ["export",
+                                                                   dir.path + "/ck/checkpoint-00000100.safetensors",
                                                                    "--out", exported], timeout: 60)
         expectEnded(export, status: 0)
         let summary = try #require(try jsonLines(metrics).last)
-        let check = try Executables.run(Executables.python, [Executables.packageFile("scripts/torch_interop.py"), exported,
+        let check = try Executables.run(Executables.python, [Executables.packageFile("scripts/torch_interop.py"),
+                                                             exported,
                                                              "--width", "64"], timeout: 300)
         expectEnded(check, status: 0)
         let report = try jsonObject(try #require(check.output.split(separator: "\n").first))
@@ -451,12 +454,18 @@ struct StudyTests {
             #expect((record["testAccuracyEMA"] != nil) == (norm != "groupnorm"), "\(record)")
         }
         for batch in [1, 4] {
-            let sync = try #require(try records.first { try $0.string("name") == "batch \(batch) × 4: SyncBN (4 ranks)" })
-            let single = try #require(try records.first { try $0.string("name") == "batch \(batch) × 4: BN, 1 process" })
+            let sync = try #require(try records.first {
+                try $0.string("name") == "batch \(batch) × 4: SyncBN (4 ranks)"
+            })
+            let single = try #require(try records.first {
+                try $0.string("name") == "batch \(batch) × 4: BN, 1 process"
+            })
             #expect(abs(try sync.double("testAccuracy") - single.double("testAccuracy")) < 0.005, "batch \(batch)")
-            #expect(abs(try sync.double("testAccuracyEMA") - single.double("testAccuracyEMA")) < 0.005, "batch \(batch)")
+            #expect(abs(try sync.double("testAccuracyEMA") - single.double("testAccuracyEMA")) < 0.005,
+                    "batch \(batch)")
         }
-        let pngs = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/figures").filter { $0.hasSuffix(".png") }
+        let pngs = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/figures")
+            .filter { $0.hasSuffix(".png") }
         #expect(pngs.count == 4, "\(pngs)")
         for png in pngs { #expect(report.contains("figures/\(png)")) }
     }
@@ -475,9 +484,11 @@ struct StudyTests {
             let blocks = (depth - 2) / 2
             let layers: [Double] = try record.value("gradNormInit")
             #expect(layers.count == 1 + blocks + (model == "resnet" ? 2 : 0) + 1, "\(model)-\(depth)")
-            let train: [[Double]] = try record.value("trainErrorCurve"), test: [[Double]] = try record.value("testErrorCurve")
-            #expect(train.count == 1 && test.count == 1, "\(record)")
-            #expect(abs(test[0][1] - (1 - (try record.double("testAccuracy")))) < 1e-12)
+            let train: [[Double]] = try record.value("trainErrorCurve"),
+                test: [[Double]] = try record.value("testErrorCurve")
+            // two epochs of 1,024 samples: a point per epoch
+            #expect(train.count == 2 && test.count == 2 && train.map { $0[0] } == [1, 2], "\(record)")
+            #expect(abs(test[1][1] - (1 - (try record.double("testAccuracy")))) < 1e-12)
         }
         let report = try String(contentsOfFile: dir.path + "/report.md", encoding: .utf8)
         #expect(report.contains("| plain | 14 | none |") && report.contains("| resnet | 8 | syncbn |"), "\(report)")

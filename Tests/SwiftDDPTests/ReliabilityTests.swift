@@ -69,9 +69,11 @@ struct ReliabilityTests {
         expectEnded(first, status: 0)
         let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         for (np, extra, reason) in [(1, [String](), "was written by 2 ranks; this job has 1"),
-                                    (2, ["--lr", "0.2"], "was written with a different configuration: --lr 0.2 (checkpoint: 0.05)"),
+                                    (2, ["--lr", "0.2"],
+                                     "was written with a different configuration: --lr 0.2 (checkpoint: 0.05)"),
                                     (2, ["--width", "16", "--seed", "3"],
-                                     "different configuration: --width 16 (checkpoint: 32); --seed 3 (checkpoint: 4)")] {
+                                     "different configuration: --width 16 (checkpoint: 32); "
+                                        + "--seed 3 (checkpoint: 4)")] {
             let outcome = try ddp(np: np, Self.common + extra + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
                                                                  "--resume", "--max-steps", "30"])
             expectEnded(outcome, status: ExitStatus.failure)
@@ -85,24 +87,29 @@ struct ReliabilityTests {
     @Test("a new job refuses a --checkpoint-dir holding another job's checkpoints, deletes them only when told")
     func checkpointDirOfAnotherJob() throws {
         let dir = TemporaryDirectory()
-        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "40"])
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                           "--max-steps", "40"])
         expectEnded(first, status: 0)
         let theirs = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         #expect(theirs == ["checkpoint-00000030.safetensors", "checkpoint-00000040.safetensors"])
         // before: a 20-step job wrote steps 10 and 20, pruned them at once (the two newest were the
         // other job's) and exited 0 with no checkpoint of its own
-        let second = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
+        let second = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                            "--max-steps", "20"])
         expectEnded(second, status: ExitStatus.failure)
-        #expect(errorLines(second, containing: "holds another job's checkpoints (steps 30, 40)") == 1, "\(second.output)")
+        #expect(errorLines(second, containing: "holds another job's checkpoints (steps 30, 40)") == 1,
+                "\(second.output)")
         #expect(second.output.contains("--resume") && second.output.contains("--overwrite-checkpoints"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == theirs)
-        let replaced = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20",
+        let replaced = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                              "--max-steps", "20",
                                               "--overwrite-checkpoints"])
         expectEnded(replaced, status: 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
                 == ["checkpoint-00000010.safetensors", "checkpoint-00000020.safetensors"])
         // resuming its own checkpoints, a job still prunes them
-        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "40",
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                             "--max-steps", "40",
                                              "--resume"])
         expectEnded(resumed, status: 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
@@ -112,20 +119,25 @@ struct ReliabilityTests {
     @Test("ddp export writes a checkpoint's model as --save does; anything else is refused with one line")
     func export() throws {
         let dir = TemporaryDirectory()
-        let run = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--max-steps", "20",
+        let run = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                         "--max-steps", "20",
                                          "--save", dir.path + "/saved.safetensors"])
         expectEnded(run, status: 0)
         let checkpoint = dir.path + "/ck/checkpoint-00000020.safetensors"
         let ddpPath = Executables.path("ddp")
-        let export = try Executables.run(ddpPath, ["export", checkpoint, "--out", dir.path + "/e.safetensors"], timeout: 60)
+        let export = try Executables.run(ddpPath, ["export", checkpoint, "--out", dir.path + "/e.safetensors"],
+                                         timeout: 60)
         expectEnded(export, status: 0)
-        #expect(try SafeTensors.read(dir.path + "/e.safetensors").tensors == SafeTensors.read(dir.path + "/saved.safetensors").tensors)
+        #expect(try SafeTensors.read(dir.path + "/e.safetensors").tensors
+                == SafeTensors.read(dir.path + "/saved.safetensors").tensors)
         var bytes = [UInt8](try #require(FileManager.default.contents(atPath: checkpoint)))
         bytes[bytes.count - 100] ^= 0xFF
         replaceFile(checkpoint, with: Data(bytes))
         for (input, out, message) in [(checkpoint, dir.path + "/x.safetensors", "checksum mismatch"),
-                                      (dir.path + "/saved.safetensors", dir.path + "/y.safetensors", "is not a SwiftDDP checkpoint"),
-                                      (checkpoint, "/nonexistent/z.safetensors", "directory /nonexistent does not exist")] {
+                                      (dir.path + "/saved.safetensors", dir.path + "/y.safetensors",
+                                       "is not a SwiftDDP checkpoint"),
+                                      (checkpoint, "/nonexistent/z.safetensors",
+                                       "directory /nonexistent does not exist")] {
             let outcome = try Executables.run(ddpPath, ["export", input, "--out", out], timeout: 60)
             #expect(outcome.status != 0 && !outcome.timedOut, "\(message)")
             #expect(errorLines(outcome, containing: message) == 1, "\(outcome.output)")

@@ -20,8 +20,9 @@ only when "bias" is true; batchnorm2d and groupnorm: both), and for batchnorm2d 
 running_var (basicblock: its state-dict names, conv1.weight, bn1.running_mean, ...).
 
 OUT (safetensors) holds y, dx, "d" + each parameter's name (dweight, dbias; dconv1.weight, ...), and
-for batch norms in training the updated running_mean and running_var under their names (PyTorch's semantics: momentum 0.1, the running
-variance updated with the unbiased batch variance, while y uses the biased one).
+for batch norms in training the updated running_mean and running_var under their names (PyTorch's
+semantics: momentum 0.1, the running variance updated with the unbiased batch variance, while y uses
+the biased one).
 
 Precision: the float32 inputs are widened to float64 (exactly) and the module runs in float64, so
 the reference carries no float32 rounding of its own; OUT's tensors are float64 too. With

@@ -29,7 +29,8 @@ enum Kernels {
     }
 
     /// y = a + b.
-    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                    count n: Int) {
         ddp_add(a, b, y, n)
     }
 
