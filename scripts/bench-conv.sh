@@ -7,6 +7,9 @@
 # Writes OUT/conv-*.rN.json (raw), OUT/conv-results.json and OUT/conv-table.md.
 #
 #   scripts/bench-conv.sh [OUT_DIR]          (default: runs/bench)
+#
+# DDP_BIN_DIR: a prebuilt release directory to measure (launch.sh then does not rebuild when
+# sources change during the run); FIRST_ROUND: continue an interrupted run at that round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/bench}"
@@ -24,14 +27,16 @@ configs=(
     "cnn-b8 cnn 8 400 20" "resnet-b8 resnet 8 100 10"
     "cnn-b2 cnn 2 800 40" "resnet-b2 resnet 2 200 20"
 )
-for round in $(seq 1 "$rounds"); do
+bin="${DDP_BIN_DIR:-$PWD/.build/release}"
+for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
     echo "bench-conv: round $round of $rounds" >&2
     for c in "${configs[@]}"; do
         read -r name model batch steps warmup <<<"$c"
         common=(bench train --model "$model" --batch-size "$batch" --steps "$steps" --warmup "$warmup" --repeats 3)
         run scripts/launch.sh -np 1 -- "${common[@]}" --json "$out/conv-ddp-1-$name.r$round.json" 2>/dev/null
         run scripts/launch.sh -np 2 -- "${common[@]}" --json "$out/conv-ddp-2-syncbn-$name.r$round.json" 2>/dev/null
-        run scripts/launch.sh -np 2 -- "${common[@]}" --norm bn --json "$out/conv-ddp-2-bn-$name.r$round.json" 2>/dev/null
+        run scripts/launch.sh -np 2 -- "${common[@]}" --norm bn \
+            --json "$out/conv-ddp-2-bn-$name.r$round.json" 2>/dev/null
         peer=(scripts/peers/torch_train.py --model "$model" --batch "$batch" --steps "$steps" --warmup "$warmup")
         run $py "${peer[@]}" --json "$out/conv-torch-1-$name.r$round.json" >/dev/null
         run $py "${peer[@]}" --world-size 2 --json "$out/conv-torch-ddp-2-$name.r$round.json" >/dev/null
@@ -39,8 +44,9 @@ for round in $(seq 1 "$rounds"); do
 done
 # heap allocations per steady-state step (oneDNN's primitive execution allocates; see performance.md)
 for model in cnn resnet; do
-    run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS -x LD_PRELOAD=$PWD/.build/release/libMallocInterposerSwift.so \
-        .build/release/ddp-alloc-check --model "$model" > "$out/conv-alloc-$model.jsonl" 2>/dev/null </dev/null || true
+    run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS \
+        -x LD_PRELOAD=$bin/libMallocInterposerSwift.so \
+        "$bin/ddp-alloc-check" --model "$model" > "$out/conv-alloc-$model.jsonl" 2>/dev/null </dev/null || true
 done
 
 $py - "$out" "${configs[@]}" <<'PY'
@@ -69,16 +75,19 @@ for n in names:
     d1, d2, b2, t1, t2 = (median_run(k, n) for k in kinds)
     floors = [x["step_ms"] / x["layer_floor_ms"] for x in runs[("ddp-1", n)]]
     cost = ratio("ddp-2-bn", "ddp-2-syncbn", n)
-    md.append(f"| {n} | {d1['samples_per_second']:,.0f} | {t1['samples_per_second']:,.0f} | {fmt(ratio('ddp-1', 'torch-1', n))} "
+    md.append(f"| {n} | {d1['samples_per_second']:,.0f} | {t1['samples_per_second']:,.0f} "
+              f"| {fmt(ratio('ddp-1', 'torch-1', n))} "
               f"| {d1['step_ms']:.2f} | {statistics.median(x['layer_floor_ms'] for x in runs[('ddp-1', n)]):.2f} "
               f"| {statistics.median(floors):.2f} [{min(floors):.2f}–{max(floors):.2f}] "
-              f"| {d2['samples_per_second']:,.0f} | {fmt(ratio('ddp-2-syncbn', 'ddp-1', n))} | {b2['samples_per_second']:,.0f} "
+              f"| {d2['samples_per_second']:,.0f} | {fmt(ratio('ddp-2-syncbn', 'ddp-1', n))} "
+              f"| {b2['samples_per_second']:,.0f} "
               f"| {(cost[0] - 1) * 100:+.1f}% [{(cost[1] - 1) * 100:+.1f}–{(cost[2] - 1) * 100:+.1f}] "
               f"| {t2['samples_per_second']:,.0f} | {fmt(ratio('ddp-2-syncbn', 'torch-ddp-2', n))} |")
 md += ["", "Where the time goes (ms per step, SwiftDDP, median round; forward/backward by layer kind, normalization "
        "includes its SyncBN exchange; rest = the phase's time outside any leaf layer: loss, residual sums, glue):", "",
        "| configuration | conv fwd | conv bwd | linear | norm fwd | norm bwd | pooling | activation | rest "
-       "| SyncBN comm | gradient sync | optimizer | step |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+       "| SyncBN comm | gradient sync | optimizer | step |",
+       "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for n in names:
     for k in ["ddp-1", "ddp-2-syncbn", "ddp-2-bn"]:
         r = median_run(k, n)
