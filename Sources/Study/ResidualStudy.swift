@@ -80,11 +80,13 @@ public struct ResidualStudy: Sendable {
         return results
     }
 
-    /// First convolution over last: the last weight layer is the classifier, the one before it
-    /// the last convolution (every architecture here ends in [pool, flatten, Linear]).
-    static func firstOverLastConv(_ norms: [Double]) -> Double? {
-        guard norms.count >= 3, norms[norms.count - 2] > 0 else { return nil }
-        return norms[0] / norms[norms.count - 2]
+    /// The first convolution's gradient norm over the last 3×3 convolution's (layer3's last
+    /// conv2). The norms are in registration order, ending with the classifier; in a ResNet
+    /// with one block per stage the last block's projection comes after its conv2.
+    static func firstOverLastConv(_ norms: [Double], model: String?, depth: Int) -> Double? {
+        let last = norms.count - (model == "resnet" && (depth - 2) / 6 == 1 ? 3 : 2)
+        guard last > 0, norms[last] > 0 else { return nil }
+        return norms[0] / norms[last]
     }
 
     func report(_ runs: [RunResult], _ context: StudyContext) throws {
@@ -145,8 +147,8 @@ public struct ResidualStudy: Sendable {
             ["model", "depth", "norm", "first/last conv gradient at init", "… during training", "final training error",
              "test error", "diverged"],
             results.map { r in
-                [r.model ?? "?", String(r.depth), r.norm, Markdown.number(Self.firstOverLastConv(r.gradNormInit)),
-                 Markdown.number(Self.firstOverLastConv(r.gradNormTrain)),
+                [r.model ?? "?", String(r.depth), r.norm, Markdown.number(Self.firstOverLastConv(r.gradNormInit, model: r.model, depth: r.depth)),
+                 Markdown.number(Self.firstOverLastConv(r.gradNormTrain, model: r.model, depth: r.depth)),
                  r.trainErrorCurve.last.map { Markdown.percent($0[1]) } ?? "–",
                  Markdown.error(r.testAccuracy, std: r.testAccuracyStd, seeds: r.seeds), r.diverged ? "yes" : "no"]
             })

@@ -86,7 +86,7 @@ public struct RunResult: Codable, Sendable {
         var byEpoch: [Int: Double] = [:]
         for e in summary.evaluations { byEpoch[e.epoch] = 1 - e.accuracy }
         testErrorCurve = byEpoch.keys.sorted().map { [Double($0 + 1), byEpoch[$0] ?? .nan] }
-        trainErrorCurve = summary.trainAccuracyByEpoch.enumerated().map { [Double($0.offset + 1), 1 - $0.element] }
+        trainErrorCurve = summary.trainAccuracyByEpoch.map { [Double($0.epoch + 1), 1 - $0.accuracy] }
         finalLoss = summary.finalLoss
         let losses = summary.stepLosses
         let initial = losses.prefix(5).reduce(0, +) / Double(max(1, min(5, losses.count)))

@@ -63,9 +63,13 @@ public final class Checkpointer {
         prune()
     }
 
-    /// Takes the checkpoints now in the directory as this job's (after resuming from them).
-    public func adoptExisting() {
-        owned = Array(Set(owned + Checkpointer.checkpointSteps(in: directory)))
+    /// Takes the checkpoints of the directory that belong to `trainer`'s job (intact, same ranks
+    /// and configuration) as its own, after resuming from them; others' stay untouched. Rank 0,
+    /// which writes and prunes, reads them.
+    public func adoptExisting(for trainer: Trainer) {
+        guard trainer.group.rank == 0 else { return }
+        let mine = Checkpointer.checkpointSteps(in: directory).filter { (try? Checkpointer.load(path(step: $0), for: trainer)) != nil }
+        owned = Array(Set(owned + mine))
     }
 
     /// Deletes all but the `keep` newest of this job's checkpoints.
@@ -216,49 +220,52 @@ public final class Checkpointer {
         }
     }
 
-    /// The configuration without the fields that may change between a run and its resumption
-    /// (length of training, logging, evaluation, diagnostics).
     /// The options two configurations (JSON, as checkpoints store them) differ in, each as
-    /// "--lr 0.2 (checkpoint: 0.05)", by the command-line name where there is one.
+    /// "--lr 0.2 (checkpoint: 0.05)" by its command-line name; settings without a flag of their
+    /// own by their field name.
     static func configurationDifferences(checkpoint: String, job: String) -> [String] {
-        func flat(_ json: String) -> [String: String] {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
-                return [:]
-            }
-            var out: [String: String] = [:]
-            func walk(_ value: Any, _ key: String) {
-                if let dict = value as? [String: Any] {
-                    for (k, v) in dict { walk(v, key.isEmpty ? k : key + "." + k) }
-                } else {
-                    out[key] = "\(value)"
-                }
-            }
-            walk(object, "")
-            return out
+        let decoder = JSONDecoder()
+        guard let theirs = try? decoder.decode(TrainingConfiguration.self, from: Data(checkpoint.utf8)),
+              let ours = try? decoder.decode(TrainingConfiguration.self, from: Data(job.utf8))
+        else { return [] }
+        typealias Field = (flag: String, value: (TrainingConfiguration) -> String)
+        func flag(_ on: Bool) -> String { on ? "given" : "not given" }
+        let fields: [Field] = [
+            ("--model", { $0.model.architecture.rawValue }), ("--depth", { "\($0.model.depth)" }),
+            ("--width", { "\($0.model.width)" }), ("--activation", { $0.model.activation }),
+            ("--norm", { $0.model.norm.rawValue }), ("--groups", { "\($0.model.groups)" }),
+            ("--init", { $0.model.initialization }), ("--dropout", { "\($0.model.dropout)" }),
+            ("input shape", { "\($0.model.inputShape)" }), ("classes", { "\($0.model.classes)" }),
+            ("--augment", { flag($0.augment) }), ("--batch-size", { "\($0.batchSize)" }),
+            ("--optimizer", { $0.optimizer.rawValue }), ("--lr", { "\($0.learningRate)" }),
+            ("--momentum", { "\($0.momentum)" }), ("dampening", { "\($0.dampening)" }),
+            ("--nesterov", { flag($0.nesterov) }), ("--weight-decay", { "\($0.weightDecay)" }),
+            ("--schedule", { $0.schedule.rawValue }), ("--warmup-steps", { "\($0.warmupSteps)" }),
+            ("--step-size", { "\($0.stepSize)" }), ("--gamma", { "\($0.gamma)" }), ("--seed", { "\($0.seed)" }),
+            ("--no-shuffle", { flag(!$0.shuffle) }), ("--drop-last", { flag($0.dropLast) }),
+            ("--grad-sync", { $0.gradSync.rawValue }), ("--bucket-mb", { "\(Double($0.bucketBytes) / 1_048_576)" }),
+            ("--syncbn-group-size", { $0.syncBNGroupSize.map(String.init) ?? "all ranks" }),
+            ("--no-broadcast-buffers", { flag(!$0.broadcastBuffers) }),
+            ("--data", { $0.dataDirectory ?? "synthetic" }),
+            ("--synthetic-train", { "\($0.syntheticTrainCount)" }), ("--synthetic-test", { "\($0.syntheticTestCount)" }),
+        ]
+        var differences = fields.compactMap { field -> String? in
+            let a = field.value(theirs), b = field.value(ours)
+            return a == b ? nil : "\(field.flag) \(b) (checkpoint: \(a))"
         }
-        let flags = ["learningRate": "--lr", "batchSize": "--batch-size", "seed": "--seed", "momentum": "--momentum",
-                     "weightDecay": "--weight-decay", "optimizer": "--optimizer", "schedule": "--schedule",
-                     "warmupSteps": "--warmup-steps", "nesterov": "--nesterov", "augment": "--augment",
-                     "gradSync": "--grad-sync", "syncBNGroupSize": "--syncbn-group-size", "shuffle": "--no-shuffle",
-                     "dropLast": "--drop-last", "dataDirectory": "--data", "stepSize": "--step-size",
-                     "gamma": "--gamma",
-                     "model.architecture": "--model", "model.depth": "--depth", "model.width": "--width",
-                     "model.activation": "--activation", "model.norm": "--norm", "model.groups": "--groups",
-                     "model.initialization": "--init", "model.dropout": "--dropout",
-                     "bucketBytes": "--bucket-mb (bytes)", "broadcastBuffers": "--no-broadcast-buffers"]
-        let a = flat(checkpoint), b = flat(job)
-        return Set(a.keys).union(b.keys).sorted().compactMap { key in
-            guard a[key] != b[key] else { return nil }
-            return "\(flags[key] ?? key) \(b[key] ?? "unset") (checkpoint: \(a[key] ?? "unset"))"
-        }
+        if differences.isEmpty { differences = ["settings without an option of their own"] }
+        return differences
     }
 
+    /// The configuration without the fields that may change between a run and its resumption
+    /// (length of training, logging, evaluation, diagnostics, precise BN at the end).
     static func resumeFingerprintJSON(_ config: TrainingConfiguration) -> String {
         var c = config
         c.epochs = 0
         c.maxSteps = nil
         c.logEvery = 1
         c.evaluate = true
+        c.preciseBNSamples = nil
         c.diagnosticsEvery = nil
         c.covariateShift = false
         return c.json

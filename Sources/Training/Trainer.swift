@@ -85,10 +85,10 @@ public struct TrainingSummary: Sendable {
     public var testAccuracyEMA: Double? = nil
     /// Every test evaluation, in order: (epoch index, test loss, test accuracy).
     public var evaluations: [(epoch: Int, loss: Double, accuracy: Double)] = []
-    /// Per epoch trained: the fraction of that epoch's training samples the model classified
-    /// right in its training forward (all ranks; BatchNorm in training mode, weights changing
-    /// along the epoch, as He et al. plot training error).
-    public var trainAccuracyByEpoch: [Double] = []
+    /// Per epoch trained in this run: (epoch index, the fraction of the epoch's training samples
+    /// the model classified right in its training forward: all ranks, BatchNorm in training mode,
+    /// weights changing along the epoch, as He et al. plot training error).
+    public var trainAccuracyByEpoch: [(epoch: Int, accuracy: Double)] = []
     /// Global mean training loss of every step, in order.
     public var stepLosses: [Double] = []
     /// Diagnostics records (with `--diagnostics-every`), in order.
@@ -481,19 +481,22 @@ public final class Trainer {
         summary.timings = timings
         try group.allReduce(&trainCounts, op: .sum)
         summary.trainAccuracyByEpoch = (0..<(summary.epochs - firstEpoch)).compactMap { e in
-            trainCounts[2 * e + 1] > 0 ? trainCounts[2 * e] / trainCounts[2 * e + 1] : nil
+            trainCounts[2 * e + 1] > 0 ? (firstEpoch + e, trainCounts[2 * e] / trainCounts[2 * e + 1]) : nil
         }
         var trainTime = [timings.total]
         try group.allReduce(&trainTime, op: .max)
         summary.trainingSeconds = trainTime[0]
         let samples = Double(samplesProcessed * W)  // the sampler gives every rank the same count
         summary.samplesPerSecond = trainTime[0] > 0 ? samples / trainTime[0] : 0
-        if config.evaluate, let samples = config.preciseBNSamples, !model.batchNormLayers.isEmpty {
-            try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "running averages")
-            (summary.testLossEMA, summary.testAccuracyEMA) = (summary.testLoss, summary.testAccuracy)
+        if let samples = config.preciseBNSamples, !model.batchNormLayers.isEmpty {
+            // with evaluation, the test set first with the running averages, then with these
+            if config.evaluate {
+                try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "running averages")
+                (summary.testLossEMA, summary.testAccuracyEMA) = (summary.testLoss, summary.testAccuracy)
+            }
             let used = try recomputeBatchNormStatistics(samples: samples, epoch: summary.epochs)
             log("precise BN: running statistics recomputed over \(used) training samples")
-            try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "precise BN")
+            if config.evaluate { try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "precise BN") }
         } else if config.evaluate {
             try evaluateAndReport(epoch: summary.epochs - 1, into: &summary)
         }
@@ -538,8 +541,10 @@ public final class Trainer {
         for bn in batchNorms { bn.beginPreciseStatistics() }
         defer { for bn in batchNorms { bn.endPreciseStatistics() } }
         let inputs = Workspace()
+        var used = [0.0]
         for b in 0..<batches {
             let range = order[(b * B)..<min((b + 1) * B, order.count)]
+            used[0] += Double(range.count)
             let x = inputs.matrix(rows: range.count, cols: train.features)
             batchLabels.withUnsafeMutableBufferPointer { labels in
                 train.gather(range, inputs: x.base, labels: labels.baseAddress!)
@@ -557,7 +562,8 @@ public final class Trainer {
                 for i in values.indices { values[i] /= Float(W) }
             }
         }
-        return batches * B * W
+        try group.allReduce(&used, op: .sum)
+        return Int(used[0])
     }
 
     /// Loss and accuracy over the whole test set: each rank evaluates a contiguous shard with

@@ -18,6 +18,9 @@ struct Export: ParsableCommand {
 
     func validate() throws {
         try checkWritable(out, option: "--out")
+        let same = URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath()
+            == URL(fileURLWithPath: checkpoint).standardizedFileURL.resolvingSymlinksInPath()
+        if same { throw ValidationError("--out \(out) is the checkpoint itself; write the state dict elsewhere") }
     }
 
     func run() throws {

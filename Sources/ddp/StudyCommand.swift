@@ -159,7 +159,7 @@ extension StudyCommand {
         var depths: [Int] = []
         @Option(parsing: .upToNextOption, help: "Normalizations (default none bn syncbn).")
         var norms: [NormKind] = []
-        @Option(help: "Epochs per configuration (default 3; --quick: 60 steps).")
+        @Option(help: "Epochs per configuration (default 3; --quick: 2 of 1,024 samples).")
         var epochs: Int?
         @Option(help: "Per-rank batch size (default 32).")
         var batchSize: Int?

@@ -164,7 +164,7 @@ struct Train: ParsableCommand {
                 if resume {
                     let warn: (String) -> Void = { FileHandle.standardError.write(Data(("ddp: " + $0 + "\n").utf8)) }
                     trainer.resumePoint = try Checkpointer.resume(trainer, from: checkpointDir, warn: warn)
-                    trainer.checkpointer?.adoptExisting()
+                    trainer.checkpointer?.adoptExisting(for: trainer)
                     if group.rank == 0 {
                         print(trainer.resumePoint.map { "resuming from step \($0.step) (epoch \($0.epoch + 1))" }
                               ?? "no valid checkpoint in \(checkpointDir): starting from step 0")

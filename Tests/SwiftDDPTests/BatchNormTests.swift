@@ -66,7 +66,7 @@ struct BatchNormTests {
         let variance = batches.map(unbiased).reduce(0, +) / 3
         #expect(abs(Double(store.buffer(bn.runningMeanSlot!)[0]) - mean) < 1e-6)
         #expect(abs(Double(store.buffer(bn.runningVarSlot!)[0]) - variance) < 1e-5)
-        #expect(store.counters[bn.batchesTrackedIndex!] == 4, "every training batch counts, as in PyTorch")
+        #expect(store.counters[bn.batchesTrackedIndex!] == 4, "every training batch counts (fvcore's update_bn_stats; swa_utils.update_bn resets it)")
         bn.endPreciseStatistics()
         try feed([10, 12])  // momentum 0.1 again
         #expect(abs(Double(store.buffer(bn.runningMeanSlot!)[0]) - (0.9 * mean + 0.1 * 11)) < 1e-5)

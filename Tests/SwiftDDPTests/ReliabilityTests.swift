@@ -73,7 +73,10 @@ struct ReliabilityTests {
                                      "was written with a different configuration: --lr 0.2 (checkpoint: 0.05)"),
                                     (2, ["--width", "16", "--seed", "3"],
                                      "different configuration: --width 16 (checkpoint: 32); "
-                                        + "--seed 3 (checkpoint: 4)")] {
+                                        + "--seed 3 (checkpoint: 4)"),
+                                    (2, ["--drop-last", "--bucket-mb", "2"],
+                                     "different configuration: --drop-last given (checkpoint: not given); "
+                                        + "--bucket-mb 2.0 (checkpoint: 1.0)")] {
             let outcome = try ddp(np: np, Self.common + extra + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
                                                                  "--resume", "--max-steps", "30"])
             expectEnded(outcome, status: ExitStatus.failure)
@@ -114,6 +117,32 @@ struct ReliabilityTests {
         expectEnded(resumed, status: 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
                 == ["checkpoint-00000030.safetensors", "checkpoint-00000040.safetensors"])
+    }
+
+    @Test("--resume in a directory shared with another job prunes only its own checkpoints; --precise-bn may be added")
+    func resumeAmongOtherJobs() throws {
+        let dir = TemporaryDirectory()
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
+        expectEnded(first, status: 0)
+        // another job (another learning rate) whose checkpoints end up in the same directory
+        let other = try ddp(Self.common + ["--lr", "0.2", "--checkpoint-dir", dir.path + "/other", "--checkpoint-every",
+                                           "7", "--max-steps", "49"])
+        expectEnded(other, status: 0)
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path + "/other") {
+            try FileManager.default.moveItem(atPath: dir.path + "/other/" + name, toPath: dir.path + "/" + name)
+        }
+        // precise BN changes only the end of the run, so it does not make the checkpoints another job's;
+        // with --no-eval it still recomputes the statistics (for --save)
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "40",
+                                             "--resume", "--precise-bn", "256"])
+        expectEnded(resumed, status: 0)
+        #expect(resumed.output.contains("resuming from step 20"), "\(resumed.output)")
+        #expect(resumed.output.contains("precise BN: running statistics recomputed over 256 training samples"),
+                "\(resumed.output)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("checkpoint-") }
+        #expect(names.sorted() == ["checkpoint-00000030.safetensors", "checkpoint-00000040.safetensors",
+                                   "checkpoint-00000042.safetensors", "checkpoint-00000049.safetensors"],
+                "this job's two newest and the other job's, untouched")
     }
 
     @Test("ddp export writes a checkpoint's model as --save does; anything else is refused with one line")

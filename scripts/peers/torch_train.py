@@ -5,7 +5,7 @@ runs them by default), per-process batch 128, SGD momentum 0.9, on Fashion-MNIST
 DistributedDataParallel with the gloo backend on N processes (local BN: PyTorch's SyncBatchNorm
 refuses CPU tensors).
 
-  python3 torch_train.py [--model mlp|cnn|resnet] [--depth D] [--world-size N]
+  python3 torch_train.py [--model mlp|cnn|resnet|plain] [--depth D] [--world-size N]
                          [--steps 200 --warmup 20 --repeats 3] [--json OUT]
 
 Prints one JSON object (rank 0): median samples/s over the repeats (all processes together).
@@ -29,7 +29,7 @@ def model(args):
         return models.mlp(args.depth or 4, args.width or 512, "relu", "bn")
     if args.model == "cnn":
         return models.cnn(width=args.width or 32, norm="bn")
-    return models.resnet(depth=args.depth or 20, width=args.width or 16, norm="bn")
+    return models.build(args.model, depth=args.depth or 20, width=args.width or 16, norm="bn")
 
 
 def worker(rank, world, args, queue):
@@ -84,7 +84,7 @@ def worker(rank, world, args, queue):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--world-size", type=int, default=1)
-    p.add_argument("--model", choices=["mlp", "cnn", "resnet"], default="mlp")
+    p.add_argument("--model", choices=["mlp", "cnn", "resnet", "plain"], default="mlp")
     p.add_argument("--depth", type=int, help="mlp: hidden layers (4); resnet: 6n+2 (20)")
     p.add_argument("--width", type=int, help="mlp: units (512); cnn: channels (32); resnet: channels (16)")
     p.add_argument("--batch", type=int, default=128)
