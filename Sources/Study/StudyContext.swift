@@ -49,8 +49,17 @@ public final class StudyContext {
             var c = config
             c.seed = config.seed &+ offset
             let trainer = try Trainer(config: c, group: group, train: train, test: test)
+            let summary: TrainingSummary
+            do {
+                summary = try trainer.run()
+            } catch let error as TrainingError where error.agreed && error.message.hasPrefix("non-finite") {
+                // A configuration that blows up (a deep net without normalization, say) is a result
+                // of the study, not the end of it: recorded as diverged, with no test accuracy.
+                log("  \(name)\(seeds > 1 ? " (seed \(c.seed))" : ""): diverged (\(error.message))")
+                summary = TrainingSummary()
+            }
             let result = RunResult(study: study, name: name, mode: mode, ranks: group.worldSize, config: c,
-                                   summary: try trainer.run())
+                                   summary: summary)
             results?.write(Data((result.jsonLine + "\n").utf8))
             log(String(format: "  %@%@: test accuracy %.2f%%, %d steps, %.1f s", name, seeds > 1 ? " (seed \(c.seed))" : "",
                        result.testAccuracy * 100, result.steps, result.trainingSeconds))

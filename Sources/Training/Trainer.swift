@@ -89,6 +89,8 @@ public struct TrainingSummary: Sendable {
     /// the model classified right in its training forward: all ranks, BatchNorm in training mode,
     /// weights changing along the epoch, as He et al. plot training error).
     public var trainAccuracyByEpoch: [(epoch: Int, accuracy: Double)] = []
+
+    public init() {}
     /// Global mean training loss of every step, in order.
     public var stepLosses: [Double] = []
     /// Diagnostics records (with `--diagnostics-every`), in order.

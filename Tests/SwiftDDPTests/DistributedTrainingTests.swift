@@ -490,6 +490,20 @@ struct StudyTests {
         #expect(report.contains("| plain | 14 | none |") && report.contains("| resnet | 8 | syncbn |"), "\(report)")
     }
 
+    @Test("a study records a configuration whose loss blows up as diverged and goes on")
+    func divergedRun() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["study", "residual", "--quick", "--depths", "8", "--norms",
+                                                           "none", "syncbn", "--lr", "1000", "--out", dir.path],
+                                             timeout: 300)
+        expectEnded(outcome, status: 0)
+        let records = try Self.records(dir)
+        #expect(records.count == 4, "resnet and plain × none and syncbn: \(outcome.output)")
+        let diverged = try records.filter { try $0.bool("diverged") }
+        #expect(!diverged.isEmpty && outcome.output.contains("diverged (non-finite"), "\(outcome.output)")
+        for record in diverged { #expect(try record.string("testAccuracy") == "nan", "\(record)") }
+    }
+
     @Test("study --seeds: every configuration runs once per seed; the report gives the mean test accuracy ± its standard deviation")
     func seeds() throws {
         let dir = TemporaryDirectory()
