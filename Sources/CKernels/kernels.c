@@ -3,13 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#pragma clang fp contract(off)
-
-#if defined(__x86_64__) && defined(__clang__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
+#include "clones.h"
 
 // Channels per block in the per-column reductions: one 64-byte cache line of floats.
 enum { BLOCK = 16 };

@@ -4,13 +4,7 @@
 
 #include <string.h>
 
-#pragma clang fp contract(off)
-
-#if defined(__x86_64__) && defined(__clang__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
+#include "clones.h"
 
 CLONES void ddp_maxpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k,
                                 ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *y, int32_t *index) {
