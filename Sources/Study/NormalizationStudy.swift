@@ -68,17 +68,10 @@ public struct NormalizationStudy: Sendable {
     }
 
     func configuration(batch: Int, mode: Mode, ranks: Int, data: StudyContext) -> TrainingConfiguration {
-        var c = TrainingConfiguration()
-        c.model = model(norm: mode.norm, data: data)
-        c.dataDirectory = nil
-        c.batchSize = batch
-        c.epochs = 1000
         let steps = max(1, samples / (batch * ranks))
-        c.maxSteps = steps
-        c.learningRate = learningRate
-        c.seed = seed
-        c.diagnosticsEvery = max(1, steps / diagnosticsPerRun)
-        c.logEvery = Int.max / 2
+        var c = StudyContext.runConfiguration(model: model(norm: mode.norm, data: data), batch: batch, epochs: 1000,
+                                              maxSteps: steps, learningRate: learningRate, seed: seed,
+                                              diagnosticsEvery: max(1, steps / diagnosticsPerRun))
         if mode.norm.usesBatchStatistics { c.preciseBNSamples = preciseSamples }
         return c
     }

@@ -40,18 +40,10 @@ public struct ResidualStudy: Sendable {
     func configuration(architecture: Architecture, depth: Int, norm: NormKind, data: StudyContext)
         -> TrainingConfiguration
     {
-        var c = TrainingConfiguration()
-        c.model = ModelConfiguration(architecture: architecture, depth: depth, width: width,
-                                     classes: data.train.classes, norm: norm)
-        c.dataDirectory = nil
-        c.batchSize = batchPerRank
-        c.epochs = epochs
-        c.maxSteps = maxSteps
-        c.learningRate = learningRate
-        c.seed = seed
-        c.diagnosticsEvery = diagnosticsEvery
-        c.logEvery = Int.max / 2
-        return c
+        let model = ModelConfiguration(architecture: architecture, depth: depth, width: width,
+                                       classes: data.train.classes, norm: norm)
+        return StudyContext.runConfiguration(model: model, batch: batchPerRank, epochs: epochs, maxSteps: maxSteps,
+                                             learningRate: learningRate, seed: seed, diagnosticsEvery: diagnosticsEvery)
     }
 
     public func validate() throws {

@@ -67,6 +67,24 @@ public final class StudyContext {
         }
     }
 
+    /// What every study run shares: the data the study loaded once, no step log, and the run's
+    /// model, per-rank batch, length, learning rate, seed and diagnostics interval.
+    static func runConfiguration(model: ModelConfiguration, batch: Int, epochs: Int, maxSteps: Int?,
+                                 learningRate: Float, seed: UInt64, diagnosticsEvery: Int) -> TrainingConfiguration
+    {
+        var c = TrainingConfiguration()
+        c.model = model
+        c.dataDirectory = nil
+        c.batchSize = batch
+        c.epochs = epochs
+        c.maxSteps = maxSteps
+        c.learningRate = learningRate
+        c.seed = seed
+        c.diagnosticsEvery = diagnosticsEvery
+        c.logEvery = Int.max / 2
+        return c
+    }
+
     func writeReport(_ name: String, _ text: String) throws {
         try text.write(toFile: outputDirectory + "/" + name, atomically: true, encoding: .utf8)
     }

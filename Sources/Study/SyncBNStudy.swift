@@ -45,19 +45,12 @@ public struct SyncBNStudy: Sendable {
     }
 
     func configuration(batch: Int, norm: NormKind, ranks: Int, data: StudyContext) -> TrainingConfiguration {
-        var c = TrainingConfiguration()
-        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width,
-                                     classes: data.train.classes, activation: activation, norm: norm)
-        c.dataDirectory = nil
-        c.batchSize = batch
-        c.epochs = 1000
         let steps = max(1, samples / (batch * ranks))
-        c.maxSteps = steps
-        c.learningRate = learningRate
-        c.seed = seed
-        c.diagnosticsEvery = max(1, steps / diagnosticsPerRun)
-        c.logEvery = Int.max / 2
-        return c
+        let model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width,
+                                       classes: data.train.classes, activation: activation, norm: norm)
+        return StudyContext.runConfiguration(model: model, batch: batch, epochs: 1000, maxSteps: steps,
+                                             learningRate: learningRate, seed: seed,
+                                             diagnosticsEvery: max(1, steps / diagnosticsPerRun))
     }
 
     public func run(_ context: StudyContext) throws -> [RunResult] {

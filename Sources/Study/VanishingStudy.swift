@@ -39,19 +39,13 @@ public struct VanishingStudy: Sendable {
     func configuration(depth: Int, activation: ActivationKind, norm: NormKind, initScheme: InitScheme,
                        data: StudyContext) -> TrainingConfiguration
     {
-        var c = TrainingConfiguration()
-        c.model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width,
-                                     classes: data.train.classes, activation: activation, norm: norm,
-                                     initialization: initScheme)
-        c.dataDirectory = nil  // data are loaded once by the study
-        c.batchSize = batchPerRank
-        c.epochs = epochs
-        c.maxSteps = maxSteps
-        c.learningRate = learningRate
-        c.seed = seed
-        c.diagnosticsEvery = diagnosticsEvery
+        let model = ModelConfiguration(inputFeatures: data.train.features, depth: depth, width: width,
+                                       classes: data.train.classes, activation: activation, norm: norm,
+                                       initialization: initScheme)
+        var c = StudyContext.runConfiguration(model: model, batch: batchPerRank, epochs: epochs, maxSteps: maxSteps,
+                                              learningRate: learningRate, seed: seed,
+                                              diagnosticsEvery: diagnosticsEvery)
         c.covariateShift = true
-        c.logEvery = Int.max / 2
         return c
     }
 
