@@ -145,14 +145,28 @@ struct MultiNodeTests {
         // exit status on): twice in ~15 full-suite runs the whole cluster script was killed at
         // once, without its teardown trap, during the first srun after salloc — the mark of a
         // signal sent to the script's process group, which the clients shared.
+        // Debian's Open MPI 4.1.4 under `srun --mpi=pmix`: now and then (5 in ~315 runs on a
+        // loaded 2-core machine) a rank still inside MPI_Init is sent its first TCP message too
+        // early and dies of SIGSEGV in mca_btl_tcp, after its peer printed "failed to TCP connect".
+        // That start-up crash, and only it, is retried once, visibly (Docs/multi-node.md).
+        let srun = dir.path + "/srun-once-more.sh"
+        try """
+            #!/bin/bash
+            out=$(setsid -w srun "$@" 2>&1); status=$?; echo "$out"
+            if [ $status -eq 139 ] && grep -q "failed to TCP connect to a peer MPI process" <<<"$out"; then
+                echo "srun-once-more: a rank died in Open MPI's TCP start-up race; running the step again"
+                setsid -w srun "$@"; status=$?
+            fi
+            exit $status
+            """.write(toFile: srun, atomically: true, encoding: .utf8)
         let outcome = try Executables.run("/bin/bash", ["-c", """
             export DDP_NETNS_STATE=\(state)
             \(script) run 2 -- bash -c '
                 set -e
                 sinfo
                 setsid -w salloc -N 2 -n 4 env DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 -- \(train) --save \(dir.path)/salloc.safetensors
-                setsid -w srun --mpi=pmix -N 2 -n 4 \(ddp) info
-                setsid -w srun --mpi=pmix -N 2 -n 4 \(ddp) \(train) --save \(dir.path)/srun.safetensors'
+                bash \(srun) --mpi=pmix -N 2 -n 4 \(ddp) info
+                bash \(srun) --mpi=pmix -N 2 -n 4 \(ddp) \(train) --save \(dir.path)/srun.safetensors'
             """], timeout: 300)
         expectEnded(outcome, status: 0)
         #expect(outcome.output.contains("ddpnode[1-2]"), "both simulated nodes joined the Slurm cluster:\n\(outcome.output)")
