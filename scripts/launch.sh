@@ -12,7 +12,14 @@
 # - sets OPENBLAS_NUM_THREADS=1 for every rank unless already set, and exports it;
 # - binds ranks to cores (--bind-to core --map-by core) unless oversubscribed or the caller
 #   chose a binding;
-# - passes every other mpirun option through untouched and prints the mpirun line it runs.
+# - passes every other mpirun option through untouched and prints the mpirun line it runs;
+# - checks, before mpirun starts, that each hostfile host resolves and (where mpirun will reach
+#   it over ssh) answers on port 22, naming the host that does not (DDP_LAUNCH_NO_HOST_CHECK=1
+#   skips this);
+# - keeps the job's own error the last line: mpirun's boilerplate after a failure ("Primary job
+#   terminated normally…", "mpirun detected that one or more processes exited…", the MPI_ABORT
+#   note) is dropped, a rank killed by a signal is told in one line (DDP_LAUNCH_RAW=1 shows
+#   mpirun's output as it is).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 usage() { echo "usage: scripts/launch.sh [--dry-run] -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2; exit 2; }
@@ -51,7 +58,10 @@ if [ -n "$hostfile" ]; then
             for (i = 2; i <= NF; i++) {
                 if ($i ~ /^#/) break
                 if ($i ~ /^slots=[0-9]+$/) { split($i, kv, "="); n = kv[2] }
-                else if ($i !~ /^max[-_]slots=[0-9]+$/) { printf "launch: %s:%d: cannot parse \"%s\"\n", file, NR, $i > "/dev/stderr"; bad = 1 }
+                else if ($i !~ /^max[-_]slots=[0-9]+$/) {
+                    printf "launch: %s:%d: cannot parse \"%s\" (a host line is: NAME [slots=N] [max_slots=M])\n", \
+                        file, NR, $i > "/dev/stderr"; bad = 1
+                }
             }
             total += n
         }
@@ -98,6 +108,34 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 if [ -t 1 ]; then export DDP_STDOUT_TTY=1; else export DDP_STDOUT_TTY=0; fi
 
 cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "${mpi_opts[@]}" "$bin_dir/ddp" "$@")
+[ "$dry_run" -eq 1 ] && { echo "+ ${cmd[*]}" >&2; exit 0; }
+
+# A host mpirun cannot reach fails late and verbosely (an ssh error per daemon, then a help
+# text); say which host, before anything starts.
+if [ -n "$hostfile" ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ]; then
+    # mpirun reaches hosts over ssh unless a launch agent is set or Slurm starts its daemons.
+    via_ssh=1
+    [[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] && via_ssh=0
+    here="$(hostname) $(hostname -f 2>/dev/null || true) localhost"
+    for host in $(awk '!/^[[:space:]]*(#|$)/ { print $1 }' "$hostfile" | sort -u); do
+        [[ " $here " == *" $host "* || "$host" == 127.* || "$host" == ::1 ]] && continue
+        getent ahosts "$host" >/dev/null || {
+            echo "launch: hostfile '$hostfile': host '$host' does not resolve (check the name, or give its IP address)" >&2
+            exit 2
+        }
+        if [ "$via_ssh" -eq 1 ] && ! timeout 5 bash -c ": <> /dev/tcp/$host/22" 2>/dev/null; then
+            echo "launch: hostfile '$hostfile': host '$host' does not answer on the ssh port (22) within 5 s;" \
+                 "mpirun starts its daemons there over ssh" >&2
+            exit 2
+        fi
+    done
+fi
+
 echo "+ ${cmd[*]}" >&2
-[ "$dry_run" -eq 1 ] && exit 0
+# mpirun's stderr passes through a filter that drops its failure boilerplate. The filter
+# ignores Ctrl-C so that it still prints what mpirun says while stopping the job; mpirun keeps
+# this script's process (exec), so signals sent to the launcher reach it.
+if [ "${DDP_LAUNCH_RAW:-0}" != 1 ]; then
+    exec 2> >(trap '' INT TERM HUP; exec awk -f "$root/scripts/mpirun-quiet.awk" >&2)
+fi
 exec "${cmd[@]}"
