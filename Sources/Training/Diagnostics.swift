@@ -35,7 +35,7 @@ public struct DiagnosticsRecord: Sendable, Equatable {
     /// The metrics-file line.
     public var json: [String: Any] {
         var r: [String: Any] = [
-            "kind": "diagnostics", "step": step, "epoch": epoch, "loss": loss,
+            "kind": "diagnostics", "step": step, "epoch": epoch + 1, "loss": loss,
             "weight_grad_norm": weightGradNorm, "input_grad_norm": inputGradNorm,
             "preact_mean": preactMean, "preact_std": preactStd, "saturation": saturation,
             "bn_noise_mean": batchStatNoiseMean, "bn_noise_variance": batchStatNoiseVariance,

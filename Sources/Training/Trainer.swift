@@ -339,6 +339,8 @@ public final class Trainer {
         let gradientScale = 1 / Float(W)
         let broadcastLocalBuffers = config.broadcastBuffers && config.model.norm == .bn && W > 1
         var windowSamples = 0, windowSeconds = 0.0
+        var windowLoss = 0.0, windowSteps = 0  // the log line's loss: the mean since the last one
+        let firstStep = step
         var samplesProcessed = 0
         summary.stepLosses.reserveCapacity(total - step)  // no reallocation inside the loop
         let firstEpoch = resumePoint?.epoch ?? 0
@@ -451,6 +453,8 @@ public final class Trainer {
                 samplesProcessed += rows
 
                 summary.stepLosses.append(globalLoss)
+                windowLoss += globalLoss
+                windowSteps += 1
                 if var r = record {
                     r.loss = globalLoss
                     metrics?.write(r.json)
@@ -465,9 +469,16 @@ public final class Trainer {
                     let throughput = window[1] > 0 ? Double(windowSamples * W) / window[1] : 0
                     windowSamples = 0
                     windowSeconds = 0
-                    metrics?.write(["kind": "step", "step": step, "epoch": epoch, "loss": globalLoss,
-                                    "lr": Double(optimizer.learningRate), "samples_per_second": throughput])
-                    progress(step: step, total: total, epoch: epoch, loss: globalLoss, throughput: throughput)
+                    let meanLoss = windowLoss / Double(windowSteps)
+                    windowLoss = 0
+                    windowSteps = 0
+                    metrics?.write(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
+                                    "mean_loss": meanLoss, "lr": Double(optimizer.learningRate),
+                                    "samples_per_second": throughput])
+                    let elapsed = monotonicSeconds() - wallStart
+                    let remaining = elapsed / Double(step - firstStep) * Double(total - step)
+                    progress(step: step, total: total, epoch: epoch, loss: meanLoss, throughput: throughput,
+                             elapsed: elapsed, remaining: remaining)
                 }
                 try afterStep?(step, epoch, globalLoss)
                 if let checkpointer, step % checkpointer.every == 0 {
@@ -520,7 +531,8 @@ public final class Trainer {
         summary.testLoss = testLoss
         summary.testAccuracy = accuracy
         summary.evaluations.append((epoch, testLoss, accuracy))
-        var record: [String: Any] = ["kind": "eval", "epoch": epoch, "test_loss": testLoss, "test_accuracy": accuracy]
+        var record: [String: Any] = ["kind": "eval", "epoch": epoch + 1, "test_loss": testLoss,
+                                     "test_accuracy": accuracy]
         if let label { record["statistics"] = label }
         metrics?.write(record)
         if interactiveProgress { log("") }
@@ -599,17 +611,27 @@ public final class Trainer {
         return (totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1))
     }
 
-    private func progress(step: Int, total: Int, epoch: Int, loss: Double, throughput: Double) {
+    /// The progress line; `loss` is the mean over the steps since the previous line.
+    private func progress(step: Int, total: Int, epoch: Int, loss: Double, throughput: Double,
+                          elapsed: Double, remaining: Double) {
+        let time = "\(clock(elapsed)) elapsed" + (step < total ? ", ETA \(clock(remaining))" : "")
         if interactiveProgress {
             let width = 30
             let filled = total > 0 ? width * step / total : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            log(String(format: "\r\u{1B}[K[%@] %d/%d  epoch %d  loss %.4f  %.0f samples/s", bar, step, total, epoch + 1,
-                       loss, throughput))
+            log(String(format: "\r\u{1B}[K[%@] %d/%d  epoch %d  loss %.4f  %.0f samples/s  %@", bar, step, total,
+                       epoch + 1, loss, throughput, time))
         } else {
-            log(String(format: "step %d/%d  epoch %d  loss %.4f  lr %.4g  %.0f samples/s", step, total, epoch + 1, loss,
-                       Double(optimizer.learningRate), throughput))
+            log(String(format: "step %d/%d  epoch %d  loss %.4f  lr %.4g  %.0f samples/s  %@", step, total, epoch + 1,
+                       loss, Double(optimizer.learningRate), throughput, time))
         }
+    }
+
+    /// 75 s → "1:15", 3725 s → "1:02:05".
+    private func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.isFinite ? max(seconds, 0).rounded() : 0)
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+            : String(format: "%d:%02d", s / 60, s % 60)
     }
 
     /// The model's state dict with the configuration as metadata, written atomically.

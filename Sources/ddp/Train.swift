@@ -50,7 +50,7 @@ struct Train: ParsableCommand {
     @Option(help: "Write metrics here (JSON lines; rank 0).")
     var metrics: String?
 
-    @Option(help: "Report every N steps.")
+    @Option(help: "Report every N steps (the progress line shows the mean loss over those steps, elapsed time and ETA).")
     var logEvery = 50
 
     @Flag(help: "Skip the test-set evaluation.")

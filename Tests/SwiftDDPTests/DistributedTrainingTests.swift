@@ -64,7 +64,7 @@ struct DistributedTrainingTests {
         #expect(relativeError(multi.losses, single.losses) < 1e-4)
         #expect(multi.output.contains("world size \(np)"))
         let epochs = Set(multi.records.filter { $0["kind"] as? String == "step" }.compactMap { $0["epoch"] as? Int })
-        #expect(epochs == [0, 1], "the run crosses an epoch boundary")
+        #expect(epochs == [1, 2], "the run crosses an epoch boundary (epochs count from 1, as on the console)")
     }
 
     /// Each rank's `--debug-trace` file: JSON records of its start and end state hashes and batches.
@@ -223,6 +223,24 @@ struct DistributedTrainingTests {
         #expect(try summary.double("samples_per_second") > 0)
         #expect(try summary.double("test_accuracy") > 0.3, "well above chance (10 classes)")
         #expect(try summary.int("steps") == 12)
+    }
+
+    /// The same run logged every step and every 4 steps: each 4-step line's loss is the mean of
+    /// the 4 step losses, on the console and as `mean_loss`; the lines show elapsed time and ETA.
+    @Test("the progress line's loss is the mean over the logging interval, with elapsed time and ETA")
+    func progressLine() throws {
+        let every = try Self.train(np: 1, batch: 32, [])
+        let fourth = try Self.train(np: 1, batch: 32, ["--log-every", "4"])
+        let steps = fourth.records.filter { $0["kind"] as? String == "step" }
+        #expect(steps.count == 3)
+        for (i, record) in steps.enumerated() {
+            let mean = every.losses[(4 * i)..<(4 * i + 4)].reduce(0, +) / 4
+            #expect(abs(try record.double("mean_loss") - mean) < 1e-9, "step \(4 * i + 4)")
+            #expect(abs(try record.double("loss") - every.losses[4 * i + 3]) < 1e-9)
+            let line = fourth.output.split(separator: "\n").first { $0.hasPrefix("step \(4 * i + 4)/12 ") }
+            #expect(line?.contains(String(format: "loss %.4f ", mean)) == true, "\(fourth.output)")
+            #expect(line?.contains(" elapsed") == true && line?.contains("ETA ") == (i < 2), "\(fourth.output)")
+        }
     }
 
     /// Usage errors found by the option parser exit 64; those found by the checks of the whole
