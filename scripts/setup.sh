@@ -24,16 +24,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The project's Python: Debian's python3 (where python3-torch lives) in a virtual environment
-# that sees its system packages, plus pip's safetensors (Debian has no package for it; Debian's
-# python refuses pip installs of its own, PEP 668). Tests and Docs run .venv/bin/python.
+# that sees its system packages, plus pip's safetensors and tensorboard (Debian has no package
+# for them; Debian's python refuses pip installs of its own, PEP 668). Tests and Docs run
+# .venv/bin/python.
+pip_install() { .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@"; }
 if ! .venv/bin/python -c "import safetensors.numpy, numpy" 2>/dev/null; then
     echo "setup: creating .venv (Debian's python3 with its packages, and safetensors from pip)"
     /usr/bin/python3 -m venv --system-site-packages .venv
-    if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check safetensors; then
+    if ! pip_install safetensors; then
         # --torch asks for the PyTorch comparisons: without safetensors they would be skipped
         if [ "${1:-}" = "--torch" ]; then echo "setup: pip could not install safetensors into .venv" >&2; exit 1; fi
         echo "setup: warning: pip could not install safetensors into .venv" >&2
     fi
+fi
+# tensorboard: only the test that reads --tensorboard's event files back needs it
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c "import tensorboard.backend.event_processing.event_accumulator" \
+        2>/dev/null; then
+    echo "setup: installing tensorboard into .venv (pip)"
+    pip_install tensorboard || echo "setup: warning: pip could not install tensorboard into .venv" >&2
 fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain (6.x) is not on PATH" >&2; exit 1; }

@@ -117,6 +117,8 @@ public final class Trainer {
     public let syncBNGroup: (any ProcessGroup)?
     public var log: (String) -> Void
     public var metrics: MetricsWriter?
+    /// TensorBoard event files, fed the same records as `metrics`.
+    public var tensorBoard: TensorBoardWriter?
     /// Called after every optimizer step with (step, epoch, global loss); for diagnostics.
     public var afterStep: ((Int, Int, Double) throws -> Void)?
     /// Show a redrawn progress line (rank 0 on a terminal) instead of periodic lines.
@@ -457,7 +459,7 @@ public final class Trainer {
                 windowSteps += 1
                 if var r = record {
                     r.loss = globalLoss
-                    metrics?.write(r.json)
+                    writeMetrics(r.json)
                     summary.diagnostics.append(r)
                 }
                 summary.finalLoss = globalLoss
@@ -472,7 +474,7 @@ public final class Trainer {
                     let meanLoss = windowLoss / Double(windowSteps)
                     windowLoss = 0
                     windowSteps = 0
-                    metrics?.write(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
+                    writeMetrics(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
                                     "mean_loss": meanLoss, "lr": Double(optimizer.learningRate),
                                     "samples_per_second": throughput])
                     let elapsed = monotonicSeconds() - wallStart
@@ -522,7 +524,7 @@ public final class Trainer {
         if let l = summary.testLoss { record["test_loss"] = l }
         if let acc = summary.testAccuracyEMA { record["test_accuracy_ema"] = acc }
         if let l = summary.testLossEMA { record["test_loss_ema"] = l }
-        metrics?.write(record)
+        writeMetrics(record)
         return summary
     }
 
@@ -534,7 +536,7 @@ public final class Trainer {
         var record: [String: Any] = ["kind": "eval", "epoch": epoch + 1, "test_loss": testLoss,
                                      "test_accuracy": accuracy]
         if let label { record["statistics"] = label }
-        metrics?.write(record)
+        writeMetrics(record)
         if interactiveProgress { log("") }
         log(String(format: "epoch %d  test loss %.4f  test accuracy %.2f%%", epoch + 1, testLoss, accuracy * 100)
             + (label.map { " (\($0))" } ?? ""))
@@ -609,6 +611,11 @@ public final class Trainer {
         var totals = [lossSum, Double(correct), Double(hi - lo)]
         try group.allReduce(&totals, op: .sum)
         return (totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1))
+    }
+
+    private func writeMetrics(_ record: [String: Any]) {
+        metrics?.write(record)
+        tensorBoard?.write(record)
     }
 
     /// The progress line; `loss` is the mean over the steps since the previous line.

@@ -50,6 +50,9 @@ struct Train: ParsableCommand {
     @Option(help: "Write metrics here (JSON lines; rank 0).")
     var metrics: String?
 
+    @Option(help: ArgumentHelp("Write TensorBoard event files into this directory (rank 0): loss, accuracy, learning rate, throughput, and the --diagnostics-every measurements.", valueName: "dir"))
+    var tensorboard: String?
+
     @Option(help: "Report every N steps (the progress line shows the mean loss over those steps, elapsed time and ETA).")
     var logEvery = 50
 
@@ -174,6 +177,7 @@ struct Train: ParsableCommand {
             if group.rank == 0, let metrics {
                 trainer.metrics = try MetricsWriter(path: metrics, append: trainer.resumePoint != nil)
             }
+            if group.rank == 0, let tensorboard { trainer.tensorBoard = try TensorBoardWriter(directory: tensorboard) }
             let isRoot = group.rank == 0
             let hosts = try hostSummary(group)
             if isRoot {
