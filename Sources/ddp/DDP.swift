@@ -9,7 +9,7 @@ struct DDP: ParsableCommand {
         commandName: "ddp",
         abstract: "Distributed data-parallel training with synchronized batch normalization, on MPI.",
         discussion: "Launch with scripts/launch.sh -np N -- SUBCOMMAND [options].",
-        subcommands: [Train.self, StudyCommand.self, Bench.self, Info.self, Export.self])
+        subcommands: [Train.self, StudyCommand.self, Bench.self, Info.self, Export.self, Plot.self])
 
     /// Parses and runs; a usage error is printed by the first rank only, so N ranks do not
     /// print it N times, and every rank exits with the same non-zero status.
