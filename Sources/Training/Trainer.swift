@@ -342,6 +342,7 @@ public final class Trainer {
         let broadcastLocalBuffers = config.broadcastBuffers && config.model.norm == .bn && W > 1
         var windowSamples = 0, windowSeconds = 0.0
         var windowLoss = 0.0, windowSteps = 0  // the log line's loss: the mean since the last one
+        var windowStart = timings  // communication times per step over the window
         let firstStep = step
         var samplesProcessed = 0
         summary.stepLosses.reserveCapacity(total - step)  // no reallocation inside the loop
@@ -472,11 +473,15 @@ public final class Trainer {
                     windowSamples = 0
                     windowSeconds = 0
                     let meanLoss = windowLoss / Double(windowSteps)
+                    let perStep = 1000 / Double(windowSteps)
+                    writeMetrics(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
+                                  "mean_loss": meanLoss, "lr": Double(optimizer.learningRate),
+                                  "samples_per_second": throughput,
+                                  "syncbn_ms": (timings.syncBNCommunication - windowStart.syncBNCommunication) * perStep,
+                                  "grad_sync_ms": (timings.gradientSync - windowStart.gradientSync) * perStep])
                     windowLoss = 0
                     windowSteps = 0
-                    writeMetrics(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
-                                    "mean_loss": meanLoss, "lr": Double(optimizer.learningRate),
-                                    "samples_per_second": throughput])
+                    windowStart = timings
                     let elapsed = monotonicSeconds() - wallStart
                     let remaining = elapsed / Double(step - firstStep) * Double(total - step)
                     progress(step: step, total: total, epoch: epoch, loss: meanLoss, throughput: throughput,

@@ -88,7 +88,7 @@ struct TensorBoardTests {
 
     /// The whole route: 2 ranks train with --tensorboard; only rank 0 writes, and what TensorBoard
     /// reads equals the metrics file of the same run.
-    @Test("ddp train --tensorboard: TensorBoard reads back the metrics file's losses, lr and accuracy",
+    @Test("ddp train --tensorboard: TensorBoard reads back the metrics file's losses, lr, timings and accuracy",
           .enabled(if: tensorBoardMissing == nil, Comment(rawValue: tensorBoardMissing ?? "")))
     func trainWritesEvents() throws {
         let dir = TemporaryDirectory()
@@ -114,10 +114,15 @@ struct TensorBoardTests {
         let scalars = try #require(object as? [String: [[Double]]], "\(read.output)")
         let records = try jsonLines(metrics)
         let steps = records.filter { $0["kind"] as? String == "step" }
-        for key in ["loss", "mean_loss", "lr", "samples_per_second"] {
-            let expected = try steps.map { [Double(try $0.int("step")), Double(Float(try $0.double(key)))] }
-            #expect(scalars["train/\(key)"]?.map { [$0[0], Double(Float($0[1]))] } == expected, "train/\(key)")
+        for key in ["loss", "mean_loss", "lr", "samples_per_second", "syncbn_ms", "grad_sync_ms"] {
+            // float32 in the event file; the metrics file's JSON may round the double's last digit
+            let expected = try steps.map { (Double(try $0.int("step")), try $0.double(key)) }
+            let read = scalars["train/\(key)"] ?? []
+            #expect(read.map { $0[0] } == expected.map(\.0), "steps of train/\(key)")
+            #expect(zip(read, expected).allSatisfy { abs($0[1] - $1.1) <= 1e-6 * max(abs($1.1), 1e-30) },
+                    "train/\(key): \(read) vs \(expected)")
         }
+        #expect(scalars["train/syncbn_ms"]?.allSatisfy { $0[1] > 0 } == true, "2 ranks with SyncBN communicate")
         let evals = records.filter { $0["kind"] as? String == "eval" }
         #expect(evals.count == 2 && scalars["eval/test_accuracy"]?.count == 2, "one point per epoch")
         #expect(scalars["eval/test_accuracy"]?.last.map { Float($0[1]) } == Float(try evals[1].double("test_accuracy")))
