@@ -28,7 +28,9 @@ public enum MetricsPlot {
             guard let v = record[key] as? Double, v.isFinite else { return "NaN" }
             return String(v)
         }
-        func block(_ name: String, _ rows: [String]) -> String { "$\(name) << EOD\n" + rows.joined(separator: "\n") + "\nEOD\n" }
+        func block(_ name: String, _ rows: [String]) -> String {
+            "$\(name) << EOD\n" + rows.joined(separator: "\n") + "\nEOD\n"
+        }
         var gp = block("steps", steps.map { r in
             ["step", "loss", "mean_loss", "lr", "samples_per_second"].map { number(r, $0) }.joined(separator: " ")
         })
@@ -37,8 +39,8 @@ public enum MetricsPlot {
         if layers > 0 {
             gp += block("grads", diagnostics.map { r in
                 let norms = r["weight_grad_norm"] as? [Double] ?? []
-                return ([number(r, "step")] + (0..<layers).map { $0 < norms.count && norms[$0] > 0 ? String(norms[$0]) : "NaN" })
-                    .joined(separator: " ")
+                let columns = (0..<layers).map { $0 < norms.count && norms[$0] > 0 ? String(norms[$0]) : "NaN" }
+                return ([number(r, "step")] + columns).joined(separator: " ")
             })
         }
         let partial = output + ".partial.png"
@@ -51,7 +53,8 @@ public enum MetricsPlot {
             set title 'training loss'; set xlabel 'step'; set key top right
             plot $steps using 1:2 with lines lc rgb '#bbbbbb' title 'at the logged step', \\
                  $steps using 1:3 with lines lw 2 lc rgb '#1f77b4' title 'mean over the interval'
-            set title 'test accuracy'; set xlabel 'epoch'; set key off; set format y '%.1f%%'\(evals.count <= 20 ? "; set xtics 1" : "")
+            set title 'test accuracy'; set xlabel 'epoch'; set key off; set format y '%.1f%%'\(
+                evals.count <= 20 ? "; set xtics 1" : "")
             \(evals.isEmpty ? "set label 1 'no evaluations (--no-eval)' at graph 0.3,0.5\nplot 2 notitle lc rgb 'white'"
                 : "plot $evals using 1:($2*100) with linespoints lw 2 pt 7")
             unset label 1; set format y '%g'; set xtics autofreq
@@ -71,7 +74,10 @@ public enum MetricsPlot {
         gp += "unset multiplot\n"
 
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-plot-\(getpid()).gp").path
-        defer { try? FileManager.default.removeItem(atPath: script); try? FileManager.default.removeItem(atPath: partial) }
+        defer {
+            try? FileManager.default.removeItem(atPath: script)
+            try? FileManager.default.removeItem(atPath: partial)
+        }
         do { try gp.write(toFile: script, atomically: true, encoding: .utf8) } catch {
             throw TrainingError("cannot write the gnuplot script \(script)")
         }
@@ -86,7 +92,8 @@ public enum MetricsPlot {
         process.waitUntilExit()
         guard process.terminationStatus == 0, FileManager.default.fileExists(atPath: partial) else {
             let why = process.terminationStatus == 127 ? "gnuplot is not installed (apt-get install gnuplot-nox)"
-                : "gnuplot failed: " + (message.split(separator: "\n").last.map(String.init) ?? "status \(process.terminationStatus)")
+                : "gnuplot failed: "
+                    + (message.split(separator: "\n").last.map(String.init) ?? "status \(process.terminationStatus)")
             throw TrainingError(why)
         }
         // A finished figure or none: the PNG appears under its name only once complete.

@@ -62,6 +62,8 @@ public struct RunResult: Codable, Sendable {
     public var syncBNSecondsPerStep: Double
     public var gradSyncSecondsPerStep: Double
     public var trainingSeconds: Double
+    /// What was trained, in one line (`TrainingConfiguration.studySummary`).
+    public var configuration: String? = nil
 
     init(study: String, name: String, mode: String, ranks: Int, config: TrainingConfiguration, summary: TrainingSummary) {
         self.study = study
@@ -123,6 +125,7 @@ public struct RunResult: Codable, Sendable {
         syncBNSecondsPerStep = summary.timings.syncBNCommunication / n
         gradSyncSecondsPerStep = summary.timings.gradientSync / n
         trainingSeconds = summary.trainingSeconds
+        configuration = config.studySummary
     }
 
     /// One result for several seeds of the same configuration: arithmetic means, except for

@@ -14,6 +14,8 @@ public final class StudyContext {
     public let outputDirectory: String
     public let dataDescription: String
     public let log: (String) -> Void
+    /// The user's model and optimizer settings, applied to every run (`ddp study … --width 64`).
+    public var overrides = RunOverrides()
     private var results: FileHandle?
 
     public init(group: any ProcessGroup, train: Dataset, test: Dataset, outputDirectory: String, dataDescription: String,
@@ -45,7 +47,15 @@ public final class StudyContext {
     func run(_ config: TrainingConfiguration, seeds: Int, study: String, name: String, mode: String,
              on group: any ProcessGroup) throws -> [RunResult]
     {
-        try (0..<UInt64(seeds)).map { offset in
+        var config = config
+        overrides.apply(to: &config)
+        do {
+            try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
+        } catch {
+            // Every rank checks the same configuration: one line from rank 0, then all stop.
+            throw TrainingError("study \(study), \(name): \(error)", agreed: true)
+        }
+        return try (0..<UInt64(seeds)).map { offset in
             var c = config
             c.seed = config.seed &+ offset
             let trainer = try Trainer(config: c, group: group, train: train, test: test)
@@ -83,6 +93,13 @@ public final class StudyContext {
         c.diagnosticsEvery = diagnosticsEvery
         c.logEvery = Int.max / 2
         return c
+    }
+
+    /// The report's line naming what was trained: the network, optimizer and length of the first
+    /// run, with the settings the study varies named as such.
+    static func studiedLine(_ results: [RunResult], varying: String) -> String {
+        guard let first = results.first?.configuration else { return "" }
+        return "Every run (the first shown): \(first); the study varies \(varying)."
     }
 
     func writeReport(_ name: String, _ text: String) throws {

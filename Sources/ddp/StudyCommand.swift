@@ -39,29 +39,119 @@ struct StudyCommand: ParsableCommand {
         }
     }
 
+    /// `ddp train`'s model, optimizer and length options, for every run of a study; unset ones
+    /// keep the study's defaults, and those the study varies are refused (its grid options set them).
+    struct RunOptions: ParsableArguments {
+        @Option(help: "Model: mlp, cnn, resnet, plain (default: the study's).")
+        var model: Architecture?
+        @Option(help: "mlp: hidden layers; resnet, plain: 6n+2 layers (default: the study's).")
+        var depth: Int?
+        @Option(help: "mlp: units per hidden layer; cnn: channels of the first conv; resnet, plain: first stage's.")
+        var width: Int?
+        @Option(help: "Hidden activation: \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var activation: ActivationKind?
+        @Option(help: "Initialization: default, xavier, kaiming.")
+        var `init`: InitScheme?
+        @Option(help: "Dropout after each activation (mlp).")
+        var dropout: Float?
+        @Option(help: "GroupNorm's groups.")
+        var groups: Int?
+        @Flag(help: "Augment training images (random crop and flip).")
+        var augment = false
+        @Option(help: "Optimizer: sgd, adam, adamw.")
+        var optimizer: TrainingConfiguration.OptimizerKind?
+        @Option(help: "Learning rate (default: the study's, mostly 0.05).")
+        var lr: Float?
+        @Option(help: "SGD momentum (default 0.9).")
+        var momentum: Float?
+        @Flag(help: "Nesterov momentum (SGD).")
+        var nesterov = false
+        @Option(help: "Weight decay.")
+        var weightDecay: Float?
+        @Option(help: "Learning-rate schedule: constant, step, cosine (default cosine).")
+        var schedule: TrainingConfiguration.ScheduleKind?
+        @Option(help: "Linear warm-up steps.")
+        var warmupSteps: Int?
+        @Option(help: "Epochs per configuration (instead of the study's length in samples or steps).")
+        var epochs: Int?
+        @Option(help: "Per-rank batch size (studies that do not vary it).")
+        var batchSize: Int?
+
+        func validate() throws {
+            func check(_ ok: Bool, _ message: @autoclosure () -> String) throws {
+                if !ok { throw ValidationError(message()) }
+            }
+            try check(depth.map { $0 >= 0 } ?? true, "--depth must be ≥ 0, got \(depth ?? 0)")
+            try check(width.map { $0 >= 1 } ?? true, "--width must be at least 1, got \(width ?? 0)")
+            try check(groups.map { $0 >= 1 } ?? true, "--groups must be at least 1, got \(groups ?? 0)")
+            try check(dropout.map { (0..<1).contains($0) } ?? true, "--dropout must be in [0, 1), got \(dropout ?? 0)")
+            try check(lr.map { $0 > 0 && $0.isFinite } ?? true, "--lr must be a positive number, got \(lr ?? 0)")
+            try check(momentum.map { (0...1).contains($0) } ?? true, "--momentum must be in [0, 1], got \(momentum ?? 0)")
+            try check(weightDecay.map { $0 >= 0 } ?? true, "--weight-decay must be ≥ 0, got \(weightDecay ?? 0)")
+            try check(warmupSteps.map { $0 >= 0 } ?? true, "--warmup-steps must be ≥ 0, got \(warmupSteps ?? 0)")
+            try check(epochs.map { $0 >= 1 } ?? true, "--epochs must be at least 1, got \(epochs ?? 0)")
+            try check(batchSize.map { $0 >= 1 } ?? true, "--batch-size must be at least 1, got \(batchSize ?? 0)")
+            try check(model != .cnn || depth == nil, "--depth does not apply to --model cnn")
+        }
+
+        /// Refuses the options that set what `study` varies: (option given, the grid option to use instead).
+        func refuse(_ varied: [(set: Bool, option: String, instead: String)], study: String) throws {
+            for v in varied where v.set {
+                throw ValidationError("the \(study) study varies \(v.option) itself: \(v.instead)")
+            }
+        }
+
+        var overrides: RunOverrides {
+            var o = RunOverrides()
+            o.architecture = model
+            o.depth = depth
+            o.width = width
+            o.activation = activation
+            o.initialization = `init`
+            o.dropout = dropout
+            o.groups = groups
+            o.augment = augment ? true : nil
+            o.optimizer = optimizer
+            o.learningRate = lr
+            o.momentum = momentum
+            o.nesterov = nesterov ? true : nil
+            o.weightDecay = weightDecay
+            o.schedule = schedule
+            o.warmupSteps = warmupSteps
+            o.epochs = epochs
+            o.batchSize = batchSize
+            return o
+        }
+    }
+
     struct Vanishing: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Deep MLPs × {sigmoid, tanh, relu} × {none, bn, syncbn} × init: gradient profiles, saturation, covariate shift, accuracy.")
         @OptionGroup var common: Common
+        @OptionGroup(title: "Every run (ddp train's options)") var runs: RunOptions
         @Option(parsing: .upToNextOption, help: "Depths (default 10 20).")
         var depths: [Int] = []
-        @Option(help: "Epochs per configuration (default 2; --quick: 60 steps).")
-        var epochs: Int?
 
         func validate() throws {
             // Depth 0 has a single Linear layer: no gradient profile, nothing to vanish.
             if depths.contains(where: { $0 < 1 }) { throw ValidationError("--depths must be at least 1 (hidden layers)") }
-            if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+            try runs.refuse([(runs.depth != nil, "the depth", "give --depths"),
+                             (runs.activation != nil, "the activation", "it runs sigmoid, tanh and relu"),
+                             (runs.`init` != nil, "the initialization", "it runs default and kaiming")],
+                            study: "vanishing")
         }
 
         func run() throws {
             var study = common.quick ? VanishingStudy.quick : VanishingStudy()
             if !depths.isEmpty { study.depths = depths }
-            if let epochs { study.epochs = epochs; study.maxSteps = nil }
+            if let epochs = runs.epochs { study.epochs = epochs; study.maxSteps = nil }
+            if let width = runs.width { study.width = width }
+            if let lr = runs.lr { study.learningRate = lr }
+            if let batch = runs.batchSize { study.batchPerRank = batch }
             study.seed = common.seed
             study.seeds = common.seeds
             let s = study
-            try runStudy(common) { try s.run($0) }
+            try runStudy(common, runs.overrides) { try s.run($0) }
         }
     }
 
@@ -75,20 +165,28 @@ struct StudyCommand: ParsableCommand {
         @Option(help: "Training samples per configuration (default 60000).")
         var samples: Int?
 
+        @OptionGroup(title: "Every run (ddp train's options)") var runs: RunOptions
+
         func validate() throws {
             // Local BN, one of the compared configurations, needs two samples per rank.
             if batches.contains(where: { $0 < 2 }) { throw ValidationError("--batches must be at least 2 (local BatchNorm needs two samples per rank)") }
             if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
+            if samples != nil, runs.epochs != nil { throw ValidationError("give --samples or --epochs, not both") }
+            try runs.refuse([(runs.batchSize != nil, "the per-rank batch", "give --batches")], study: "syncbn")
         }
 
         func run() throws {
             var study = common.quick ? SyncBNStudy.quick : SyncBNStudy()
             if !batches.isEmpty { study.batchesPerRank = batches }
             if let samples { study.samples = samples }
+            if let depth = runs.depth { study.depth = depth }
+            if let width = runs.width { study.width = width }
+            if let activation = runs.activation { study.activation = activation }
+            if let lr = runs.lr { study.learningRate = lr }
             study.seed = common.seed
             study.seeds = common.seeds
             let s = study
-            try runStudy(common) { try s.run($0) }
+            try runStudy(common, runs.overrides) { try s.run($0) }
         }
     }
 }
@@ -100,20 +198,12 @@ extension StudyCommand {
                 + "BN in 1 process}: "
                 + "test error with running and precise BN statistics, statistics noise, loss spread.")
         @OptionGroup var common: Common
-        @Option(help: "Model: cnn, resnet, plain (default resnet; --quick: cnn).")
-        var model: Architecture?
-        @Option(help: "resnet, plain: depth 6n+2 (default 8).")
-        var depth: Int?
-        @Option(help: "Channels of the first conv (cnn 32, resnet 16; --quick: 8).")
-        var width: Int?
+        @OptionGroup(title: "Every run (ddp train's options; default: resnet --depth 8, --quick: cnn --width 8)")
+        var runs: RunOptions
         @Option(parsing: .upToNextOption, help: "Per-rank batch sizes (default 1 2 4 8 16 32).")
         var batches: [Int] = []
         @Option(help: "Training samples per configuration (default 60000).")
         var samples: Int?
-        @Option(help: "GroupNorm's groups (default 8; --quick: 4).")
-        var groups: Int?
-        @Option(help: "Learning rate (default 0.05).")
-        var lr: Float?
         @Option(name: .customLong("precise-bn"),
                 help: "Training samples precise BN statistics are recomputed over (default 4096).")
         var preciseBN: Int?
@@ -124,29 +214,29 @@ extension StudyCommand {
             if let preciseBN, preciseBN < 1 {
                 throw ValidationError("--precise-bn must be at least 1, got \(preciseBN)")
             }
-            if model == .mlp { throw ValidationError("--model must be a conv net: cnn, resnet or plain") }
-            if model == .cnn, depth != nil { throw ValidationError("--depth does not apply to --model cnn") }
-            if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
+            if runs.model == .mlp { throw ValidationError("--model must be a conv net: cnn, resnet or plain") }
+            if samples != nil, runs.epochs != nil { throw ValidationError("give --samples or --epochs, not both") }
+            try runs.refuse([(runs.batchSize != nil, "the per-rank batch", "give --batches")], study: "normalization")
         }
 
         func run() throws {
             var study = common.quick ? NormalizationStudy.quick : NormalizationStudy()
-            if let model {
+            if let model = runs.model {
                 study.architecture = model
                 if model == .cnn { study.depth = nil }
             }
-            if let depth { study.depth = depth }
-            if let width { study.width = width }
+            if let depth = runs.depth { study.depth = depth }
+            if let width = runs.width { study.width = width }
             if !batches.isEmpty { study.batchesPerRank = batches }
             if let samples { study.samples = samples }
-            if let groups { study.groups = groups }
-            if let lr { study.learningRate = lr }
+            if let groups = runs.groups { study.groups = groups }
+            if let lr = runs.lr { study.learningRate = lr }
             if let preciseBN { study.preciseSamples = preciseBN }
             study.seed = common.seed
             study.seeds = common.seeds
             do { try study.validate(worldSize: 1) } catch { throw ValidationError("\(error)") }
             let s = study
-            try runStudy(common) { try s.run($0) }
+            try runStudy(common, runs.overrides) { try s.run($0) }
         }
     }
 
@@ -155,52 +245,44 @@ extension StudyCommand {
             abstract: "ResNet vs the same net without shortcuts × depths × {none, bn, syncbn}: first/last gradient "
                 + "ratio, training and test error per epoch.")
         @OptionGroup var common: Common
+        @OptionGroup(title: "Every run (ddp train's options; default: 3 epochs, batch 32, width 16)")
+        var runs: RunOptions
         @Option(parsing: .upToNextOption, help: "Depths, 6n+2 (default 20 56).")
         var depths: [Int] = []
         @Option(parsing: .upToNextOption, help: "Normalizations (default none bn syncbn).")
         var norms: [NormKind] = []
-        @Option(help: "Epochs per configuration (default 3; --quick: 2 of 1,024 samples).")
-        var epochs: Int?
-        @Option(help: "Per-rank batch size (default 32).")
-        var batchSize: Int?
         @Option(help: "Train on the first N training samples (default: all; --quick: 1024).")
         var trainSamples: Int?
-        @Option(help: "Channels of the first stage (default 16).")
-        var width: Int?
-        @Option(help: "Learning rate (default 0.05).")
-        var lr: Float?
 
         func validate() throws {
-            if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
             if let trainSamples, trainSamples < 1 {
                 throw ValidationError("--train-samples must be at least 1, got \(trainSamples)")
             }
-            if let batchSize, batchSize < 1 {
-                throw ValidationError("--batch-size must be at least 1, got \(batchSize)")
-            }
-            if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number") }
+            try runs.refuse([(runs.model != nil, "the model", "it trains resnet and plain"),
+                             (runs.depth != nil, "the depth", "give --depths")], study: "residual")
         }
 
         func run() throws {
             var study = common.quick ? ResidualStudy.quick : ResidualStudy()
             if !depths.isEmpty { study.depths = depths }
             if !norms.isEmpty { study.norms = norms }
-            if let epochs { study.epochs = epochs; study.maxSteps = nil }
-            if let batchSize { study.batchPerRank = batchSize }
+            if let epochs = runs.epochs { study.epochs = epochs; study.maxSteps = nil }
+            if let batchSize = runs.batchSize { study.batchPerRank = batchSize }
             if let trainSamples { study.trainSamples = trainSamples }
-            if let width { study.width = width }
-            if let lr { study.learningRate = lr }
+            if let width = runs.width { study.width = width }
+            if let lr = runs.lr { study.learningRate = lr }
             study.seed = common.seed
             study.seeds = common.seeds
             do { try study.validate() } catch { throw ValidationError("\(error)") }
             let s = study
-            try runStudy(common) { try s.run($0) }
+            try runStudy(common, runs.overrides) { try s.run($0) }
         }
     }
 }
 
 /// Loads the data once, runs the study as an MPI job, and reports where the results went.
-func runStudy(_ common: StudyCommand.Common, _ body: @escaping (StudyContext) throws -> [RunResult]) throws {
+func runStudy(_ common: StudyCommand.Common, _ overrides: RunOverrides,
+              _ body: @escaping (StudyContext) throws -> [RunResult]) throws {
     let start = Date()
     try Job.run(setUp: { group -> StudyContext in
         var config = TrainingConfiguration()
@@ -208,8 +290,11 @@ func runStudy(_ common: StudyCommand.Common, _ body: @escaping (StudyContext) th
         config.seed = common.seed
         let (train, test) = try loadData(config)
         let description = common.synthetic ? "synthetic data" : "Fashion-MNIST"
-        return try StudyContext(group: group, train: train, test: test, outputDirectory: common.out,
-                                dataDescription: description, log: { if group.rank == 0 { print($0); fflush(nil) } })
+        let context = try StudyContext(group: group, train: train, test: test, outputDirectory: common.out,
+                                       dataDescription: description,
+                                       log: { if group.rank == 0 { print($0); fflush(nil) } })
+        context.overrides = overrides
+        return context
     }, work: { group, context in
         let results = try body(context)
         if group.rank == 0 {

@@ -547,6 +547,43 @@ struct StudyTests {
         #expect(seedsMattered, "different seeds train differently")
     }
 
+    /// The question a new user came with (issue #22): depth-5 tanh MLP of width 128, batch 4 per
+    /// rank, 2 epochs, SyncBN vs local BN — here smaller, and with Adam, to see every option arrive.
+    @Test("a study takes ddp train's model and optimizer options; the report names what was trained")
+    func studyTakesTrainOptions() throws {
+        let dir = TemporaryDirectory()
+        let out = dir.path + "/s"
+        let outcome = try Executables.mpirun(np: 2, "ddp", [
+            "study", "syncbn", "--synthetic", "--batches", "4", "--depth", "5", "--activation", "tanh", "--width", "24",
+            "--epochs", "1", "--optimizer", "adam", "--lr", "0.002", "--weight-decay", "0.0001", "--out", out,
+        ], timeout: 180)
+        expectEnded(outcome, status: 0)
+        let runs = try jsonLines(out + "/results.jsonl")
+        #expect(runs.count == 3, "local BN, SyncBN, 1 process")
+        for run in runs {
+            #expect(run["depth"] as? Int == 5 && run["width"] as? Int == 24 && run["activation"] as? String == "tanh",
+                    "\(run)")
+            // 1 epoch of the 4,096 synthetic samples at a global batch of 8: 512 steps
+            #expect(run["steps"] as? Int == 512, "\(run)")
+        }
+        let report = try String(contentsOfFile: out + "/report.md", encoding: .utf8)
+        #expect(report.contains("Every run (the first shown): MLP 784-24-24-24-24-24-10 (tanh, init default); "
+                                + "adam lr 0.002 weight decay 0.0001, cosine schedule; batch 4 per rank; 1 epoch; "
+                                + "the study varies the per-rank batch and the normalization."), "\(report)")
+    }
+
+    @Test("a study's run that cannot train stops the study with one line naming the run")
+    func studyRunRefused() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["study", "syncbn", "--synthetic", "--quick", "--model",
+                                                            "resnet", "--depth", "9", "--out", dir.path + "/s"],
+                                             timeout: 120)
+        expectEnded(outcome, status: ExitStatus.failure)
+        let errors = outcome.output.split(separator: "\n").filter { $0.contains("error") }
+        #expect(errors.count == 1 && errors[0].contains("study syncbn, batch 4 × 2: local BN: --model resnet needs "
+                                                        + "--depth 6n+2"), "\(outcome.output)")
+    }
+
     @Test("study options that make no sense: one clear line, no results", arguments: [
         (["vanishing", "--depths", "0"], "--depths must be at least 1"),  // crashed in the report before
         (["vanishing", "--epochs", "0"], "--epochs must be at least 1"),
@@ -556,6 +593,12 @@ struct StudyTests {
         (["normalization", "--batches", "0"], "--batches must be at least 1"),
         (["normalization", "--model", "resnet", "--depth", "9"], "needs --depth 6n+2"),
         (["residual", "--depths", "10"], "needs --depth 6n+2"),
+        (["vanishing", "--activation", "tanh"], "the vanishing study varies the activation itself"),
+        (["vanishing", "--depth", "4"], "give --depths"),
+        (["syncbn", "--batch-size", "4"], "give --batches"),
+        (["syncbn", "--samples", "100", "--epochs", "1"], "give --samples or --epochs, not both"),
+        (["residual", "--model", "cnn"], "it trains resnet and plain"),
+        (["syncbn", "--lr", "0"], "--lr must be a positive number"),
     ])
     func badOptions(arguments: [String], message: String) throws {
         let dir = TemporaryDirectory()

@@ -1,9 +1,34 @@
+import NN
 @testable import Study
 import Testing
+import Training
 
 /// Study bookkeeping that needs no MPI.
 @Suite("Study logic")
 struct StudyLogicTests {
+    @Test("a study's run settings: another architecture gets its own default sizes; --epochs replaces the length")
+    func overrides() {
+        var c = TrainingConfiguration()
+        c.model = ModelConfiguration(inputFeatures: 784, depth: 3, width: 128, activation: .tanh, norm: .bn,
+                                     dropout: 0.2)
+        c.maxSteps = 300
+        c.momentum = 0.9
+        var o = RunOverrides()
+        o.architecture = .resnet
+        o.width = 8
+        o.optimizer = .adam
+        o.epochs = 2
+        o.apply(to: &c)
+        #expect(c.model.architecture == .resnet && c.model.inputShape == [1, 28, 28])
+        #expect(c.model.depth == 20 && c.model.width == 8, "resnet's default depth, the given width")
+        #expect(c.model.activation == "tanh" && c.model.norm == .bn, "kept: the activation, the study's norm")
+        #expect(c.model.dropout == 0, "dropout is for MLPs")
+        #expect(c.optimizer == .adam && c.momentum == 0 && c.epochs == 2 && c.maxSteps == nil)
+        var unchanged = c
+        RunOverrides().apply(to: &unchanged)
+        #expect(unchanged == c, "nothing given, nothing changed")
+    }
+
     @Test("the residual study's last convolution is layer3's last conv2, not a projection after it")
     func lastConvolution() {
         // ResNet-8 in registration order: stem, [conv1, conv2] per block, a projection after the
