@@ -7,8 +7,8 @@ import Training
 /// by gnuplot. Needs no MPI.
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw a --metrics file with gnuplot: loss, test accuracy, learning rate, and gradient norms per layer "
-            + "(with --diagnostics-every) or throughput.")
+        abstract: "Draw a --metrics file with gnuplot: loss, test accuracy, learning rate, and gradient norms "
+            + "per layer (with --diagnostics-every) or throughput.")
 
     @Argument(help: "A metrics file written by ddp train --metrics.")
     var metrics: String

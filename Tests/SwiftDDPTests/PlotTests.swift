@@ -37,7 +37,8 @@ struct PlotTests {
         let outcome = try Executables.run(Executables.path("ddp"), ["plot", dir.path + "/m.jsonl"], timeout: 60)
         expectEnded(outcome, status: ExitStatus.failure)
         let lines = outcome.output.split(separator: "\n")
-        #expect(lines.count == 1 && lines[0].hasPrefix("ddp: error:") && lines[0].contains(message), "\(outcome.output)")
+        #expect(lines.count == 1 && lines[0].hasPrefix("ddp: error:") && lines[0].contains(message),
+                "\(outcome.output)")
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/m.png"))
     }
 }

@@ -95,7 +95,8 @@ struct TensorBoardTests {
         let logdir = dir.path + "/tb", metrics = dir.path + "/metrics.jsonl"
         let outcome = try Executables.mpirun(np: 2, "ddp", [
             "train", "--synthetic", "--synthetic-train", "512", "--width", "16", "--depth", "2", "--batch-size", "32",
-            "--epochs", "2", "--log-every", "2", "--diagnostics-every", "4", "--tensorboard", logdir, "--metrics", metrics,
+            "--epochs", "2", "--log-every", "2", "--diagnostics-every", "4", "--tensorboard", logdir,
+            "--metrics", metrics,
         ], timeout: 120)
         expectEnded(outcome, status: 0)
         let files = try FileManager.default.contentsOfDirectory(atPath: logdir)
