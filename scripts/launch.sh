@@ -13,9 +13,9 @@
 # - binds ranks to cores (--bind-to core --map-by core) unless oversubscribed or the caller
 #   chose a binding;
 # - passes every other mpirun option through untouched and prints the mpirun line it runs;
-# - checks, before mpirun starts, that each hostfile host resolves and (where mpirun will reach
-#   it over ssh) answers on port 22, naming the host that does not (DDP_LAUNCH_NO_HOST_CHECK=1
-#   skips this);
+# - checks, before mpirun starts, that each hostfile host resolves and answers on the ssh port
+#   where mpirun will reach it over ssh, naming the host that does not
+#   (DDP_LAUNCH_NO_HOST_CHECK=1 skips this);
 # - keeps the job's own error the last line: mpirun's boilerplate after a failure ("Primary job
 #   terminated normally…", "mpirun detected that one or more processes exited…", the MPI_ABORT
 #   note) is dropped, a rank killed by a signal is told in one line (DDP_LAUNCH_RAW=1 shows
@@ -112,10 +112,11 @@ cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "$
 
 # A host mpirun cannot reach fails late and verbosely (an ssh error per daemon, then a help
 # text); say which host, before anything starts.
-if [ -n "$hostfile" ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ]; then
-    # mpirun reaches hosts over ssh unless a launch agent is set or Slurm starts its daemons.
-    via_ssh=1
-    [[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] && via_ssh=0
+# mpirun reaches hosts over ssh unless a launch agent is set (which then owns the host names,
+# as scripts/netns-cluster.sh's does) or Slurm starts its daemons: only then are they checked.
+via_ssh=1
+[[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] && via_ssh=0
+if [ -n "$hostfile" ] && [ "$via_ssh" -eq 1 ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ]; then
     here="$(hostname) $(hostname -f 2>/dev/null || true) localhost"
     for host in $(awk '!/^[[:space:]]*(#|$)/ { print $1 }' "$hostfile" | sort -u); do
         [[ " $here " == *" $host "* || "$host" == 127.* || "$host" == ::1 ]] && continue
@@ -123,7 +124,7 @@ if [ -n "$hostfile" ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ]; then
             echo "launch: hostfile '$hostfile': host '$host' does not resolve (check the name, or give its IP address)" >&2
             exit 2
         }
-        if [ "$via_ssh" -eq 1 ] && ! timeout 5 bash -c ": <> /dev/tcp/$host/22" 2>/dev/null; then
+        if ! timeout 5 bash -c ": <> /dev/tcp/$host/22" 2>/dev/null; then
             echo "launch: hostfile '$hostfile': host '$host' does not answer on the ssh port (22) within 5 s;" \
                  "mpirun starts its daemons there over ssh" >&2
             exit 2
