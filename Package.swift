@@ -54,7 +54,7 @@ let package = Package(
                 "BLAS", "CConvolution", "CKernels", "Collectives", "SafeTensors",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
-        .target(name: "Datasets", dependencies: ["CZlib", "NN"]),
+        .target(name: "Datasets", dependencies: ["CZlib", "NN", "SafeTensors"]),
         .target(name: "Training", dependencies: ["BLAS", "CKernels", "Collectives", "NN", "Datasets", "SafeTensors"]),
         .target(name: "Study", dependencies: ["Collectives", "NN", "Datasets", "Training"]),
 

@@ -49,6 +49,7 @@ public final class StudyContext {
     {
         var config = config
         overrides.apply(to: &config)
+        config.fit(to: train)
         do {
             try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
         } catch {

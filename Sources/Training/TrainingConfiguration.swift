@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import NN
 
@@ -133,5 +134,19 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}
+
+extension TrainingConfiguration {
+    /// The model sized for `data`: its input (features for an MLP, the image for a conv net)
+    /// and its number of classes, as a PyTorch user writes them into the model's definition.
+    public mutating func fit(to data: Dataset) {
+        let shape = data.sampleShape
+        if model.architecture == .mlp || !shape.isImage {
+            model.inputShape = [data.features]
+        } else {
+            model.inputShape = [shape.channels, shape.height, shape.width]
+        }
+        model.classes = data.classes
     }
 }

@@ -13,7 +13,9 @@ extension Architecture: ExpressibleByArgument {}
 
 /// Where the data comes from.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Fashion-MNIST directory (IDX files, .gz or raw).")
+    @Option(help: ArgumentHelp("Fashion-MNIST directory (IDX files, .gz or raw), or a safetensors file of your own: "
+                               + "images [N, C, H, W] or [N, F] (uint8 or float32), labels [N], optionally "
+                               + "test_images and test_labels (Docs/usage.md).", valueName: "dir|file"))
     var data = "/usr/share/datasets/fashion-mnist"
 
     @Flag(help: "Use seeded synthetic data instead of Fashion-MNIST.")

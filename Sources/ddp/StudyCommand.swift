@@ -22,7 +22,7 @@ struct StudyCommand: ParsableCommand {
         @Flag(help: "A reduced grid that finishes in a few minutes.")
         var quick = false
 
-        @Option(help: "Fashion-MNIST directory.")
+        @Option(help: "Fashion-MNIST directory, or a safetensors data file (as for train).")
         var data = "/usr/share/datasets/fashion-mnist"
 
         @Flag(help: "Use synthetic data.")

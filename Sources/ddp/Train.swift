@@ -119,13 +119,16 @@ struct Train: ParsableCommand {
     func run() throws {
         let config = trainingConfiguration
         struct Prepared {
+            let config: TrainingConfiguration
             let train: Dataset
             let test: Dataset
             let initialState: [String: TensorData]?
         }
         try Job.run(setUp: { group -> Prepared in
             // Local checks only: no collective may run before the ranks agree that set-up worked.
+            var config = config
             let (train, test) = try loadData(config)
+            config.fit(to: train)
             try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
             let initial = try initFrom.map { path -> [String: TensorData] in
                 let file = try SafeTensors.read(path)
@@ -148,8 +151,9 @@ struct Train: ParsableCommand {
             if let checkpointDir, checkpointEvery != nil, !overwriteCheckpoints {
                 try Checkpointer.claim(directory: checkpointDir, resume: resume, overwrite: false, isRoot: false)
             }
-            return Prepared(train: train, test: test, initialState: initial)
+            return Prepared(config: config, train: train, test: test, initialState: initial)
         }, work: { group, prepared in
+            let config = prepared.config
             let trainer = try Trainer(config: config, group: group, train: prepared.train, test: prepared.test,
                                       initialState: prepared.initialState,
                                       initSeedOffset: debugRankSeedOffset ? UInt64(group.rank) : 0)
@@ -245,9 +249,7 @@ final class DebugTrace {
 
 /// Loads Fashion-MNIST, or makes synthetic data, as the configuration says.
 func loadData(_ config: TrainingConfiguration) throws -> (Dataset, Dataset) {
-    if let directory = config.dataDirectory {
-        return try FashionMNIST.load(directory: directory)
-    }
+    if let path = config.dataDirectory { return try DataFiles.load(path) }
     let train = try SyntheticData.make(count: config.syntheticTrainCount, seed: config.seed &+ 1)
     let test = try SyntheticData.make(count: config.syntheticTestCount, seed: config.seed &+ 1, testSplit: true)
     return (train, test)
