@@ -1,20 +1,23 @@
 // swift-tools-version: 6.1
 //
 // SwiftDDP: distributed data-parallel training with synchronized batch normalization, on MPI.
+// Module names carry the package's name, so they cannot collide in a user's package graph.
 // Targets, bottom-up (Docs/architecture.md explains each):
-//   CMPI, COpenBLAS, CZlib   C system libraries found with pkg-config (ompi-c, openblas, zlib)
-//   CConvolution             Conv2d forward/backward over oneDNN (NHWC activations, OIHW weights)
-//   CKernels                 the step's element-wise and per-channel loops (SGD, BatchNorm, ReLU) in C,
+//   CSwiftDDPMPI, CSwiftDDPOpenBLAS, CSwiftDDPZlib
+//                            C system libraries found with pkg-config (ompi-c, openblas, zlib)
+//   CSwiftDDPConvolution     Conv2d forward/backward over oneDNN (NHWC activations, OIHW weights)
+//   CSwiftDDPKernels         the step's element-wise and per-channel loops (SGD, BatchNorm, ReLU) in C,
 //                            cloned per x86-64 level and picked at load time; the rank-to-rank probe
-//   MPI                      Swift bindings for Open MPI: errors, communicators, typed collectives
-//   Collectives              the ProcessGroup seam: MPI-backed and in-process (test) implementations
-//   BLAS                     thin typed wrapper over CBLAS (sgemm and the level-1 calls)
-//   SafeTensors              the safetensors checkpoint format, validated
-//   NN                       layers with forward/backward, BatchNorm/SyncBN, losses, optimizers
-//   Datasets                 IDX (gzip) reader, Fashion-MNIST, synthetic data
-//   Training                 DistributedSampler, gradient synchronization, the Trainer, diagnostics
-//   Study                    the study grids (vanishing gradients, SyncBN), reports and figures
-//   ddp, mpi-selftest        executables
+//   SwiftDDPMPI              Swift bindings for Open MPI: errors, communicators, typed collectives
+//   SwiftDDPCollectives      the ProcessGroup seam: MPI-backed and in-process (test) implementations
+//   SwiftDDPBLAS             thin typed wrapper over CBLAS (sgemm and the level-1 calls)
+//   SwiftDDPSafeTensors      the safetensors checkpoint format, validated
+//   SwiftDDPNN               layers with forward/backward, BatchNorm/SyncBN, losses, optimizers
+//   SwiftDDPDatasets         IDX (gzip) reader, Fashion-MNIST, tensor files, synthetic data
+//   SwiftDDPTraining         DistributedSampler, gradient synchronization, the Trainer, diagnostics
+//   SwiftDDP                 the library: one `import SwiftDDP` re-exports the modules above
+//   SwiftDDPStudy            the study grids, reports and figures (the ddp tool's; not in the library)
+//   ddp, mpi-selftest, ddp-alloc-check   executables
 import PackageDescription
 
 let package = Package(
@@ -23,7 +26,7 @@ let package = Package(
         .executable(name: "ddp", targets: ["ddp"]),
         .executable(name: "mpi-selftest", targets: ["mpi-selftest"]),
         .executable(name: "ddp-alloc-check", targets: ["ddp-alloc-check"]),
-        .library(name: "SwiftDDP", targets: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "Study"]),
+        .library(name: "SwiftDDP", targets: ["SwiftDDP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,50 +35,68 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(
-            name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+            name: "CSwiftDDPMPI", path: "Sources/CSwiftDDPMPI", pkgConfig: "ompi-c",
             providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(
-            name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+            name: "CSwiftDDPOpenBLAS", path: "Sources/CSwiftDDPOpenBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(
-            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            name: "CSwiftDDPZlib", path: "Sources/CSwiftDDPZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
 
-        .target(name: "CKernels"),
+        .target(name: "CSwiftDDPKernels"),
         // Convolutions through oneDNN (Debian's libdnnl-dev ships no pkg-config file).
-        .target(name: "CConvolution", linkerSettings: [.linkedLibrary("dnnl")]),
-        .target(name: "MPI", dependencies: ["CMPI"]),
-        .target(name: "Collectives", dependencies: ["MPI", "CKernels"]),
-        .target(name: "BLAS", dependencies: ["COpenBLAS"]),
-        .target(name: "SafeTensors"),
+        .target(name: "CSwiftDDPConvolution", linkerSettings: [.linkedLibrary("dnnl")]),
+        .target(name: "SwiftDDPMPI", dependencies: ["CSwiftDDPMPI"]),
+        .target(name: "SwiftDDPCollectives", dependencies: ["SwiftDDPMPI", "CSwiftDDPKernels"]),
+        .target(name: "SwiftDDPBLAS", dependencies: ["CSwiftDDPOpenBLAS"]),
+        .target(name: "SwiftDDPSafeTensors"),
         .target(
-            name: "NN",
+            name: "SwiftDDPNN",
             dependencies: [
-                "BLAS", "CConvolution", "CKernels", "Collectives", "SafeTensors",
+                "SwiftDDPBLAS", "CSwiftDDPConvolution", "CSwiftDDPKernels", "SwiftDDPCollectives",
+                "SwiftDDPSafeTensors",
                 .product(name: "RealModule", package: "swift-numerics"),
             ]),
-        .target(name: "Datasets", dependencies: ["CZlib", "NN", "SafeTensors"]),
-        .target(name: "Training", dependencies: ["BLAS", "CKernels", "Collectives", "NN", "Datasets", "SafeTensors"]),
-        .target(name: "Study", dependencies: ["Collectives", "NN", "Datasets", "Training"]),
+        .target(name: "SwiftDDPDatasets", dependencies: ["CSwiftDDPZlib", "SwiftDDPNN", "SwiftDDPSafeTensors"]),
+        .target(
+            name: "SwiftDDPTraining",
+            dependencies: [
+                "SwiftDDPBLAS", "CSwiftDDPKernels", "SwiftDDPCollectives", "SwiftDDPNN", "SwiftDDPDatasets",
+                "SwiftDDPSafeTensors",
+            ]),
+        .target(
+            name: "SwiftDDP",
+            dependencies: [
+                "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPBLAS", "SwiftDDPNN", "SwiftDDPSafeTensors",
+                "SwiftDDPDatasets", "SwiftDDPTraining",
+            ]),
+        .target(
+            name: "SwiftDDPStudy",
+            dependencies: ["SwiftDDPCollectives", "SwiftDDPNN", "SwiftDDPDatasets", "SwiftDDPTraining"]),
 
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "MPI", "Collectives", "BLAS", "NN", "Datasets", "SafeTensors", "Training", "Study",
+                "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPBLAS", "SwiftDDPNN", "SwiftDDPDatasets",
+                "SwiftDDPSafeTensors", "SwiftDDPTraining", "SwiftDDPStudy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "mpi-selftest", dependencies: ["MPI", "Collectives", "NN"]),
+        .executableTarget(name: "mpi-selftest", dependencies: ["SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPNN"]),
         // Counts heap allocations in steady-state training steps; run with the interposer
         // preloaded (scripts/bench.sh does): LD_PRELOAD=.build/release/libMallocInterposerSwift.so
         .executableTarget(
             name: "ddp-alloc-check",
             dependencies: [
-                "MPI", "Collectives", "NN", "Datasets", "Training",
+                "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPNN", "SwiftDDPDatasets", "SwiftDDPTraining",
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]),
 
         .testTarget(
             name: "SwiftDDPTests",
-            dependencies: ["MPI", "Collectives", "BLAS", "NN", "SafeTensors", "Datasets", "Training", "Study", "CZlib"]),
+            dependencies: [
+                "SwiftDDP", "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPBLAS", "SwiftDDPNN", "SwiftDDPSafeTensors",
+                "SwiftDDPDatasets", "SwiftDDPTraining", "SwiftDDPStudy", "CSwiftDDPZlib",
+            ]),
     ]
 )

@@ -4,14 +4,13 @@
 //   mpirun -np 2 -x LD_PRELOAD=.build/release/libMallocInterposerSwift.so .build/release/ddp-alloc-check
 // Options: --model mlp|cnn|resnet, --norm, --grad-sync, --batch, --warmup, --steps.
 // Prints one JSON line per rank and exits 1 if any step allocated.
-import Collectives
-import Datasets
+import SwiftDDPCollectives
+import SwiftDDPDatasets
 import Foundation
 import MallocInterposerSwift
-import MPI
-import NN
-import Training
-
+import SwiftDDPMPI
+import SwiftDDPNN
+import SwiftDDPTraining
 let arguments = CommandLine.arguments
 func option(_ name: String, _ fallback: String) -> String {
     arguments.firstIndex(of: name).flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil } ?? fallback

@@ -1,12 +1,11 @@
 import ArgumentParser
-import BLAS
-import Collectives
-import Datasets
+import SwiftDDPBLAS
+import SwiftDDPCollectives
+import SwiftDDPDatasets
 import Foundation
-import MPI
-import NN
-import Training
-
+import SwiftDDPMPI
+import SwiftDDPNN
+import SwiftDDPTraining
 /// `ddp bench`: measured speed, as JSON.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-
 /// `ddp`: the SwiftDDP command. Run it under mpirun (scripts/launch.sh does that for you);
 /// every rank runs the same command line, and rank 0 does the talking.
 @main

@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import SafeTensors
-import Training
-
+import SwiftDDPSafeTensors
+import SwiftDDPTraining
 /// `ddp export CHECKPOINT --out FILE`: the model's state dict out of a training checkpoint, as
 /// `ddp train --save` writes it (PyTorch's names, no `model.` prefix), so that PyTorch loads it
 /// with `load_state_dict(strict=True)`. Needs no MPI: one process reads and writes a file.

@@ -1,10 +1,9 @@
 import ArgumentParser
-import BLAS
-import Collectives
-import MPI
-import NN
-import Training
-
+import SwiftDDPBLAS
+import SwiftDDPCollectives
+import SwiftDDPMPI
+import SwiftDDPNN
+import SwiftDDPTraining
 /// `ddp info`: what the job looks like from inside (ranks, hosts, MPI and BLAS settings).
 /// A quick check that a hostfile or Slurm allocation gives the layout you expect.
 struct Info: ParsableCommand {

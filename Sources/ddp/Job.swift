@@ -1,9 +1,8 @@
 import ArgumentParser
-import Collectives
+import SwiftDDPCollectives
 import Foundation
-import MPI
-import Training
-
+import SwiftDDPMPI
+import SwiftDDPTraining
 /// Runs a subcommand's work as an MPI job with SwiftDDP's failure rules:
 ///
 /// - set-up (reading options, data, files) runs on every rank, then the ranks agree: if any

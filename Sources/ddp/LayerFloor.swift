@@ -1,6 +1,5 @@
-import Collectives
-import NN
-
+import SwiftDDPCollectives
+import SwiftDDPNN
 /// The floor of a training step: the model's convolutions and matrix products (every Conv2d and
 /// Linear, forward and backward, on the inputs they saw in training) run alone, with nothing
 /// between them. Each runs on its own copy of the layer with its own buffers, in the order the

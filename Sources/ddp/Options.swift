@@ -1,7 +1,6 @@
 import ArgumentParser
-import NN
-import Training
-
+import SwiftDDPNN
+import SwiftDDPTraining
 extension ActivationKind: ExpressibleByArgument {}
 extension NormKind: ExpressibleByArgument {}
 extension InitScheme: ExpressibleByArgument {}

@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import Study
-import Training
-
+import SwiftDDPStudy
+import SwiftDDPTraining
 /// `ddp plot METRICS.jsonl [--out FILE.png]`: the curves of a `ddp train --metrics` file, drawn
 /// by gnuplot. Needs no MPI.
 struct Plot: ParsableCommand {

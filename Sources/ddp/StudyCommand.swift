@@ -1,11 +1,10 @@
 import ArgumentParser
-import Collectives
-import Datasets
+import SwiftDDPCollectives
+import SwiftDDPDatasets
 import Foundation
-import NN
-import Study
-import Training
-
+import SwiftDDPNN
+import SwiftDDPStudy
+import SwiftDDPTraining
 /// `ddp study vanishing|syncbn|normalization|residual`: a grid of training runs inside one MPI job, with
 /// machine-readable results, a Markdown report and gnuplot figures.
 struct StudyCommand: ParsableCommand {

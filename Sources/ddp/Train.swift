@@ -1,12 +1,11 @@
 import ArgumentParser
-import Collectives
-import Datasets
+import SwiftDDPCollectives
+import SwiftDDPDatasets
 import Foundation
-import MPI
-import NN
-import SafeTensors
-import Training
-
+import SwiftDDPMPI
+import SwiftDDPNN
+import SwiftDDPSafeTensors
+import SwiftDDPTraining
 /// `ddp train`: data-parallel training under mpirun.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(

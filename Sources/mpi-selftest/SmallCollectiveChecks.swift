@@ -1,7 +1,6 @@
-import Collectives
+import SwiftDDPCollectives
 import Foundation
-import MPI
-
+import SwiftDDPMPI
 /// `MPIProcessGroup`'s small collectives (shared memory on one host, `HostMailbox`) against
 /// MPI's own on the same values: every type and reduction, back-to-back calls that reuse the
 /// two slots, the size limit on both sides, rank-ordered float sums, argument errors.

@@ -1,6 +1,5 @@
-import Collectives
-import NN
-
+import SwiftDDPCollectives
+import SwiftDDPNN
 /// SyncBatchNorm over real MPI ranks with uneven batches (5, 3, 0, 8 rows on 4 ranks; on other
 /// sizes rank r has (3r + 5) mod 7 rows, which includes empty ranks): outputs, input
 /// gradients and running statistics must equal plain BatchNorm on the concatenated batch,

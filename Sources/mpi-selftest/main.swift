@@ -1,9 +1,8 @@
 // mpi-selftest: exercises every binding of the MPI and Collectives modules with known values.
 // Run it under mpirun with any number of ranks; it prints one summary line from rank 0
 // ("N passed, M failed") and exits non-zero if any check failed on any rank.
-import Collectives
-import MPI
-
+import SwiftDDPCollectives
+import SwiftDDPMPI
 #if canImport(Glibc)
 import Glibc
 #endif

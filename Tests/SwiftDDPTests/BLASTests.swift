@@ -1,6 +1,5 @@
-import BLAS
+import SwiftDDPBLAS
 import Testing
-
 /// BLAS wrappers against naive loops (the reference, never used outside tests).
 @Suite("BLAS wrapper")
 struct BLASTests {

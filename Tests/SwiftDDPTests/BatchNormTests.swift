@@ -1,7 +1,6 @@
-import Collectives
-import NN
+import SwiftDDPCollectives
+import SwiftDDPNN
 import Testing
-
 /// BatchNorm1d semantics (PyTorch's) and SyncBatchNorm over in-process ranks.
 @Suite("BatchNorm and SyncBatchNorm", .timeLimit(.minutes(5)))
 struct BatchNormTests {

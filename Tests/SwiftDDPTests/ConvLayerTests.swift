@@ -1,6 +1,5 @@
-import NN
+import SwiftDDPNN
 import Testing
-
 /// Finite-difference gradient checks for the image layers, alone and composed.
 @Suite("Image layer gradients (finite differences)")
 struct ConvLayerTests {

@@ -1,10 +1,9 @@
-import Collectives
-import Datasets
+import SwiftDDPCollectives
+import SwiftDDPDatasets
 import Foundation
-import NN
-import SafeTensors
+import SwiftDDPNN
+import SwiftDDPSafeTensors
 import Testing
-
 /// Float64 values of a safetensors tensor (the PyTorch reference writes F64).
 func doubles(_ t: TensorData) throws -> [Double] {
     if t.dtype == .f32 { return try t.floats().map(Double.init) }

@@ -1,8 +1,7 @@
-import CZlib
-import Datasets
+import CSwiftDDPZlib
+import SwiftDDPDatasets
 import Foundation
 import Testing
-
 /// gzip-compresses bytes with zlib (test helper; the library only inflates).
 func gzipCompress(_ input: [UInt8]) -> [UInt8] {
     var stream = z_stream()

@@ -1,9 +1,8 @@
-import Collectives
-import Datasets
-import NN
+import SwiftDDPCollectives
+import SwiftDDPDatasets
+import SwiftDDPNN
 import Testing
-import Training
-
+import SwiftDDPTraining
 /// The study measurements: correct values, and no effect on training.
 @Suite("Diagnostics and covariate-shift probe", .timeLimit(.minutes(5)))
 struct DiagnosticsTests {

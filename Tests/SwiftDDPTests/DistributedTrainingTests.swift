@@ -1,9 +1,8 @@
 import Foundation
-import NN
-import SafeTensors
+import SwiftDDPNN
+import SwiftDDPSafeTensors
 import Testing
-import Training
-
+import SwiftDDPTraining
 /// `ddp train` under real mpirun jobs: N ranks × batch B against 1 rank × batch N·B.
 @Suite("ddp train under mpirun", .serialized)
 struct DistributedTrainingTests {

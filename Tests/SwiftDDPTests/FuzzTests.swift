@@ -1,9 +1,8 @@
-import Datasets
+import SwiftDDPDatasets
 import Foundation
-import NN
-import SafeTensors
+import SwiftDDPNN
+import SwiftDDPSafeTensors
 import Testing
-
 /// Seeded mutation fuzzing of the two parsers that read untrusted files. Each mutant must either
 /// parse into a self-consistent value or throw the parser's error type; a crash (trap, overflow,
 /// out-of-bounds read) would end the test process and fail the suite. Bounded by iterations and

@@ -1,8 +1,7 @@
-import Collectives
-import NN
+import SwiftDDPCollectives
+import SwiftDDPNN
 import Testing
-import Training
-
+import SwiftDDPTraining
 /// Gradient averaging on in-process ranks (the mpirun tests compare whole training runs).
 @Suite("Gradient synchronization", .timeLimit(.minutes(5)))
 struct GradientSyncTests {

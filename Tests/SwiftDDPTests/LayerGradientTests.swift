@@ -1,6 +1,5 @@
-import NN
+import SwiftDDPNN
 import Testing
-
 /// Finite-difference gradient checks for every layer, alone and composed.
 @Suite("Layer gradients (finite differences)")
 struct LayerGradientTests {
@@ -143,7 +142,6 @@ struct LayerGradientTests {
 }
 
 import Foundation
-
 extension Double {
     func log() -> Double { Foundation.log(self) }
 }

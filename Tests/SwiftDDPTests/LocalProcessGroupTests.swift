@@ -1,7 +1,6 @@
-import Collectives
-import MPI
+import SwiftDDPCollectives
+import SwiftDDPMPI
 import Testing
-
 @Suite("In-process process groups", .timeLimit(.minutes(5)))
 struct LocalProcessGroupTests {
     @Test("single-rank group is the identity", arguments: [ReductionOp.sum, .max, .min, .product])

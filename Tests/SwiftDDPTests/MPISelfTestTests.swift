@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-
 /// Every MPI binding, exercised for real: mpirun starts the mpi-selftest executable, which
 /// checks values on each rank and prints "N passed, M failed".
 @Suite("MPI bindings under mpirun", .serialized)

@@ -1,7 +1,6 @@
 import Foundation
-import SafeTensors
+import SwiftDDPSafeTensors
 import Testing
-
 /// Whether this machine lets the tests create network namespaces (root and `ip netns`).
 private let namespacesPermitted: Bool = {
     guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") else { return false }

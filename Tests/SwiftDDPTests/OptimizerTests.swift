@@ -1,7 +1,6 @@
-import NN
-import SafeTensors
+import SwiftDDPNN
+import SwiftDDPSafeTensors
 import Testing
-
 /// SGD and Adam against steps computed by hand from PyTorch's update rules.
 @Suite("Optimizers and schedules")
 struct OptimizerTests {

@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-
 /// `ddp plot`: no MPI, one process; gnuplot comes with scripts/setup.sh (gnuplot-nox).
 @Suite("ddp plot")
 struct PlotTests {

@@ -1,7 +1,6 @@
 import Foundation
-import SafeTensors
+import SwiftDDPSafeTensors
 import Testing
-
 /// Checkpoints, failures and bad input, on real mpirun jobs.
 @Suite("Reliability under mpirun", .serialized)
 struct ReliabilityTests {

@@ -1,8 +1,7 @@
 import Foundation
-import NN
-import SafeTensors
+import SwiftDDPNN
+import SwiftDDPSafeTensors
 import Testing
-
 @Suite("safetensors checkpoints")
 struct SafeTensorsTests {
     func model(seed: UInt64) -> Model {

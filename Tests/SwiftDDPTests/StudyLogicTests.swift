@@ -1,8 +1,7 @@
-import NN
-@testable import Study
+import SwiftDDPNN
+@testable import SwiftDDPStudy
 import Testing
-import Training
-
+import SwiftDDPTraining
 /// Study bookkeeping that needs no MPI.
 @Suite("Study logic")
 struct StudyLogicTests {

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
-@testable import Training
-
+@testable import SwiftDDPTraining
 /// Why the read-back test cannot run (the project's Python lacks tensorboard), or nil.
 private let tensorBoardMissing = Executables.pythonMissing("tensorboard.backend.event_processing.event_accumulator")
     .map { _ in "\(Executables.python) cannot import tensorboard: run scripts/setup.sh" }

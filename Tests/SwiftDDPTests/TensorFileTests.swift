@@ -1,9 +1,8 @@
-import Datasets
+import SwiftDDPDatasets
 import Foundation
-import NN
-import SafeTensors
+import SwiftDDPNN
+import SwiftDDPSafeTensors
 import Testing
-
 /// `--data FILE.safetensors`: a data set of the user's own.
 @Suite("Tensor-file data sets")
 struct TensorFileTests {

@@ -1,9 +1,8 @@
-import Collectives
-import Datasets
-import NN
+import SwiftDDPCollectives
+import SwiftDDPDatasets
+import SwiftDDPNN
 import Testing
-@testable import Training
-
+@testable import SwiftDDPTraining
 /// The data-parallel trainer over in-process ranks (threads): the same logic that runs under
 /// mpirun, checked without it.
 @Suite("Distributed sampler and trainer (in-process ranks)", .timeLimit(.minutes(5)))

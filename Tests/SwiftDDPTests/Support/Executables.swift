@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-
 /// Locates the package's built executables and runs them, under `mpirun` or directly.
 ///
 /// The executables are looked up in `$DDP_BIN_DIR` when set (scripts/test.sh points it at the

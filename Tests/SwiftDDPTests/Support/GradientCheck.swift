@@ -1,6 +1,5 @@
-import NN
+import SwiftDDPNN
 import Testing
-
 /// Seeded values for tests.
 struct TestRandom {
     var generator: SeededGenerator

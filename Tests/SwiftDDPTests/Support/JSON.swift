@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-
 /// A JSON object decoded from `data`; anything else fails the test (no crash).
 func jsonObject(_ data: Data, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
     let decoded = try JSONSerialization.jsonObject(with: data)
