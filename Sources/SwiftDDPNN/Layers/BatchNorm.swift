@@ -39,7 +39,7 @@ public class BatchNorm: InitializableLayer {
     public let affine: Bool
     public let trackRunningStats: Bool
     /// The ranks whose statistics are combined; nil (or one member) is local BatchNorm.
-    public var group: (any ProcessGroup)?
+    public private(set) var group: (any ProcessGroup)?
 
     public private(set) var weightSlot: TensorSlot?
     public private(set) var biasSlot: TensorSlot?
@@ -52,7 +52,7 @@ public class BatchNorm: InitializableLayer {
     private let output = Workspace()
     private let gradInput = Workspace()
     private let localStats: DoubleScratch  // [n, mean(C), M2(C)] of this rank
-    private let gatheredStats: DoubleScratch  // all ranks' localStats
+    private var gatheredStats: DoubleScratch  // all ranks' localStats
     private let gradSums: DoubleScratch  // [Σdy (C) | Σdy·x̂ (C)]
     private let mean: DoubleScratch
     private let invStd: DoubleScratch
@@ -136,6 +136,17 @@ public class BatchNorm: InitializableLayer {
     }
 
     public var isSynchronized: Bool { (group?.worldSize ?? 1) > 1 }
+
+    /// Makes this layer SyncBatchNorm over `group` (nil: local BatchNorm again), as PyTorch's
+    /// `convert_sync_batchnorm` does; call it before training, on every rank alike.
+    public func synchronize(over group: (any ProcessGroup)?) {
+        self.group = group
+        let needed = (2 * features + 1) * max(group?.worldSize ?? 1, 1)
+        if needed > gatheredCapacity {
+            gatheredCapacity = needed
+            gatheredStats = DoubleScratch(count: needed)
+        }
+    }
 
     public func outputShape(for input: SampleShape) throws -> SampleShape {
         try check(input)
