@@ -24,6 +24,12 @@ if ! swift build --build-tests >>"$build_log" 2>&1; then
     echo "test: the test build failed" >&2
     exit 1
 fi
+# Examples/: a package of its own on top of this one (ExampleTests runs its executables)
+if ! swift build --package-path Examples >>"$build_log" 2>&1; then
+    grep -E "error:" "$build_log" | sort -u >&2 || true
+    echo "test: the build of Examples/ failed" >&2
+    exit 1
+fi
 # A warning is only printed when its file compiles: a clean clone (CI) sees every one.
 warnings="$(grep -F ": warning:" "$build_log" | grep -F "$PWD/" | grep -E "/(Sources|Tests|Examples)/" \
     | sort -u || true)"
