@@ -142,7 +142,10 @@ public final class Trainer {
     /// The same hash just before the broadcast (what this rank built itself).
     public private(set) var builtStateHash: UInt64 = 0
 
-    private let loss = SoftmaxCrossEntropy()
+    private let loss: any Loss
+    /// How the model's BatchNorm layers normalize: `config.model.norm`, or for a model given to
+    /// `init`, what its layers do (syncbn if any is synchronized).
+    private let batchNormMode: NormKind
     private let batchNorms: [BatchNorm]
     /// Scratch for the per-step loss all-reduce (kept to avoid an allocation per step).
     private let lossScratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
@@ -157,14 +160,22 @@ public final class Trainer {
     ///   - config: the run; validated here.
     ///   - group: the ranks training together.
     ///   - train, test: the data; every rank holds the whole set and reads its shard.
+    ///   - model: a model of your own (its BatchNorm layers as they are: convert them with
+    ///     `convertSyncBatchNorm` first); nil builds `config.model`. Rank 0's state is broadcast.
+    ///   - loss: the loss (default: softmax cross-entropy).
     ///   - initialState: a state dict to start from (`--init-from`), loaded before the broadcast.
     ///   - initSeedOffset: added to the initialization seed on this rank only; tests set it to
     ///     the rank so that only the broadcast can make the replicas equal.
     public init(config: TrainingConfiguration, group: any ProcessGroup, train: Dataset, test: Dataset,
+                model customModel: Model? = nil, loss: (any Loss)? = nil,
                 initialState: [String: TensorData]? = nil, initSeedOffset: UInt64 = 0,
                 log: @escaping (String) -> Void = { _ in }) throws
     {
-        try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
+        try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test, model: customModel)
+        self.loss = loss ?? SoftmaxCrossEntropy()
+        batchNormMode = customModel.map { m in
+            m.batchNormLayers.isEmpty ? .none : m.batchNormLayers.contains { $0.isSynchronized } ? .syncbn : .bn
+        } ?? config.model.norm
         self.config = config
         self.group = group
         self.train = train
@@ -172,14 +183,15 @@ public final class Trainer {
         self.log = log
 
         // 1. Same configuration everywhere, or nobody starts.
-        let fingerprints = try group.allGather([config.fingerprint])
+        let fingerprint = customModel.map { Trainer.fingerprint(config, $0) } ?? config.fingerprint
+        let fingerprints = try group.allGather([fingerprint])
         if let odd = fingerprints.firstIndex(where: { $0 != fingerprints[0] }) {
             throw TrainingError("the configuration of rank \(odd) differs from rank 0's: every rank must get the same options",
                                 agreed: true)
         }
 
         // 2. SyncBN groups: the whole world, or consecutive blocks of G ranks.
-        if config.model.norm == .syncbn {
+        if customModel == nil && config.model.norm == .syncbn {
             if let g = config.syncBNGroupSize, g < group.worldSize {
                 syncBNGroup = try group.split(color: group.rank / g, key: group.rank)!
             } else {
@@ -188,8 +200,8 @@ public final class Trainer {
         } else {
             syncBNGroup = nil
         }
-        let model = try config.model.build(seed: config.seed &+ initSeedOffset, syncGroup: syncBNGroup,
-                                           rank: group.rank)
+        let model = try customModel ?? config.model.build(seed: config.seed &+ initSeedOffset,
+                                                          syncGroup: syncBNGroup, rank: group.rank)
         if let initialState {
             do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
         }
@@ -238,8 +250,14 @@ public final class Trainer {
 
     /// The checks that need no communication: run them on every rank before any collective,
     /// so a bad option cannot leave some ranks waiting in a collective the others never reach.
-    public static func validate(_ config: TrainingConfiguration, worldSize: Int, train: Dataset, test: Dataset) throws {
+    public static func validate(_ config: TrainingConfiguration, worldSize: Int, train: Dataset, test: Dataset,
+                                model: Model? = nil) throws
+    {
         try config.validate(worldSize: worldSize)
+        if let model {
+            try validate(config, worldSize: worldSize, train: train, test: test, custom: model)
+            return
+        }
         guard train.features == config.model.inputFeatures, test.features == train.features else {
             throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
         }
@@ -274,6 +292,36 @@ public final class Trainer {
             throw TrainingError(
                 "BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample per rank (\(perRank) per rank, --batch-size \(config.batchSize)): choose another --batch-size or --max-steps")
         }
+    }
+
+    /// The data checks for a model given to `init`: its input and output shapes.
+    private static func validate(_ config: TrainingConfiguration, worldSize: Int, train: Dataset, test: Dataset,
+                                 custom model: Model) throws
+    {
+        guard train.sampleShape.count == model.inputShape.count, test.features == train.features,
+              train.sampleShape.isImage == model.inputShape.isImage || !model.inputShape.isImage else {
+            throw TrainingError("the model takes samples of shape \(model.inputShape), "
+                                + "the data has \(train.sampleShape)")
+        }
+        guard model.outputFeatures == train.classes else {
+            throw TrainingError("the model has \(model.outputFeatures) outputs, the data has \(train.classes) classes")
+        }
+        guard train.count > 0 else { throw TrainingError("the training set is empty") }
+        if config.evaluate && test.count == 0 {
+            throw TrainingError("the test set is empty (set evaluate = false to train without one)")
+        }
+    }
+
+    /// The configuration's hash with the model's parameter names and shapes, which the
+    /// configuration does not describe for a model given to `init`.
+    static func fingerprint(_ config: TrainingConfiguration, _ model: Model) -> Int64 {
+        var hash = FNV1a()
+        withUnsafeBytes(of: config.fingerprint) { hash.combine($0) }
+        for slot in model.store.parameterSlots {
+            hash.combine(slot.name.utf8)
+            slot.shape.withUnsafeBytes { hash.combine($0) }
+        }
+        return Int64(bitPattern: hash.value)
     }
 
     private func inject(_ fault: FaultInjection) throws {
@@ -338,7 +386,7 @@ public final class Trainer {
         timings = StepTimings()
         // 1/W on the loss gradient: the gradient all-reduce then sums to the average.
         let gradientScale = 1 / Float(W)
-        let broadcastLocalBuffers = config.broadcastBuffers && config.model.norm == .bn && W > 1
+        let broadcastLocalBuffers = config.broadcastBuffers && batchNormMode == .bn && W > 1
         var windowSamples = 0, windowSeconds = 0.0
         var windowLoss = 0.0, windowSteps = 0  // the log line's loss: the mean since the last one
         var windowStart = timings  // communication times per step over the window
@@ -589,7 +637,7 @@ public final class Trainer {
     /// Loss and accuracy over the whole test set: each rank evaluates a contiguous shard with
     /// the running statistics, and the sums are all-reduced.
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
-        if config.broadcastBuffers && config.model.norm == .bn {
+        if config.broadcastBuffers && batchNormMode == .bn {
             try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: false)
         }
         let W = group.worldSize, r = group.rank, n = test.count
