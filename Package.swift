@@ -92,11 +92,24 @@ let package = Package(
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]),
 
+        // Tests: unit (in-process; ranks are threads), end-to-end (the executables under mpirun,
+        // simulated nodes, PyTorch comparisons) and the Examples/ package; shared helpers.
+        .target(
+            name: "SwiftDDPTestSupport",
+            dependencies: ["SwiftDDPNN", "SwiftDDPSafeTensors", "SwiftDDPDatasets", "CSwiftDDPZlib"],
+            path: "Tests/SwiftDDPTestSupport"),
         .testTarget(
-            name: "SwiftDDPTests",
+            name: "SwiftDDPUnitTests",
             dependencies: [
-                "SwiftDDP", "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPBLAS", "SwiftDDPNN", "SwiftDDPSafeTensors",
-                "SwiftDDPDatasets", "SwiftDDPTraining", "SwiftDDPStudy", "CSwiftDDPZlib",
+                "SwiftDDPTestSupport", "SwiftDDP", "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPBLAS", "SwiftDDPNN",
+                "SwiftDDPSafeTensors", "SwiftDDPDatasets", "SwiftDDPTraining", "SwiftDDPStudy", "CSwiftDDPZlib",
             ]),
+        .testTarget(
+            name: "SwiftDDPEndToEndTests",
+            dependencies: [
+                "SwiftDDPTestSupport", "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPNN", "SwiftDDPSafeTensors",
+                "SwiftDDPDatasets", "SwiftDDPTraining", "SwiftDDPStudy",
+            ]),
+        .testTarget(name: "SwiftDDPExampleTests", dependencies: ["SwiftDDPTestSupport"]),
     ]
 )

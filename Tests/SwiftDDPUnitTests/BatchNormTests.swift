@@ -1,6 +1,7 @@
 import SwiftDDPCollectives
 import SwiftDDPNN
 import Testing
+@testable import SwiftDDPTestSupport
 /// BatchNorm1d semantics (PyTorch's) and SyncBatchNorm over in-process ranks.
 @Suite("BatchNorm and SyncBatchNorm", .timeLimit(.minutes(5)))
 struct BatchNormTests {

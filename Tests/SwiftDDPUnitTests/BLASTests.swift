@@ -1,5 +1,6 @@
 import SwiftDDPBLAS
 import Testing
+@testable import SwiftDDPTestSupport
 /// BLAS wrappers against naive loops (the reference, never used outside tests).
 @Suite("BLAS wrapper")
 struct BLASTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import SwiftDDPTestSupport
 /// `ddp plot`: no MPI, one process; gnuplot comes with scripts/setup.sh (gnuplot-nox).
 @Suite("ddp plot")
 struct PlotTests {

@@ -3,6 +3,7 @@ import SwiftDDPDatasets
 import SwiftDDPNN
 import Testing
 import SwiftDDPTraining
+@testable import SwiftDDPTestSupport
 /// The study measurements: correct values, and no effect on training.
 @Suite("Diagnostics and covariate-shift probe", .timeLimit(.minutes(5)))
 struct DiagnosticsTests {

@@ -1,6 +1,7 @@
 import Foundation
 import SwiftDDPSafeTensors
 import Testing
+@testable import SwiftDDPTestSupport
 /// Whether this machine lets the tests create network namespaces (root and `ip netns`).
 private let namespacesPermitted: Bool = {
     guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") else { return false }

@@ -1,6 +1,7 @@
 import SwiftDDPNN
 import SwiftDDPSafeTensors
 import Testing
+@testable import SwiftDDPTestSupport
 /// SGD and Adam against steps computed by hand from PyTorch's update rules.
 @Suite("Optimizers and schedules")
 struct OptimizerTests {

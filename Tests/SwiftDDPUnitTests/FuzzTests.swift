@@ -3,6 +3,7 @@ import Foundation
 import SwiftDDPNN
 import SwiftDDPSafeTensors
 import Testing
+@testable import SwiftDDPTestSupport
 /// Seeded mutation fuzzing of the two parsers that read untrusted files. Each mutant must either
 /// parse into a self-consistent value or throw the parser's error type; a crash (trap, overflow,
 /// out-of-bounds read) would end the test process and fail the suite. Bounded by iterations and

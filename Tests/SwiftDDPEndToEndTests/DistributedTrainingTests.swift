@@ -3,6 +3,7 @@ import SwiftDDPNN
 import SwiftDDPSafeTensors
 import Testing
 import SwiftDDPTraining
+@testable import SwiftDDPTestSupport
 /// `ddp train` under real mpirun jobs: N ranks × batch B against 1 rank × batch N·B.
 @Suite("ddp train under mpirun", .serialized)
 struct DistributedTrainingTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import SwiftDDPTestSupport
 /// Every MPI binding, exercised for real: mpirun starts the mpi-selftest executable, which
 /// checks values on each rank and prints "N passed, M failed".
 @Suite("MPI bindings under mpirun", .serialized)

@@ -2,6 +2,7 @@ import SwiftDDPNN
 @testable import SwiftDDPStudy
 import Testing
 import SwiftDDPTraining
+@testable import SwiftDDPTestSupport
 /// Study bookkeeping that needs no MPI.
 @Suite("Study logic")
 struct StudyLogicTests {

@@ -1,6 +1,7 @@
 import SwiftDDPCollectives
 import SwiftDDPMPI
 import Testing
+@testable import SwiftDDPTestSupport
 @Suite("In-process process groups", .timeLimit(.minutes(5)))
 struct LocalProcessGroupTests {
     @Test("single-rank group is the identity", arguments: [ReductionOp.sum, .max, .min, .product])

@@ -3,6 +3,7 @@ import SwiftDDPDatasets
 import SwiftDDPNN
 import Testing
 @testable import SwiftDDPTraining
+@testable import SwiftDDPTestSupport
 /// The data-parallel trainer over in-process ranks (threads): the same logic that runs under
 /// mpirun, checked without it.
 @Suite("Distributed sampler and trainer (in-process ranks)", .timeLimit(.minutes(5)))

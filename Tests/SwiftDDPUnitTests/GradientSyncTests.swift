@@ -2,6 +2,7 @@ import SwiftDDPCollectives
 import SwiftDDPNN
 import Testing
 import SwiftDDPTraining
+@testable import SwiftDDPTestSupport
 /// Gradient averaging on in-process ranks (the mpirun tests compare whole training runs).
 @Suite("Gradient synchronization", .timeLimit(.minutes(5)))
 struct GradientSyncTests {

@@ -1,5 +1,6 @@
 import SwiftDDPNN
 import Testing
+@testable import SwiftDDPTestSupport
 /// Finite-difference gradient checks for the image layers, alone and composed.
 @Suite("Image layer gradients (finite differences)")
 struct ConvLayerTests {

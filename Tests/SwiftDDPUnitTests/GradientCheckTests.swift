@@ -1,5 +1,6 @@
 import SwiftDDP
 import Testing
+@testable import SwiftDDPTestSupport
 
 /// A layer as a user writes one with the public API: y = a ⊙ x² + b, per feature, parameters a, b.
 final class ScaledSquare: InitializableLayer {

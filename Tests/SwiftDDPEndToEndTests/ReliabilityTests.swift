@@ -1,6 +1,7 @@
 import Foundation
 import SwiftDDPSafeTensors
 import Testing
+@testable import SwiftDDPTestSupport
 /// Checkpoints, failures and bad input, on real mpirun jobs.
 @Suite("Reliability under mpirun", .serialized)
 struct ReliabilityTests {

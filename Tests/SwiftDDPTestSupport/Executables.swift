@@ -14,9 +14,9 @@ enum Executables {
 
     static func path(_ name: String) -> String { binDirectory.appendingPathComponent(name).path }
 
-    /// The package's root folder (this file is Tests/SwiftDDPTests/Support/Executables.swift).
+    /// The package's root folder (this file is Tests/SwiftDDPTestSupport/Executables.swift).
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// A file of the package, by its path from the root (`scripts/launch.sh`).
     static func packageFile(_ relativePath: String) -> String {

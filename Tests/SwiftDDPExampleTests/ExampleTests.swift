@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import SwiftDDPTestSupport
 
 /// Examples/ is a package of its own that depends on this one by path, as a user's would: it is
 /// built here (scripts/test.sh builds it first and checks it for warnings) and each example runs

@@ -2,6 +2,7 @@ import Foundation
 import SwiftDDPNN
 import SwiftDDPSafeTensors
 import Testing
+@testable import SwiftDDPTestSupport
 @Suite("safetensors checkpoints")
 struct SafeTensorsTests {
     func model(seed: UInt64) -> Model {

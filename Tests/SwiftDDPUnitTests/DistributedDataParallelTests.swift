@@ -1,6 +1,7 @@
 import Foundation
 import SwiftDDP
 import Testing
+@testable import SwiftDDPTestSupport
 
 /// The library's data-parallel façade, driven by a hand-written loop on in-process ranks.
 @Suite("DistributedDataParallel in a custom loop")

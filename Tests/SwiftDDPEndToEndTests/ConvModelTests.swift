@@ -4,27 +4,7 @@ import Foundation
 import SwiftDDPNN
 import SwiftDDPSafeTensors
 import Testing
-/// Float64 values of a safetensors tensor (the PyTorch reference writes F64).
-func doubles(_ t: TensorData) throws -> [Double] {
-    if t.dtype == .f32 { return try t.floats().map(Double.init) }
-    try #require(t.dtype == .f64, "expected F32 or F64, found \(t.dtype.rawValue)")
-    return t.bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
-}
-
-/// Channels-last [N, H, W, C] values as PyTorch's [N, C, H, W] (`toChannelsFirst`), or back.
-func permuted<T: Numeric>(_ x: [T], _ n: Int, _ s: SampleShape, toChannelsFirst: Bool) -> [T] {
-    var out = [T](repeating: 0, count: x.count)
-    for i in 0..<n {
-        for p in 0..<s.positions {
-            for c in 0..<s.channels {
-                let last = i * s.count + p * s.channels + c, first = i * s.count + c * s.positions + p
-                if toChannelsFirst { out[first] = x[last] } else { out[last] = x[first] }
-            }
-        }
-    }
-    return out
-}
-
+@testable import SwiftDDPTestSupport
 /// The image layers against PyTorch (scripts/peers/layer_reference.py, in float64) on fixed
 /// tensors: outputs, input gradients, parameter gradients and BatchNorm's running statistics.
 @Suite("Image layers against PyTorch", .serialized,

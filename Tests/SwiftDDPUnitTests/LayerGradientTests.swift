@@ -1,5 +1,6 @@
 import SwiftDDPNN
 import Testing
+@testable import SwiftDDPTestSupport
 /// Finite-difference gradient checks for every layer, alone and composed.
 @Suite("Layer gradients (finite differences)")
 struct LayerGradientTests {
