@@ -16,8 +16,12 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Optimizer") var optimizer: OptimizerOptions
     @OptionGroup(title: "Distributed") var distributed: DistributedOptions
 
-    @Option(help: "Per-rank batch size (the global batch is this × the world size).")
-    var batchSize = 64
+    @Option(help: "Per-rank batch size (the global batch is this × the world size; default 64).")
+    var batchSize: Int?
+
+    @Option(help: ArgumentHelp("Global batch size: each of W ranks takes G/W (W must divide G), so the run trains the "
+                               + "same on any number of ranks (exclusive with --batch-size).", valueName: "G"))
+    var globalBatchSize: Int?
 
     @Option(help: "Epochs.")
     var epochs = 3
@@ -90,7 +94,11 @@ struct Train: ParsableCommand {
     @Option(help: .hidden) var debugTrace: String?
 
     func validate() throws {
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let g = globalBatchSize, g < 1 { throw ValidationError("--global-batch-size must be at least 1, got \(g)") }
+        if batchSize != nil && globalBatchSize != nil {
+            throw ValidationError("give --batch-size (per rank) or --global-batch-size, not both")
+        }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         if data.synthetic && data.syntheticTrain < 1 { throw ValidationError("--synthetic-train must be at least 1, got \(data.syntheticTrain)") }
         if data.synthetic && data.syntheticTest < 0 { throw ValidationError("--synthetic-test must be ≥ 0, got \(data.syntheticTest)") }
@@ -102,7 +110,7 @@ struct Train: ParsableCommand {
 
     var trainingConfiguration: TrainingConfiguration {
         var c = TrainingConfiguration(data: data, model: model, optimizer: optimizer, distributed: distributed)
-        c.batchSize = batchSize
+        c.batchSize = batchSize ?? 64
         c.epochs = epochs
         c.maxSteps = maxSteps
         c.seed = seed
@@ -126,6 +134,14 @@ struct Train: ParsableCommand {
         try Job.run(setUp: { group -> Prepared in
             // Local checks only: no collective may run before the ranks agree that set-up worked.
             var config = config
+            if let g = globalBatchSize {
+                // One line from the lowest rank and a clean exit on all, as for every set-up error.
+                guard g % group.worldSize == 0 else {
+                    throw ValidationError("--global-batch-size \(g) is not divisible by the \(group.worldSize) ranks "
+                                          + "(each rank takes G/W samples)")
+                }
+                config.batchSize = g / group.worldSize
+            }
             let (train, test) = try loadData(config)
             config.fit(to: train)
             try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)

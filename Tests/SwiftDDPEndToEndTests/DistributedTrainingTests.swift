@@ -243,10 +243,29 @@ struct DistributedTrainingTests {
         }
     }
 
+    /// --global-batch-size G: W ranks take G/W each, so 1, 2 and 4 ranks train the same model.
+    @Test("--global-batch-size 16 trains the same model on 1, 2 and 4 ranks (SyncBN)")
+    func globalBatch() throws {
+        var states: [[Double]] = []
+        for np in [1, 2, 4] {
+            let dir = TemporaryDirectory()
+            let outcome = try Executables.mpirun(np: np, "ddp", ["train"] + Self.common
+                                                 + ["--global-batch-size", "16", "--save", dir.path + "/m.safetensors"],
+                                                 timeout: 240)
+            expectEnded(outcome, status: 0)
+            #expect(outcome.output.contains("batch: \(16 / np) per rank × \(np) ranks = 16 global"), "\(outcome.output)")
+            states.append(try Self.floats(try SafeTensors.read(dir.path + "/m.safetensors").tensors))
+        }
+        #expect(relativeError(states[1], states[0]) < 1e-5 && relativeError(states[2], states[0]) < 1e-5,
+                "\(relativeError(states[1], states[0])), \(relativeError(states[2], states[0]))")
+    }
+
     /// Usage errors found by the option parser exit 64; those found by the checks of the whole
     /// configuration (every rank, before any collective) exit 1.
     @Test("bad options end every rank with one clear error line and the promised exit status", arguments: [
         (["--batch-size", "0"], "--batch-size", ExitStatus.usage),
+        (["--global-batch-size", "3"], "--global-batch-size 3 is not divisible by the 2 ranks", ExitStatus.failure),
+        (["--batch-size", "4", "--global-batch-size", "8"], "not both", ExitStatus.usage),
         (["--activation", "swish"], "swish", ExitStatus.usage),
         (["--syncbn-group-size", "3"], "must divide the world size 2", ExitStatus.failure),
         (["--lr", "-1"], "--lr", ExitStatus.usage),
