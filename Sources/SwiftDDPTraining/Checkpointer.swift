@@ -108,23 +108,65 @@ public final class Checkpointer {
         }.sorted(by: >)
     }
 
-    /// Loads and fully validates one checkpoint file for `trainer`.
+    /// Loads and fully validates one checkpoint file for `trainer`. A checkpoint of another
+    /// number of ranks W₀ continues the same run when the global batch is the same (the per-rank
+    /// batch is then B₀·W₀/W) and nothing depends on which rank a sample lands on: SyncBN over
+    /// all ranks or no BatchNorm (local BN only with `allowBatchNormRegroup`), no dropout (its
+    /// random streams are per rank). The data position, counted per rank, is rescaled.
     static func load(_ path: String, for trainer: Trainer) throws -> (SafeTensors.File, ResumePoint) {
         let file = try SafeTensors.read(path)
         try verify(file, path: path)
-        guard file.metadata["world_size"] == String(trainer.group.worldSize) else {
-            throw Mismatch(message: "\(path) was written by \(file.metadata["world_size"] ?? "?") ranks; this job has \(trainer.group.worldSize)")
+        let W = trainer.group.worldSize
+        guard let saved = file.metadata["world_size"].flatMap(Int.init), saved > 0 else {
+            throw TrainingError("\(path): missing world_size")
         }
         let ours = resumeFingerprintJSON(trainer.config)
-        guard file.metadata["config"] == ours else {
-            let differences = configurationDifferences(checkpoint: file.metadata["config"] ?? "", job: ours)
+        let theirs = saved == W ? file.metadata["config"] ?? "" : regrouped(file.metadata["config"] ?? "", from: saved, to: W)
+        guard theirs == ours else {
+            if saved != W, let global = globalBatch(file.metadata["config"] ?? "", ranks: saved),
+               global != trainer.config.batchSize * W {
+                throw Mismatch(message: "\(path) was written by \(saved) ranks with a global batch of \(global); "
+                               + "this job's is \(W) × \(trainer.config.batchSize) = "
+                               + "\(trainer.config.batchSize * W) (--global-batch-size \(global) keeps it)")
+            }
+            let differences = configurationDifferences(checkpoint: theirs, job: ours)
             throw Mismatch(message: "\(path) was written with a different configuration"
                            + (differences.isEmpty ? "" : ": " + differences.joined(separator: "; ")))
         }
         guard let step = file.metadata["step"].flatMap(Int.init), let epoch = file.metadata["epoch"].flatMap(Int.init),
               let position = file.metadata["position"].flatMap(Int.init)
         else { throw TrainingError("\(path): missing step, epoch or position") }
-        return (file, ResumePoint(step: step, epoch: epoch, position: position))
+        guard saved != W else { return (file, ResumePoint(step: step, epoch: epoch, position: position)) }
+        let config = trainer.config
+        if !Checkpointer.dropoutState(trainer.model).isEmpty {
+            throw Mismatch(message: "\(path) was written by \(saved) ranks and the model has dropout, whose random "
+                           + "streams are per rank: resume it on \(saved) ranks")
+        }
+        let regroupsBatchNorm = config.model.norm == .bn
+            || (config.model.norm == .syncbn && config.syncBNGroupSize.map { $0 < max(saved, W) } == true)
+        if regroupsBatchNorm && !trainer.allowBatchNormRegroup {
+            throw Mismatch(message: "\(path) was written by \(saved) ranks; with \(config.model.norm == .bn ? "local BatchNorm" : "SyncBN groups") the statistics of "
+                           + "each batch would cover other samples on \(W) (--allow-bn-regroup accepts that)")
+        }
+        guard (position * saved) % W == 0 else {
+            throw Mismatch(message: "\(path): its data position (\(position) samples on each of \(saved) ranks) "
+                           + "does not split over \(W) ranks")
+        }
+        var point = ResumePoint(step: step, epoch: epoch, position: position * saved / W)
+        point.writtenByRanks = saved
+        return (file, point)
+    }
+
+    /// The checkpoint's configuration (JSON) as it reads on `ranks` ranks with the same global batch.
+    private static func regrouped(_ json: String, from saved: Int, to ranks: Int) -> String {
+        guard var c = try? JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8)),
+              (c.batchSize * saved) % ranks == 0 else { return json }
+        c.batchSize = c.batchSize * saved / ranks
+        return c.json
+    }
+
+    private static func globalBatch(_ json: String, ranks: Int) -> Int? {
+        (try? JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8))).map { $0.batchSize * ranks }
     }
 
     /// The model's state dict held in a checkpoint file (its `model.` tensors), after checking
@@ -185,14 +227,14 @@ public final class Checkpointer {
         try group.broadcast(&chosen, root: 0)
         if chosen[0] == onlyOtherJobs {
             throw TrainingError(
-                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); resume with the same options and number of ranks, start a new job from one with --init-from (the model only), or use another --checkpoint-dir",
+                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); resume with the same options (on any number of ranks with the same global batch), start a new job from one with --init-from (the model only), or use another --checkpoint-dir",
                 agreed: true)
         }
         guard chosen[0] >= 0 else { return nil }
         let (file, point) = try load(directory + String(format: "/checkpoint-%08d.safetensors", Int(chosen[0])), for: trainer)
         try trainer.model.loadStateDict(part(of: file, "model."))
         try trainer.optimizer.loadStateDict(part(of: file, "optimizer."))
-        if let rng = file.tensors["trainer.dropout_rng"] {
+        if let rng = file.tensors["trainer.dropout_rng"], file.metadata["world_size"] == String(group.worldSize) {
             let all = try rng.int64s()
             let width = rng.shape.count == 2 ? rng.shape[1] : 0
             try restoreDropoutState(trainer.model, Array(all[group.rank * width..<(group.rank + 1) * width]))

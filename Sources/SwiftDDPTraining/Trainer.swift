@@ -38,6 +38,8 @@ public struct ResumePoint: Sendable, Equatable {
     public var step: Int
     public var epoch: Int
     public var position: Int
+    /// The ranks of the run that wrote the checkpoint, when they were not this job's.
+    public var writtenByRanks: Int? = nil
     public init(step: Int, epoch: Int, position: Int) {
         self.step = step
         self.epoch = epoch
@@ -131,6 +133,9 @@ public final class Trainer {
     public var checkpointer: Checkpointer?
     /// Skip steps whose loss or averaged gradients are not finite instead of stopping.
     public var skipNonFinite = false
+    /// Resume a checkpoint written by another number of ranks even where local BatchNorm's
+    /// statistics then cover other samples (`--allow-bn-regroup`).
+    public var allowBatchNormRegroup = false
     /// Deliberate failures, for testing how the job ends (hidden `--debug-fail-*` options).
     public var faultInjection: FaultInjection?
     /// Called with (epoch, step, this rank's sample indices) before each step's forward pass;

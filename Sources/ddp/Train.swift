@@ -84,6 +84,10 @@ struct Train: ParsableCommand {
     @Flag(help: "Skip steps whose loss or gradients are not finite, instead of stopping.")
     var skipNonfinite = false
 
+    @Flag(help: ArgumentHelp("With --resume on another number of ranks: accept that local BatchNorm (or SyncBN "
+                             + "groups) then normalizes over other samples than the checkpoint's run did."))
+    var allowBnRegroup = false
+
     @Option(help: .hidden) var debugFail: FaultInjection.Kind?
     @Option(help: .hidden) var debugFailRank = 0
     @Option(help: .hidden) var debugFailStep = 1
@@ -175,6 +179,7 @@ struct Train: ParsableCommand {
             let trace = try debugTrace.map { try DebugTrace(path: "\($0).rank\(group.rank)", trainer: trainer) }
             if let initOptimizerFrom { try trainer.loadOptimizer(from: initOptimizerFrom) }
             trainer.skipNonFinite = skipNonfinite
+            trainer.allowBatchNormRegroup = allowBnRegroup
             if let kind = debugFail { trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1) }
             if let checkpointDir {
                 if checkpointEvery != nil && overwriteCheckpoints {
@@ -190,6 +195,13 @@ struct Train: ParsableCommand {
                     if group.rank == 0 {
                         print(trainer.resumePoint.map { "resuming from step \($0.step) (epoch \($0.epoch + 1))" }
                               ?? "no valid checkpoint in \(checkpointDir): starting from step 0")
+                        if let point = trainer.resumePoint, let saved = point.writtenByRanks {
+                            let b = config.batchSize, g = b * group.worldSize
+                            print("the checkpoint was written by \(saved) ranks: the global batch stays \(g), "
+                                  + "now \(b) per rank on \(group.worldSize)"
+                                  + (config.model.norm == .bn ? "; local BatchNorm now normalizes over \(b) samples "
+                                     + "per rank instead of \(g / saved)" : ""))
+                        }
                     }
                 }
             }

@@ -40,6 +40,69 @@ struct ReliabilityTests {
         #expect(a == b, "parameters, buffers and counters bit-identical")
     }
 
+    /// 256 samples, global batch 16: 16 steps an epoch, 32 in all.
+    static let elastic = ["train", "--synthetic", "--synthetic-train", "256", "--depth", "2", "--width", "32",
+                          "--global-batch-size", "16", "--epochs", "2", "--seed", "4", "--log-every", "1000",
+                          "--no-eval"]
+
+    static func state(_ path: String) throws -> [String: TensorData] { try SafeTensors.read(path).tensors }
+
+    /// With SyncBN over all ranks and a fixed global batch, the run is the same computation on
+    /// any number of ranks: interrupted on one count and resumed on another, it ends where the
+    /// uninterrupted run does.
+    @Test("--resume on another number of ranks continues the same run (SyncBN, fixed global batch)",
+          arguments: [(4, 2), (2, 4), (4, 1)])
+    func elasticResume(from: Int, to: Int) throws {
+        let dir = TemporaryDirectory()
+        let full = try ddp(np: to, Self.elastic + ["--save", dir.path + "/full.safetensors"], timeout: 240)
+        expectEnded(full, status: 0)
+        // stopped at step 23 (epoch 2 starts at step 17); the newest checkpoint is step 20's
+        let first = try ddp(np: from, Self.elastic + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                                      "--debug-fail", "throw", "--debug-fail-step", "23"],
+                            timeout: 240)
+        expectEnded(first, status: ExitStatus.failure)
+        let resumed = try ddp(np: to, Self.elastic + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                                      "--resume", "--save", dir.path + "/resumed.safetensors"],
+                              timeout: 240)
+        expectEnded(resumed, status: 0)
+        #expect(resumed.output.contains("resuming from step 20 (epoch 2)"), "\(resumed.output)")
+        #expect(resumed.output.contains("the checkpoint was written by \(from) ranks: the global batch stays 16, "
+                                        + "now \(16 / to) per rank on \(to)"), "\(resumed.output)")
+        let a = try Self.state(dir.path + "/full.safetensors"), b = try Self.state(dir.path + "/resumed.safetensors")
+        #expect(Set(a.keys) == Set(b.keys))
+        for key in a.keys.sorted() {
+            if a[key]!.dtype == .f32 {
+                let error = relativeError(try a[key]!.floats().map(Double.init), try b[key]!.floats().map(Double.init))
+                #expect(error < 1e-5, "\(key): \(error)")
+            } else {
+                #expect(a[key] == b[key], "\(key)")
+            }
+        }
+    }
+
+    @Test("resuming on another number of ranks: local BN needs --allow-bn-regroup, and the global batch must stay")
+    func elasticResumeRefusals() throws {
+        let dir = TemporaryDirectory()
+        let bn = Self.elastic + ["--norm", "bn", "--checkpoint-dir", dir.path + "/bn", "--checkpoint-every", "10"]
+        expectEnded(try ddp(np: 4, bn + ["--max-steps", "10"], timeout: 240), status: 0)
+        let refused = try ddp(np: 2, bn + ["--resume"], timeout: 240)
+        expectEnded(refused, status: ExitStatus.failure)
+        #expect(errorLines(refused, containing: "--allow-bn-regroup") == 1, "\(refused.output)")
+        let allowed = try ddp(np: 2, bn + ["--resume", "--allow-bn-regroup"], timeout: 240)
+        expectEnded(allowed, status: 0)
+        #expect(allowed.output.contains("local BatchNorm now normalizes over 8 samples per rank instead of 4"),
+                "\(allowed.output)")
+
+        let sync = Self.elastic + ["--checkpoint-dir", dir.path + "/sync", "--checkpoint-every", "10"]
+        expectEnded(try ddp(np: 4, sync + ["--max-steps", "10"], timeout: 240), status: 0)
+        var other = sync
+        other[other.firstIndex(of: "--global-batch-size")! + 1] = "8"
+        let smaller = try ddp(np: 2, other + ["--resume"], timeout: 240)
+        expectEnded(smaller, status: ExitStatus.failure)
+        #expect(errorLines(smaller, containing: "global batch of 16") == 1
+                && smaller.output.contains("--global-batch-size 16 keeps it"), "\(smaller.output)")
+    }
+
     @Test("a corrupt newest checkpoint is reported and the previous one is used")
     func corruptCheckpoint() throws {
         let dir = TemporaryDirectory()
@@ -68,7 +131,10 @@ struct ReliabilityTests {
         let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
         expectEnded(first, status: 0)
         let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
-        for (np, extra, reason) in [(1, [String](), "was written by 2 ranks; this job has 1"),
+        for (np, extra, reason) in [(1, [String](), "was written by 2 ranks with a global batch of 32; this job's is "
+                                        + "1 × 16 = 16 (--global-batch-size 32 keeps it)"),
+                                    (1, ["--batch-size", "32"], "the model has dropout, whose random streams are per "
+                                        + "rank: resume it on 2 ranks"),
                                     (2, ["--lr", "0.2"],
                                      "was written with a different configuration: --lr 0.2 (checkpoint: 0.05)"),
                                     (2, ["--width", "16", "--seed", "3"],
