@@ -19,20 +19,37 @@
 # - keeps the job's own error the last line: mpirun's boilerplate after a failure ("Primary job
 #   terminated normally…", "mpirun detected that one or more processes exited…", the MPI_ABORT
 #   note) is dropped, a rank killed by a signal is told in one line (DDP_LAUNCH_RAW=1 shows
-#   mpirun's output as it is).
+#   mpirun's output as it is);
+# - with --max-restarts N: when the job fails (a rank killed or failing), runs it again with
+#   --resume from the newest checkpoint of its --checkpoint-dir, at most N times, saying why;
+#   with --min-np M and a hostfile, each start uses the hosts that answer, on fewer ranks if
+#   need be (a divisor of --global-batch-size), down to M.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-usage() { echo "usage: scripts/launch.sh [--dry-run] -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2; exit 2; }
+usage() {
+    echo "usage: scripts/launch.sh [--dry-run] [--max-restarts N] -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2
+    exit 2
+}
 
 np=""
 hostfile=""
 user_binding=0
 dry_run=0
+max_restarts=0
+min_np=""
 mpi_opts=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --) shift; break ;;
         --dry-run) dry_run=1; shift ;;
+        --max-restarts)
+            [ $# -ge 2 ] || usage
+            max_restarts="$2"; shift 2
+            [[ "$max_restarts" =~ ^[0-9]+$ ]] || { echo "launch: --max-restarts must be a count ≥ 0, got '$max_restarts'" >&2; exit 2; } ;;
+        --min-np)
+            [ $# -ge 2 ] || usage
+            min_np="$2"; shift 2
+            [[ "$min_np" =~ ^[1-9][0-9]*$ ]] || { echo "launch: --min-np must be a positive integer, got '$min_np'" >&2; exit 2; } ;;
         -np|-n|--np|-c)
             [ $# -ge 2 ] || usage
             np="$2"; shift 2 ;;
@@ -47,6 +64,10 @@ done
 [ $# -ge 1 ] || usage
 [ -n "$np" ] || { echo "launch: -np N is required" >&2; exit 2; }
 [[ "$np" =~ ^[1-9][0-9]*$ ]] || { echo "launch: -np must be a positive integer, got '$np'" >&2; exit 2; }
+if [ -n "$min_np" ]; then
+    [ "$max_restarts" -gt 0 ] || { echo "launch: --min-np goes with --max-restarts" >&2; exit 2; }
+    [ "$min_np" -le "$np" ] || { echo "launch: --min-np $min_np exceeds -np $np" >&2; exit 2; }
+fi
 
 # Available slots: the hostfile's, else this machine's cores.
 if [ -n "$hostfile" ]; then
@@ -116,19 +137,94 @@ cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "$
 # as scripts/netns-cluster.sh's does) or Slurm starts its daemons: only then are they checked.
 via_ssh=1
 [[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] && via_ssh=0
-if [ -n "$hostfile" ] && [ "$via_ssh" -eq 1 ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ]; then
-    here="$(hostname) $(hostname -f 2>/dev/null || true) localhost"
+here="$(hostname) $(hostname -f 2>/dev/null || true) localhost"
+# Why HOST cannot take ranks ("" when it can).
+host_problem() {
+    local host="$1"
+    [[ " $here " == *" $host "* || "$host" == 127.* || "$host" == ::1 ]] && return 0
+    if ! getent ahosts "$host" >/dev/null; then
+        echo "does not resolve (check the name, or give its IP address)"
+    elif ! timeout 5 bash -c ": <> /dev/tcp/$host/22" 2>/dev/null; then
+        echo "does not answer on the ssh port (22) within 5 s; mpirun starts its daemons there over ssh"
+    fi
+}
+check_hosts=0
+[ -n "$hostfile" ] && [ "$via_ssh" -eq 1 ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ] && check_hosts=1
+if [ "$check_hosts" -eq 1 ] && [ -z "$min_np" ]; then
     for host in $(awk '!/^[[:space:]]*(#|$)/ { print $1 }' "$hostfile" | sort -u); do
-        [[ " $here " == *" $host "* || "$host" == 127.* || "$host" == ::1 ]] && continue
-        getent ahosts "$host" >/dev/null || {
-            echo "launch: hostfile '$hostfile': host '$host' does not resolve (check the name, or give its IP address)" >&2
-            exit 2
-        }
-        if ! timeout 5 bash -c ": <> /dev/tcp/$host/22" 2>/dev/null; then
-            echo "launch: hostfile '$hostfile': host '$host' does not answer on the ssh port (22) within 5 s;" \
-                 "mpirun starts its daemons there over ssh" >&2
-            exit 2
+        problem="$(host_problem "$host")"
+        [ -z "$problem" ] || { echo "launch: hostfile '$hostfile': host '$host' $problem" >&2; exit 2; }
+    done
+fi
+
+# --min-np M (with --max-restarts): before each start, the hosts that answer, and as many ranks
+# as their slots hold (with --global-batch-size G, a divisor of G), at least M.
+global_batch="$(printf '%s\n' "$@" | awk 'prev == "--global-batch-size" { print; exit } { prev = $0 }')"
+fit_to_live_hosts() {
+    [ "$check_hosts" -eq 1 ] && [ -n "$min_np" ] || return 0
+    local live="${TMPDIR:-/tmp}/launch-hosts.$$" slots_live=0 n
+    : > "$live"
+    while read -r host rest; do
+        [[ -z "$host" || "$host" == \#* ]] && continue
+        problem="$(host_problem "$host")"
+        if [ -n "$problem" ]; then echo "launch: host '$host' $problem: leaving it out" >&2; continue; fi
+        echo "$host $rest" >> "$live"
+        n="$(echo "$rest" | sed -n 's/.*slots=\([0-9]*\).*/\1/p')"
+        slots_live=$((slots_live + ${n:-1}))
+    done < "$hostfile"
+    n=$(( np_now < slots_live ? np_now : slots_live ))
+    while [ "$n" -ge 1 ] && [ -n "$global_batch" ] && [ $((global_batch % n)) -ne 0 ]; do n=$((n - 1)); done
+    if [ "$n" -lt "$min_np" ]; then
+        echo "launch: the hosts that answer hold $slots_live slots; fewer than --min-np $min_np ranks would run" >&2
+        exit 1
+    fi
+    [ "$n" -ne "$np_now" ] && echo "launch: running on $n ranks (of $np) on the hosts that answer" >&2
+    np_now="$n"
+    cmd=(mpirun -np "$np_now" "${cmd[@]:3}")
+    for i in "${!cmd[@]}"; do [ "${cmd[$i]}" = "$hostfile" ] && [ "${cmd[$((i - 1))]}" = "--hostfile" ] && cmd[$i]="$live"; done
+    return 0
+}
+np_now="$np"
+
+filter=(awk -f "$root/scripts/mpirun-quiet.awk")
+[ "${DDP_LAUNCH_RAW:-0}" = 1 ] && filter=(cat)
+
+if [ "$max_restarts" -gt 0 ]; then
+    # Restarts resume from checkpoints, so the job must write them.
+    [[ " $* " == *" --checkpoint-dir "* && " $* " == *" --checkpoint-every "* ]] || {
+        echo "launch: --max-restarts needs a job that writes checkpoints (train --checkpoint-dir DIR --checkpoint-every N)" >&2
+        exit 2
+    }
+    # mpirun runs as a child here, so signals to the launcher are passed on to it.
+    pid=""
+    trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM INT HUP
+    interrupted=0
+    attempt=0
+    while :; do
+        fit_to_live_hosts
+        echo "+ ${cmd[*]}" >&2
+        "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &
+        pid=$!
+        status=0
+        wait "$pid" || status=$?
+        while kill -0 "$pid" 2>/dev/null; do wait "$pid" || status=$?; done  # a trapped signal ended the first wait
+        pid=""
+        wait  # the filter's last lines
+        [ "$status" -eq 0 ] && exit 0
+        # usage errors and interruptions are not failures a restart can fix
+        if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi
+        case "$status" in
+            137) reason="a rank was killed (signal 9)" ;;
+            1) reason="a rank failed" ;;
+            *) reason="exit status $status" ;;
+        esac
+        if [ "$attempt" -ge "$max_restarts" ]; then
+            echo "launch: $reason; no restart left (--max-restarts $max_restarts)" >&2
+            exit "$status"
         fi
+        attempt=$((attempt + 1))
+        echo "launch: $reason; restart $attempt of $max_restarts, resuming from the newest checkpoint" >&2
+        [[ " ${cmd[*]} " == *" --resume "* ]] || cmd+=(--resume)
     done
 fi
 
@@ -137,6 +233,6 @@ echo "+ ${cmd[*]}" >&2
 # ignores Ctrl-C so that it still prints what mpirun says while stopping the job; mpirun keeps
 # this script's process (exec), so signals sent to the launcher reach it.
 if [ "${DDP_LAUNCH_RAW:-0}" != 1 ]; then
-    exec 2> >(trap '' INT TERM HUP; exec awk -f "$root/scripts/mpirun-quiet.awk" >&2)
+    exec 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2)
 fi
 exec "${cmd[@]}"

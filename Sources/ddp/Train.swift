@@ -91,6 +91,9 @@ struct Train: ParsableCommand {
     @Option(help: .hidden) var debugFail: FaultInjection.Kind?
     @Option(help: .hidden) var debugFailRank = 0
     @Option(help: .hidden) var debugFailStep = 1
+    /// The fault fires only in a run that finds no file at this path (the failing rank creates
+    /// it at start), so a relaunched job (launch.sh --max-restarts) runs through.
+    @Option(help: .hidden) var debugFailMarker: String?
     /// Each rank initializes with seed + rank, so only the initial broadcast makes replicas equal.
     @Flag(help: .hidden) var debugRankSeedOffset = false
     /// Each rank writes FILE.rank<r>: its state hash as built and after the initial broadcast,
@@ -180,7 +183,12 @@ struct Train: ParsableCommand {
             if let initOptimizerFrom { try trainer.loadOptimizer(from: initOptimizerFrom) }
             trainer.skipNonFinite = skipNonfinite
             trainer.allowBatchNormRegroup = allowBnRegroup
-            if let kind = debugFail { trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1) }
+            if let kind = debugFail, !(debugFailMarker.map { FileManager.default.fileExists(atPath: $0) } ?? false) {
+                trainer.faultInjection = FaultInjection(kind: kind, rank: debugFailRank, step: debugFailStep - 1)
+                if let marker = debugFailMarker, group.rank == debugFailRank {
+                    _ = FileManager.default.createFile(atPath: marker, contents: nil)
+                }
+            }
             if let checkpointDir {
                 if checkpointEvery != nil && overwriteCheckpoints {
                     try Checkpointer.claim(directory: checkpointDir, resume: false, overwrite: true,

@@ -103,6 +103,52 @@ struct ReliabilityTests {
                 && smaller.output.contains("--global-batch-size 16 keeps it"), "\(smaller.output)")
     }
 
+    /// scripts/launch.sh --max-restarts: the relaunch resumes from the newest checkpoint.
+    func launch(_ arguments: [String], timeout: TimeInterval = 240) throws -> Executables.Outcome {
+        try Executables.run("/bin/bash", [Executables.packageFile("scripts/launch.sh")] + arguments,
+                            environment: ["DDP_BIN_DIR": Executables.binDirectory.path], timeout: timeout)
+    }
+
+    @Test("launch.sh --max-restarts: a job whose rank is killed is relaunched and ends bit-identical to an uninterrupted run")
+    func restartAfterKill() throws {
+        let dir = TemporaryDirectory()
+        let mpi = ["-np", "2"] + Executables.localJobArguments + ["--"]
+        expectEnded(try launch(mpi + Self.elastic + ["--save", dir.path + "/full.safetensors"]), status: 0)
+        let job = Self.elastic + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                  "--debug-fail", "kill", "--debug-fail-rank", "1", "--debug-fail-step", "23"]
+        // the fault fires once (the marker), as a real failure would
+        let restarted = try launch(["--max-restarts", "2"] + mpi + job
+                                   + ["--debug-fail-marker", dir.path + "/fired", "--save", dir.path + "/run.safetensors"])
+        expectEnded(restarted, status: 0)
+        #expect(restarted.output.contains("launch: a rank was killed (signal 9); restart 1 of 2, resuming from the "
+                                          + "newest checkpoint") && restarted.output.contains("resuming from step 20"),
+                "\(restarted.output)")
+        #expect(try Self.state(dir.path + "/full.safetensors") == Self.state(dir.path + "/run.safetensors"))
+        // a fault on every run: the restarts run out, and the job's own status comes back
+        try FileManager.default.removeItem(atPath: dir.path + "/ck")
+        let failing = try launch(["--max-restarts", "1"] + mpi + job)
+        expectEnded(failing, status: ExitStatus.killed)
+        #expect(failing.output.contains("restart 1 of 1")
+                && failing.output.contains("no restart left (--max-restarts 1)"), "\(failing.output)")
+    }
+
+    @Test("launch.sh --min-np: a hostfile host that does not answer is left out and the job runs on fewer ranks")
+    func minimumRanks() throws {
+        let dir = TemporaryDirectory()
+        // 192.0.2.1 is TEST-NET-1: never reachable
+        let hosts = dir.write("hosts", Array("localhost slots=2\n192.0.2.1 slots=2\n".utf8))
+        let job = Self.elastic + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10"]
+        let fewer = try launch(["-np", "4", "--hostfile", hosts, "--max-restarts", "1", "--min-np", "2"]
+                               + Executables.localJobArguments + ["--"] + job)
+        expectEnded(fewer, status: 0)
+        #expect(fewer.output.contains("host '192.0.2.1' does not answer") && fewer.output.contains("leaving it out")
+                && fewer.output.contains("running on 2 ranks (of 4)") && fewer.output.contains("world size 2"),
+                "\(fewer.output)")
+        let tooFew = try launch(["-np", "4", "--hostfile", hosts, "--max-restarts", "1", "--min-np", "3", "--"] + job)
+        expectEnded(tooFew, status: ExitStatus.failure)
+        #expect(errorLines(tooFew, containing: "fewer than --min-np 3 ranks would run") == 1, "\(tooFew.output)")
+    }
+
     @Test("a corrupt newest checkpoint is reported and the previous one is used")
     func corruptCheckpoint() throws {
         let dir = TemporaryDirectory()
