@@ -111,8 +111,8 @@ public final class Checkpointer {
     /// Loads and fully validates one checkpoint file for `trainer`. A checkpoint of another
     /// number of ranks W₀ continues the same run when the global batch is the same (the per-rank
     /// batch is then B₀·W₀/W) and nothing depends on which rank a sample lands on: SyncBN over
-    /// all ranks or no BatchNorm (local BN only with `allowBatchNormRegroup`), no dropout (its
-    /// random streams are per rank). The data position, counted per rank, is rescaled.
+    /// all ranks or no BatchNorm (local BN only with `allowBatchNormRegroup`); dropout's masks
+    /// are keyed by sample. The data position, counted per rank, is rescaled.
     static func load(_ path: String, for trainer: Trainer) throws -> (SafeTensors.File, ResumePoint) {
         let file = try SafeTensors.read(path)
         try verify(file, path: path)
@@ -138,10 +138,6 @@ public final class Checkpointer {
         else { throw TrainingError("\(path): missing step, epoch or position") }
         guard saved != W else { return (file, ResumePoint(step: step, epoch: epoch, position: position)) }
         let config = trainer.config
-        if !Checkpointer.dropoutState(trainer.model).isEmpty {
-            throw Mismatch(message: "\(path) was written by \(saved) ranks and the model has dropout, whose random "
-                           + "streams are per rank: resume it on \(saved) ranks")
-        }
         let regroupsBatchNorm = config.model.norm == .bn
             || (config.model.norm == .syncbn && config.syncBNGroupSize.map { $0 < max(saved, W) } == true)
         if regroupsBatchNorm && !trainer.allowBatchNormRegroup {

@@ -152,6 +152,9 @@ public final class Trainer {
     /// `init`, what its layers do (syncbn if any is synchronized).
     private let batchNormMode: NormKind
     private let batchNorms: [BatchNorm]
+    /// The model's dropout layers and their per-row keys: (epoch, data-set index) of each row.
+    private let dropouts: [Dropout]
+    private let sampleKeys: UnsafeMutableBufferPointer<UInt64>
     /// Scratch for the per-step loss all-reduce (kept to avoid an allocation per step).
     private let lossScratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
     private let batchInputs = Workspace()
@@ -238,6 +241,9 @@ public final class Trainer {
                                                 bucketBytes: config.bucketBytes)
         batchLabels = [Int32](repeating: 0, count: config.batchSize)
         batchNorms = model.batchNormLayers
+        dropouts = model.leaves.compactMap { $0 as? Dropout }
+        sampleKeys = .allocate(capacity: max(config.batchSize, 1))
+        sampleKeys.initialize(repeating: 0)
         let built = model
         diagnostics = config.diagnosticsEvery.map { Diagnostics(model: built, group: group, every: $0) }
         if config.covariateShift {
@@ -251,7 +257,10 @@ public final class Trainer {
         model.onGradientsReady = { leaf in try sync.gradientsReady(leaf: leaf) }
     }
 
-    deinit { lossScratch.deallocate() }
+    deinit {
+        lossScratch.deallocate()
+        sampleKeys.deallocate()
+    }
 
     /// The checks that need no communication: run them on every rank before any collective,
     /// so a bad option cannot leave some ranks waiting in a collective the others never reach.
@@ -419,6 +428,11 @@ public final class Trainer {
                     Augmentation.cropAndFlip(x.base, shape: train.sampleShape, indices: indices[position..<end],
                                              seed: config.seed, epoch: epoch, scratch: augmentScratch)
                 }
+                if !dropouts.isEmpty {
+                    // A sample's masks depend on the sample and the epoch, not on the rank it lands on.
+                    for r in 0..<rows { sampleKeys[r] = UInt64(epoch) << 40 ^ UInt64(indices[position + r]) }
+                    for d in dropouts { d.sampleKeys = UnsafeBufferPointer(rebasing: sampleKeys[0..<rows]) }
+                }
                 position = end
                 var t = monotonicSeconds()
                 timings.data += t - stepStart
@@ -442,6 +456,7 @@ public final class Trainer {
                 var now = monotonicSeconds(); timings.forward += now - t; t = now
 
                 try model.backward(loss.backward())
+                for d in dropouts { d.sampleKeys = nil }  // other forwards (diagnostics, precise BN) draw in order
                 var syncbnSeconds = 0.0
                 for bn in batchNorms { syncbnSeconds += bn.communicationSeconds }
                 now = monotonicSeconds()

@@ -73,6 +73,26 @@ struct LayerGradientTests {
         #expect(errors.parameters < Self.tolerance)
     }
 
+    @Test("Dropout with sample keys: a row's mask depends on its key only, not on its place in the batch")
+    func dropoutKeys() throws {
+        let layer = Dropout(probability: 0.5, seed: 9)
+        var x = [Float](repeating: 1, count: 3 * 64)
+        func masks(_ keys: [UInt64]) throws -> [[Float]] {
+            try keys.withUnsafeBufferPointer { k in
+                layer.sampleKeys = k
+                defer { layer.sampleKeys = nil }
+                let y = try x.withUnsafeMutableBufferPointer {
+                    try layer.forward(Matrix(base: $0.baseAddress!, rows: 3, cols: 64), training: true).toArray()
+                }
+                return (0..<3).map { Array(y[$0 * 64..<($0 + 1) * 64]) }
+            }
+        }
+        let a = try masks([7, 8, 9]), b = try masks([9, 7, 8])
+        #expect(a[0] == b[1] && a[1] == b[2] && a[2] == b[0], "each key keeps its mask wherever its row is")
+        #expect(a[0] != a[1], "different keys, different masks")
+        #expect(a.joined().allSatisfy { $0 == 0 || $0 == 2 })
+    }
+
     @Test("Dropout: the gradient is the saved mask times the upstream gradient")
     func dropout() throws {
         let layer = Dropout(probability: 0.5, seed: 9)

@@ -15,8 +15,9 @@ extension ModelConfiguration {
             if let norm = normLayer(width, images: false, syncGroup: syncGroup) { layers.append(norm) }
             layers.append(Activation(activationKind))
             if dropout > 0 {
-                // Each rank and layer draws its own masks.
-                let stream = seed &+ UInt64(layers.count) &+ UInt64(rank) &* 0x9E37_79B9
+                // One stream per layer, the same on every rank: the trainer keys each row's mask by
+                // its sample, so the masks do not depend on the rank that trains it.
+                let stream = seed &+ UInt64(layers.count)
                 layers.append(Dropout(probability: dropout, seed: stream))
             }
         }
