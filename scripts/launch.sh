@@ -138,19 +138,26 @@ cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "$
 via_ssh=1
 [[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] && via_ssh=0
 here="$(hostname) $(hostname -f 2>/dev/null || true) localhost"
-# Why HOST cannot take ranks ("" when it can).
+agent="${OMPI_MCA_plm_rsh_agent:-}"
+for i in "${!mpi_opts[@]}"; do
+    [ "${mpi_opts[$i]}" = plm_rsh_agent ] && agent="${mpi_opts[$((i + 1))]:-}"
+done
+# Why HOST cannot take ranks ("" when it can): a launch agent must run a command there; else the
+# name must resolve and the ssh port answer.
 host_problem() {
     local host="$1"
     [[ " $here " == *" $host "* || "$host" == 127.* || "$host" == ::1 ]] && return 0
-    if ! getent ahosts "$host" >/dev/null; then
+    if [ -n "$agent" ]; then
+        timeout 10 "$agent" "$host" true >/dev/null 2>&1 || echo "does not answer its launch agent ($agent)"
+    elif ! getent ahosts "$host" >/dev/null; then
         echo "does not resolve (check the name, or give its IP address)"
     elif ! timeout 5 bash -c ": <> /dev/tcp/$host/22" 2>/dev/null; then
         echo "does not answer on the ssh port (22) within 5 s; mpirun starts its daemons there over ssh"
     fi
 }
 check_hosts=0
-[ -n "$hostfile" ] && [ "$via_ssh" -eq 1 ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ] && check_hosts=1
-if [ "$check_hosts" -eq 1 ] && [ -z "$min_np" ]; then
+[ -n "$hostfile" ] && [ -z "${SLURM_JOB_ID:-}" ] && [ "${DDP_LAUNCH_NO_HOST_CHECK:-0}" != 1 ] && check_hosts=1
+if [ "$check_hosts" -eq 1 ] && [ "$via_ssh" -eq 1 ] && [ -z "$min_np" ]; then
     for host in $(awk '!/^[[:space:]]*(#|$)/ { print $1 }' "$hostfile" | sort -u); do
         problem="$(host_problem "$host")"
         [ -z "$problem" ] || { echo "launch: hostfile '$hostfile': host '$host' $problem" >&2; exit 2; }

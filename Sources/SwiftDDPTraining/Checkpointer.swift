@@ -121,7 +121,8 @@ public final class Checkpointer {
             throw TrainingError("\(path): missing world_size")
         }
         let ours = resumeFingerprintJSON(trainer.config)
-        let theirs = saved == W ? file.metadata["config"] ?? "" : regrouped(file.metadata["config"] ?? "", from: saved, to: W)
+        let recorded = file.metadata["config"] ?? ""
+        let theirs = saved == W ? recorded : regrouped(recorded, from: saved, to: W)
         guard theirs == ours else {
             if saved != W, let global = globalBatch(file.metadata["config"] ?? "", ranks: saved),
                global != trainer.config.batchSize * W {
@@ -141,8 +142,9 @@ public final class Checkpointer {
         let regroupsBatchNorm = config.model.norm == .bn
             || (config.model.norm == .syncbn && config.syncBNGroupSize.map { $0 < max(saved, W) } == true)
         if regroupsBatchNorm && !trainer.allowBatchNormRegroup {
-            throw Mismatch(message: "\(path) was written by \(saved) ranks; with \(config.model.norm == .bn ? "local BatchNorm" : "SyncBN groups") the statistics of "
-                           + "each batch would cover other samples on \(W) (--allow-bn-regroup accepts that)")
+            let kind = config.model.norm == .bn ? "local BatchNorm" : "SyncBN groups"
+            throw Mismatch(message: "\(path) was written by \(saved) ranks; with \(kind) the statistics of each batch "
+                           + "would cover other samples on \(W) (--allow-bn-regroup accepts that)")
         }
         guard (position * saved) % W == 0 else {
             throw Mismatch(message: "\(path): its data position (\(position) samples on each of \(saved) ranks) "
@@ -223,7 +225,9 @@ public final class Checkpointer {
         try group.broadcast(&chosen, root: 0)
         if chosen[0] == onlyOtherJobs {
             throw TrainingError(
-                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); resume with the same options (on any number of ranks with the same global batch), start a new job from one with --init-from (the model only), or use another --checkpoint-dir",
+                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); "
+                    + "resume with the same options (on any number of ranks with the same global batch), start a new "
+                    + "job from one with --init-from (the model only), or use another --checkpoint-dir",
                 agreed: true)
         }
         guard chosen[0] >= 0 else { return nil }

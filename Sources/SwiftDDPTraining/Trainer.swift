@@ -544,7 +544,8 @@ public final class Trainer {
                     writeMetrics(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
                                   "mean_loss": meanLoss, "lr": Double(optimizer.learningRate),
                                   "samples_per_second": throughput,
-                                  "syncbn_ms": (timings.syncBNCommunication - windowStart.syncBNCommunication) * perStep,
+                                  "syncbn_ms":
+                                      (timings.syncBNCommunication - windowStart.syncBNCommunication) * perStep,
                                   "grad_sync_ms": (timings.gradientSync - windowStart.gradientSync) * perStep])
                     windowLoss = 0
                     windowSteps = 0

@@ -85,7 +85,8 @@ struct StudyCommand: ParsableCommand {
             try check(groups.map { $0 >= 1 } ?? true, "--groups must be at least 1, got \(groups ?? 0)")
             try check(dropout.map { (0..<1).contains($0) } ?? true, "--dropout must be in [0, 1), got \(dropout ?? 0)")
             try check(lr.map { $0 > 0 && $0.isFinite } ?? true, "--lr must be a positive number, got \(lr ?? 0)")
-            try check(momentum.map { (0...1).contains($0) } ?? true, "--momentum must be in [0, 1], got \(momentum ?? 0)")
+            try check(momentum.map { (0...1).contains($0) } ?? true,
+                      "--momentum must be in [0, 1], got \(momentum ?? 0)")
             try check(weightDecay.map { $0 >= 0 } ?? true, "--weight-decay must be ≥ 0, got \(weightDecay ?? 0)")
             try check(warmupSteps.map { $0 >= 0 } ?? true, "--warmup-steps must be ≥ 0, got \(warmupSteps ?? 0)")
             try check(epochs.map { $0 >= 1 } ?? true, "--epochs must be at least 1, got \(epochs ?? 0)")

@@ -53,10 +53,11 @@ struct Train: ParsableCommand {
     @Option(help: "Write metrics here (JSON lines; rank 0).")
     var metrics: String?
 
-    @Option(help: ArgumentHelp("Write TensorBoard event files into this directory (rank 0): loss, accuracy, learning rate, throughput, and the --diagnostics-every measurements.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Write TensorBoard event files into this directory (rank 0): loss, accuracy, learning "
+                               + "rate, throughput, and the --diagnostics-every measurements.", valueName: "dir"))
     var tensorboard: String?
 
-    @Option(help: "Report every N steps (the progress line shows the mean loss over those steps, elapsed time and ETA).")
+    @Option(help: "Report every N steps (the progress line: the mean loss over those steps, elapsed time and ETA).")
     var logEvery = 50
 
     @Flag(help: "Skip the test-set evaluation.")

@@ -253,7 +253,8 @@ struct DistributedTrainingTests {
                                                  + ["--global-batch-size", "16", "--save", dir.path + "/m.safetensors"],
                                                  timeout: 240)
             expectEnded(outcome, status: 0)
-            #expect(outcome.output.contains("batch: \(16 / np) per rank × \(np) ranks = 16 global"), "\(outcome.output)")
+            #expect(outcome.output.contains("batch: \(16 / np) per rank × \(np) ranks = 16 global"),
+                    "\(outcome.output)")
             states.append(try Self.floats(try SafeTensors.read(dir.path + "/m.safetensors").tensors))
         }
         #expect(relativeError(states[1], states[0]) < 1e-5 && relativeError(states[2], states[0]) < 1e-5,

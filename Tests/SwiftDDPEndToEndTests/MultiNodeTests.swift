@@ -25,6 +25,51 @@ struct MultiNodeTests {
         "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
     static let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
 
+    /// mpirun notices a vanished host by its daemon's keepalives: after 300 s of silence by
+    /// default, here after a few seconds (Docs/multi-node.md).
+    static let keepalive = "--mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 "
+        + "--mca oob_tcp_keepalive_probes 3"
+
+    /// A node lost mid-run (its processes killed, its namespace deleted): the launcher relaunches
+    /// the job on the node that still answers, from the 4-rank checkpoint on 2 ranks; with SyncBN
+    /// and a fixed global batch the run ends where the uninterrupted one does.
+    @Test("a node removed mid-run: launch.sh --max-restarts finishes on the other node, as the uninterrupted run")
+    func nodeRemoved() throws {
+        let dir = TemporaryDirectory()
+        let script = repositoryRoot.appendingPathComponent("scripts/netns-cluster.sh").path
+        let state = dir.path + "/netns", ck = dir.path + "/ck"
+        let train = "train --synthetic --synthetic-train 4096 --depth 2 --width 32 --global-batch-size 16 --epochs 3 "
+            + "--seed 4 --log-every 1000 --no-eval"
+        let outcome = try Executables.run("/bin/bash", ["-c", """
+            export DDP_NETNS_STATE=\(state)
+            \(script) run 2 -- bash -c '
+                DDP_BIN_DIR=\(Executables.binDirectory.path) \(Self.launcher) -np 4 --max-restarts 1 --min-np 2 \
+                    $(cat \(state)/mpirun-args) \(Self.keepalive) -- \(train) \
+                    --checkpoint-dir \(ck) --checkpoint-every 40 \
+                    --save \(dir.path)/run.safetensors &
+                job=$!
+                for _ in $(seq 1 1200); do [ -e \(ck)/checkpoint-00000040.safetensors ] && break; sleep 0.02; done
+                ip netns pids ddpnode2 | xargs -r kill -9; ip netns delete ddpnode2
+                echo "test: removed ddpnode2"
+                wait $job'
+            """], timeout: 600)
+        expectEnded(outcome, status: 0)
+        for text in ["test: removed ddpnode2", "host 'ddpnode2' does not answer its launch agent",
+                     "running on 2 ranks (of 4)", "restart 1 of 1", "the checkpoint was written by 4 ranks"] {
+            #expect(outcome.output.contains(text), "\(text):\n\(outcome.output)")
+        }
+        let single = try Executables.mpirun(np: 2, "ddp", train.split(separator: " ").map(String.init)
+                                            + ["--save", dir.path + "/one.safetensors"], timeout: 300)
+        expectEnded(single, status: 0)
+        let a = try SafeTensors.read(dir.path + "/one.safetensors").tensors
+        let b = try SafeTensors.read(dir.path + "/run.safetensors").tensors
+        for (key, expected) in a.sorted(by: { $0.key < $1.key }) where expected.dtype == .f32 {
+            let actual = try #require(b[key], "\(key)")
+            let error = relativeError(try actual.floats().map(Double.init), try expected.floats().map(Double.init))
+            #expect(error < 1e-5, "\(key): \(error)")
+        }
+    }
+
     @Test("SyncBN on 2 simulated nodes × 2 ranks equals the one-node run with 4 ranks")
     func equalsOneNode() throws {
         let dir = TemporaryDirectory()

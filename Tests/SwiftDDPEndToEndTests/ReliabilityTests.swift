@@ -111,7 +111,7 @@ struct ReliabilityTests {
                             environment: ["DDP_BIN_DIR": Executables.binDirectory.path], timeout: timeout)
     }
 
-    @Test("launch.sh --max-restarts: a job whose rank is killed is relaunched and ends bit-identical to an uninterrupted run")
+    @Test("launch.sh --max-restarts: a job whose rank is killed is relaunched, ending as the uninterrupted run, bit for bit")
     func restartAfterKill() throws {
         let dir = TemporaryDirectory()
         let mpi = ["-np", "2"] + Executables.localJobArguments + ["--"]
@@ -120,7 +120,8 @@ struct ReliabilityTests {
                                   "--debug-fail", "kill", "--debug-fail-rank", "1", "--debug-fail-step", "23"]
         // the fault fires once (the marker), as a real failure would
         let restarted = try launch(["--max-restarts", "2"] + mpi + job
-                                   + ["--debug-fail-marker", dir.path + "/fired", "--save", dir.path + "/run.safetensors"])
+                                   + ["--debug-fail-marker", dir.path + "/fired",
+                                      "--save", dir.path + "/run.safetensors"])
         expectEnded(restarted, status: 0)
         #expect(restarted.output.contains("launch: a rank was killed (signal 9); restart 1 of 2, resuming from the "
                                           + "newest checkpoint") && restarted.output.contains("resuming from step 20"),
