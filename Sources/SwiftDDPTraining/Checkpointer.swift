@@ -6,9 +6,12 @@ import SwiftDDPSafeTensors
 /// state, position in the data (epoch, batch), every rank's dropout generator, and the
 /// configuration — in one safetensors file per checkpoint, `checkpoint-STEP.safetensors`.
 ///
-/// Tensors: `model.<state-dict key>`, `optimizer.<state key>`, `trainer.dropout_rng` (I64
-/// [world size, 4 × dropout layers]). Metadata: `format` = `swiftddp-checkpoint`, `config`,
-/// `world_size`, `step`, `epoch`, `position`, and `checksum` (FNV-1a 64 over every tensor's
+/// Tensors: `model.<state-dict key>`, `optimizer.<state key>` (whole, also in sharded mode: the
+/// host's shared copy), `trainer.dropout_rng` (I64 [world size, 4 × dropout layers], for models
+/// run without the trainer's per-sample keys). Metadata: `format` = `swiftddp-checkpoint`,
+/// `config`, `world_size`, `step`, `epoch`, `position` (per rank), `global_position` (samples of
+/// the epoch consumed by all ranks: what a job on another number of ranks resumes from), and
+/// `checksum` (FNV-1a 64 over every tensor's
 /// name, dtype, shape and bytes and the other metadata).
 ///
 /// Writing is atomic (temporary file, fsync, rename, directory fsync): the previous checkpoint
@@ -55,7 +58,9 @@ public final class Checkpointer {
         }
         var metadata = ["format": Checkpointer.format, "config": Checkpointer.resumeFingerprintJSON(trainer.config),
                         "world_size": String(group.worldSize), "step": String(point.step),
-                        "epoch": String(point.epoch), "position": String(point.position)]
+                        "epoch": String(point.epoch), "position": String(point.position),
+                        // the data position on any number of ranks: samples of the epoch consumed by all
+                        "global_position": String(point.position * group.worldSize)]
         metadata["checksum"] = Checkpointer.checksum(tensors, metadata)
         try SafeTensors.write(tensors, metadata: metadata, to: path(step: point.step))
         if !owned.contains(point.step) { owned.append(point.step) }
@@ -146,11 +151,12 @@ public final class Checkpointer {
             throw Mismatch(message: "\(path) was written by \(saved) ranks; with \(kind) the statistics of each batch "
                            + "would cover other samples on \(W) (--allow-bn-regroup accepts that)")
         }
-        guard (position * saved) % W == 0 else {
-            throw Mismatch(message: "\(path): its data position (\(position) samples on each of \(saved) ranks) "
-                           + "does not split over \(W) ranks")
+        let global = file.metadata["global_position"].flatMap(Int.init) ?? position * saved
+        guard global % W == 0 else {
+            throw Mismatch(message: "\(path): its data position (\(global) samples of the epoch) does not split "
+                           + "over \(W) ranks")
         }
-        var point = ResumePoint(step: step, epoch: epoch, position: position * saved / W)
+        var point = ResumePoint(step: step, epoch: epoch, position: global / W)
         point.writtenByRanks = saved
         return (file, point)
     }
