@@ -19,13 +19,7 @@ func relativeError(_ a: [Double], _ b: [Double], floor: Double = 1e-6) -> Double
         Issue.record("relativeError: vectors of \(a.count) and \(b.count) elements")
         return .infinity
     }
-    var diff = 0.0, na = 0.0, nb = 0.0
-    for i in a.indices {
-        diff += (a[i] - b[i]) * (a[i] - b[i])
-        na += a[i] * a[i]
-        nb += b[i] * b[i]
-    }
-    return diff.squareRoot() / max(na.squareRoot(), nb.squareRoot(), floor)
+    return GradientCheck.relativeError(a, b, floor: floor)
 }
 
 /// The library's finite-difference check (`GradientCheck`), as (input error, worst parameter

@@ -101,8 +101,8 @@ public struct GradientCheck: CustomStringConvertible, Sendable {
                              parameterErrors: perTensor)
     }
 
-    /// ‖a − b‖ / max(‖a‖, ‖b‖, floor).
-    static func relativeError(_ a: [Double], _ b: [Double], floor: Double) -> Double {
+    /// ‖a − b‖ / max(‖a‖, ‖b‖, floor), for vectors of equal length.
+    public static func relativeError(_ a: [Double], _ b: [Double], floor: Double) -> Double {
         var diff = 0.0, na = 0.0, nb = 0.0
         for i in a.indices {
             diff += (a[i] - b[i]) * (a[i] - b[i])
