@@ -166,10 +166,11 @@ fi
 
 # --min-np M (with --max-restarts): before each start, the hosts that answer, and as many ranks
 # as their slots hold (with --global-batch-size G, a divisor of G), at least M.
+live="${TMPDIR:-/tmp}/launch-hosts.$$"  # the hosts that answer, rewritten before each start
 global_batch="$(printf '%s\n' "$@" | awk 'prev == "--global-batch-size" { print; exit } { prev = $0 }')"
 fit_to_live_hosts() {
     [ "$check_hosts" -eq 1 ] && [ -n "$min_np" ] || return 0
-    local live="${TMPDIR:-/tmp}/launch-hosts.$$" slots_live=0 n
+    local slots_live=0 n
     : > "$live"
     while read -r host rest; do
         [[ -z "$host" || "$host" == \#* ]] && continue
@@ -203,6 +204,7 @@ if [ "$max_restarts" -gt 0 ]; then
         exit 2
     }
     # mpirun runs as a child here, so signals to the launcher are passed on to it.
+    trap 'rm -f "$live"' EXIT
     pid=""
     trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM INT HUP
     interrupted=0

@@ -66,16 +66,7 @@ public enum TensorFile {
         for (prefix, data) in [("", train), ("test_", test)] {
             guard let data else { continue }
             let s = data.sampleShape
-            var planar = data.inputs
-            if s.isImage && s.channels > 1 {  // channels-last → [C, H, W] per sample
-                for n in 0..<data.count {
-                    for p in 0..<s.positions {
-                        for c in 0..<s.channels {
-                            planar[n * s.count + c * s.positions + p] = data.inputs[n * s.count + p * s.channels + c]
-                        }
-                    }
-                }
-            }
+            let planar = s.permuted(data.inputs, samples: data.count, toChannelsFirst: true)
             let shape = s.isImage ? [data.count, s.channels, s.height, s.width] : [data.count, s.count]
             tensors[prefix + "images"] = TensorData(floats: planar, shape: shape)
             tensors[prefix + "labels"] = TensorData(int64s: data.labels.map(Int64.init), shape: [data.count])
@@ -108,7 +99,7 @@ public enum TensorFile {
         guard count > 0, t.shape.dropFirst().allSatisfy({ $0 > 0 }) else { throw fail("\(name) \(t.shape) are empty") }
         let shape = t.shape.count == 4 ? SampleShape.image(channels: t.shape[1], height: t.shape[2], width: t.shape[3])
             : .features(t.shape[1])
-        var values: [Float]
+        let values: [Float]
         switch t.dtype {
         case .u8: values = t.bytes.map { Float($0) / 255 }
         case .f32:
@@ -118,17 +109,6 @@ public enum TensorFile {
             }
         default: throw fail("\(name) must be uint8 or float32, got \(t.dtype.rawValue)")
         }
-        if shape.isImage && shape.channels > 1 {  // [C, H, W] → channels-last per sample
-            let planar = values
-            for n in 0..<count {
-                for c in 0..<shape.channels {
-                    for p in 0..<shape.positions {
-                        let sample = n * shape.count
-                        values[sample + p * shape.channels + c] = planar[sample + c * shape.positions + p]
-                    }
-                }
-            }
-        }
-        return (shape, values)
+        return (shape, shape.permuted(values, samples: count, toChannelsFirst: false))
     }
 }

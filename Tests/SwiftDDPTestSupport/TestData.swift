@@ -85,16 +85,7 @@ func doubles(_ t: TensorData) throws -> [Double] {
 
 /// Channels-last [N, H, W, C] values as PyTorch's [N, C, H, W] (`toChannelsFirst`), or back.
 func permuted<T: Numeric>(_ x: [T], _ n: Int, _ s: SampleShape, toChannelsFirst: Bool) -> [T] {
-    var out = [T](repeating: 0, count: x.count)
-    for i in 0..<n {
-        for p in 0..<s.positions {
-            for c in 0..<s.channels {
-                let last = i * s.count + p * s.channels + c, first = i * s.count + c * s.positions + p
-                if toChannelsFirst { out[first] = x[last] } else { out[last] = x[first] }
-            }
-        }
-    }
-    return out
+    s.permuted(x, samples: n, toChannelsFirst: toChannelsFirst)
 }
 
 /// A tiny deterministic generator for test data.

@@ -35,3 +35,22 @@ public struct SampleShape: Equatable, Hashable, Sendable, CustomStringConvertibl
     /// PyTorch's shape of one sample, e.g. `[1, 28, 28]` or `[784]`.
     public var description: String { isImage ? "[\(channels), \(height), \(width)]" : "[\(channels)]" }
 }
+
+extension SampleShape {
+    /// `n` samples of this shape moved between channels-last (how SwiftDDP stores images) and
+    /// PyTorch's channels-first `[C, H, W]` (`toChannelsFirst`), or back. One channel, or a
+    /// feature vector, is the same either way.
+    public func permuted<T: Numeric>(_ x: [T], samples n: Int, toChannelsFirst: Bool) -> [T] {
+        guard isImage, channels > 1 else { return x }
+        var out = [T](repeating: 0, count: x.count)
+        for i in 0..<n {
+            for p in 0..<positions {
+                for c in 0..<channels {
+                    let last = i * count + p * channels + c, first = i * count + c * positions + p
+                    if toChannelsFirst { out[first] = x[last] } else { out[last] = x[first] }
+                }
+            }
+        }
+        return out
+    }
+}
