@@ -130,9 +130,19 @@ ARGS
 
 down() {
     [ -e "$state/namespaces" ] || { echo "netns-cluster: nothing to tear down"; return 0; }
+    local ns pids pid
     while read -r ns; do
         [[ "$ns" =~ ^ddpnode[0-9]+$ ]] || continue  # only names this script makes
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+        pids="$(ip netns pids "$ns" 2>/dev/null || true)"
+        [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+        # a killed process may still be writing under $state until it is gone
+        for pid in $pids; do
+            for _ in $(seq 1 100); do
+                # gone, or a zombie (whose files are closed)
+                [ -e "/proc/$pid" ] && ! grep -qs '^[0-9]* (.*) Z' "/proc/$pid/stat" || break
+                sleep 0.05
+            done
+        done
         ip netns delete "$ns" 2>/dev/null || true
     done < "$state/namespaces"
     if [ -e "$state/links" ]; then
@@ -149,7 +159,7 @@ down() {
             esac
         done < "$state/links"
     fi
-    rm -rf "$state"
+    rm -rf "$state" 2>/dev/null || { sleep 1; rm -rf "$state"; }
     echo "netns-cluster: torn down"
 }
 

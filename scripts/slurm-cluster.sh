@@ -94,7 +94,13 @@ CONF
 
 stop_slurm() {
     local dir="$state/slurm"
-    [ -s "$dir/slurmctld.pid" ] && kill "$(cat "$dir/slurmctld.pid")" 2>/dev/null || true
+    # slurmctld saves its state as it exits: wait for it, or the teardown's rm races its writes
+    local pid
+    pid="$(cat "$dir/slurmctld.pid" 2>/dev/null || true)"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
     # the slurmds die with their namespaces (netns-cluster.sh down kills every process in them)
     if [ -e "$dir/munged-started" ] && [ -s /run/munge/munged.pid ]; then
         kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
