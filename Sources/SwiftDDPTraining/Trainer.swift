@@ -1,36 +1,8 @@
-import SwiftDDPBLAS
 import SwiftDDPCollectives
 import SwiftDDPDatasets
 import Foundation
 import SwiftDDPNN
 import SwiftDDPSafeTensors
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// True when no element is NaN or infinite: Σ|x| (BLAS sasum, vectorized) propagates NaN and
-/// infinity. (A finite sum beyond Float.greatestFiniteMagnitude also reads as non-finite; such
-/// a gradient has diverged anyway.)
-func allFinite(_ values: UnsafeMutableBufferPointer<Float>) -> Bool {
-    guard let base = values.baseAddress, values.count > 0 else { return true }
-    return BLAS.sasum(values.count, x: base).isFinite
-}
-
-/// Where the time of the training steps went (seconds, summed over steps).
-public struct StepTimings: Sendable, Codable, Equatable {
-    public var data = 0.0
-    public var forward = 0.0
-    public var backward = 0.0
-    public var gradientSync = 0.0
-    public var syncBNCommunication = 0.0
-    public var optimizer = 0.0
-    public var bufferBroadcast = 0.0
-    public var total = 0.0
-    /// Time spent in diagnostics (not part of `total`).
-    public var diagnostics = 0.0
-
-    public init() {}
-}
 
 /// A position in training: `step` optimizer steps done, the next batch starts at `position`
 /// of this rank's indices of `epoch`.
@@ -44,26 +16,6 @@ public struct ResumePoint: Sendable, Equatable {
         self.step = step
         self.epoch = epoch
         self.position = position
-    }
-}
-
-/// A deliberate failure of one rank at one step, for testing failure handling.
-public struct FaultInjection: Sendable {
-    public enum Kind: String, Sendable, CaseIterable {
-        /// Throw an error (the job must end with the rank and the message).
-        case `throw`
-        /// SIGKILL itself, like `kill -9`.
-        case kill
-        /// Put NaN into this rank's gradients (all ranks must agree to stop or skip).
-        case nan
-    }
-    public var kind: Kind
-    public var rank: Int
-    public var step: Int
-    public init(kind: Kind, rank: Int, step: Int) {
-        self.kind = kind
-        self.rank = rank
-        self.step = step
     }
 }
 
@@ -102,16 +54,22 @@ public struct TrainingSummary: Sendable {
 /// Data-parallel training of one model replica per rank, in lockstep:
 ///
 /// 1. every rank checks that all ranks hold the same configuration;
-/// 2. rank 0's parameters and buffers are broadcast, so every replica starts identical;
-/// 3. each step, every rank takes its shard of the global batch (`DistributedSampler`), runs
-///    forward and backward (SyncBatchNorm layers communicate inside), the gradients are
-///    averaged over the world (`GradientSynchronizer`), and every rank applies the same update.
+/// 2. rank 0's parameters and buffers are broadcast, so every replica starts identical
+///    (`DistributedDataParallel`);
+/// 3. each step, every rank gathers its shard of the global batch (`DistributedSampler`), runs
+///    forward, loss and backward (SyncBatchNorm layers communicate inside), the gradients are
+///    averaged over the world (`GradientSync`), and every rank applies the same update.
+///    Timing, diagnostics, fault injection, the non-finite policy, progress lines and
+///    checkpoints watch the step as `TrainingObserver`s.
 public final class Trainer {
     public let config: TrainingConfiguration
     public let group: any ProcessGroup
     public let model: Model
-    public let optimizer: any Optimizer
-    public let synchronizer: GradientSynchronizer
+    /// The model, optimizer and gradient averaging over `group`.
+    public let ddp: DistributedDataParallel
+    /// The optimizer stepped (a `ShardedOptimizer` when the ranks of a host share the model).
+    public var optimizer: any Optimizer { ddp.optimizer }
+    public var gradientSync: any GradientSync { ddp.gradientSync }
     public let train: Dataset
     public let test: Dataset
     /// The group SyncBN layers reduce over (the world, or this rank's subgroup).
@@ -120,13 +78,18 @@ public final class Trainer {
     public var metrics: MetricsWriter?
     /// TensorBoard event files, fed the same records as `metrics`.
     public var tensorBoard: TensorBoardWriter?
-    /// Called after every optimizer step with (step, epoch, global loss); for diagnostics.
-    public var afterStep: ((Int, Int, Double) throws -> Void)?
+    /// Observers of your own, called after the trainer's (timing, fault injection, non-finite
+    /// policy, diagnostics, progress, checkpoints) at every phase of every step.
+    public var observers: [any TrainingObserver] = []
     /// Show a redrawn progress line (rank 0 on a terminal) instead of periodic lines.
     public var interactiveProgress = false
-    /// Time per phase, summed over the steps run so far (read it from `afterStep` to measure a
+    /// Time per phase, summed over the steps run so far (read it from an observer to measure a
     /// window of steps, as `ddp bench` does).
-    public private(set) var timings = StepTimings()
+    public var timings: StepTimings {
+        var t = timer.timings
+        t.diagnostics = diagnosticsObserver?.seconds ?? 0
+        return t
+    }
     /// Where to continue from (set by `Checkpointer.resume`); nil starts at step 0.
     public var resumePoint: ResumePoint?
     /// Saves checkpoints every `checkpointer.every` steps.
@@ -138,9 +101,6 @@ public final class Trainer {
     public var allowBatchNormRegroup = false
     /// Deliberate failures, for testing how the job ends (hidden `--debug-fail-*` options).
     public var faultInjection: FaultInjection?
-    /// Called with (epoch, step, this rank's sample indices) before each step's forward pass;
-    /// tests read the order the ranks trained in (hidden `--debug-trace`).
-    public var batchObserver: ((Int, Int, ArraySlice<Int>) -> Void)?
     /// A hash of this rank's parameters, buffers and counters right after the initial broadcast:
     /// equal on every rank when the broadcast works, whatever each rank initialized.
     public private(set) var initialStateHash: UInt64 = 0
@@ -151,16 +111,17 @@ public final class Trainer {
     /// How the model's BatchNorm layers normalize: `config.model.norm`, or for a model given to
     /// `init`, what its layers do (syncbn if any is synchronized).
     private let batchNormMode: NormKind
-    private let batchNorms: [BatchNorm]
     /// The model's dropout layers and their per-row keys: (epoch, data-set index) of each row.
     private let dropouts: [Dropout]
     private let sampleKeys: UnsafeMutableBufferPointer<UInt64>
     /// Scratch for the per-step loss all-reduce (kept to avoid an allocation per step).
-    private let lossScratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
+    private let lossScratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: 1)
     private let batchInputs = Workspace()
     private let augmentScratch = Workspace()
     private var batchLabels: [Int32]
     private let schedule: LearningRateSchedule
+    private let timer: StepTimer
+    private var diagnosticsObserver: DiagnosticsObserver?
     public let diagnostics: Diagnostics?
     public let covariateShiftProbe: CovariateShiftProbe?
 
@@ -213,11 +174,10 @@ public final class Trainer {
         if let initialState {
             do { try model.loadStateDict(initialState) } catch { throw TrainingError("--init-from: \(error)") }
         }
-        builtStateHash = Trainer.stateHash(model.store)
-        try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: true)
-        initialStateHash = Trainer.stateHash(model.store)
         self.model = model
 
+        // 3. The optimizer, and data parallelism around model and optimizer (rank 0's state broadcast).
+        let optimizer: any Optimizer
         switch config.optimizer {
         case .sgd:
             optimizer = try SGD(store: model.store, learningRate: config.learningRate, momentum: config.momentum,
@@ -226,6 +186,13 @@ public final class Trainer {
             optimizer = try Adam(store: model.store, learningRate: config.learningRate, weightDecay: config.weightDecay,
                                  decoupledWeightDecay: config.optimizer == .adamw)
         }
+        builtStateHash = Trainer.stateHash(model.store)
+        // The covariate-shift probe rewrites parameters on every rank, which one shared copy forbids.
+        ddp = try DistributedDataParallel(model, optimizer: optimizer, group: group, gradientSync: config.gradSync,
+                                          bucketBytes: config.bucketBytes, shardOptimizer: !config.covariateShift)
+        ddp.broadcastBuffers = config.broadcastBuffers && batchNormMode == .bn
+        initialStateHash = Trainer.stateHash(model.store)
+
         let kind: LearningRateSchedule.Kind
         switch config.schedule {
         case .constant: kind = .constant
@@ -235,17 +202,12 @@ public final class Trainer {
             kind = .cosine(totalSteps: max(1, steps - config.warmupSteps), minimum: 0)
         }
         schedule = LearningRateSchedule(base: config.learningRate, kind: kind, warmupSteps: config.warmupSteps)
-        // The covariate-shift probe rewrites parameters on every rank, which one shared copy forbids.
-        synchronizer = try GradientSynchronizer(model: model, group: group, mode: config.gradSync,
-                                                optimizer: config.covariateShift ? nil : optimizer,
-                                                bucketBytes: config.bucketBytes)
+        timer = StepTimer(ddp)
         batchLabels = [Int32](repeating: 0, count: config.batchSize)
-        batchNorms = model.batchNormLayers
         dropouts = model.leaves.compactMap { $0 as? Dropout }
         sampleKeys = .allocate(capacity: max(config.batchSize, 1))
         sampleKeys.initialize(repeating: 0)
-        let built = model
-        diagnostics = config.diagnosticsEvery.map { Diagnostics(model: built, group: group, every: $0) }
+        diagnostics = config.diagnosticsEvery.map { Diagnostics(model: model, group: group, every: $0) }
         if config.covariateShift {
             let n = min(config.probeSize, train.count)
             covariateShiftProbe = CovariateShiftProbe(model: model, inputs: Array(train.inputs[0..<n * train.features]),
@@ -253,8 +215,6 @@ public final class Trainer {
         } else {
             covariateShiftProbe = nil
         }
-        let sync = synchronizer
-        model.onGradientsReady = { leaf in try sync.gradientsReady(leaf: leaf) }
     }
 
     deinit {
@@ -272,17 +232,6 @@ public final class Trainer {
             slot.shape.withUnsafeBytes { hash.combine($0) }
         }
         return Int64(bitPattern: hash.value)
-    }
-
-    private func inject(_ fault: FaultInjection) throws {
-        switch fault.kind {
-        case .throw:
-            throw TrainingError("injected failure at step \(fault.step + 1)")
-        case .kill:
-            kill(getpid(), SIGKILL)
-        case .nan:
-            model.store.gradients[0] = .nan
-        }
     }
 
     /// FNV-1a over the bytes of this rank's parameters, buffers and counters.
@@ -313,207 +262,155 @@ public final class Trainer {
         return min(all, config.maxSteps ?? all)
     }
 
-    /// Copies rank `root`'s buffers (and, if asked, parameters) to every rank: one collective
-    /// per flat store.
-    static func broadcastState(_ store: ParameterStore, from root: Int, in group: any ProcessGroup,
-                               includeParameters: Bool) throws
-    {
-        guard group.worldSize > 1 else { return }
-        if includeParameters { try group.broadcast(store.parameters, root: root) }
-        try group.broadcast(store.buffers, root: root)
-        if !store.counters.isEmpty { try group.broadcast(&store.counters, root: root) }
-    }
-
     // MARK: Training
 
     /// Runs the configured epochs (or `maxSteps`), evaluating after each epoch.
     public func run() throws -> TrainingSummary {
         var summary = TrainingSummary()
         let wallStart = monotonicSeconds()
-        let W = group.worldSize
         let total = totalSteps
-        var step = resumePoint?.step ?? 0
-        timings = StepTimings()
-        // 1/W on the loss gradient: the gradient all-reduce then sums to the average.
-        let gradientScale = 1 / Float(W)
-        let broadcastLocalBuffers = config.broadcastBuffers && batchNormMode == .bn && W > 1
-        var windowSamples = 0, windowSeconds = 0.0
-        var windowLoss = 0.0, windowSteps = 0  // the log line's loss: the mean since the last one
-        var windowStart = timings  // communication times per step over the window
-        let firstStep = step
-        var samplesProcessed = 0
-        summary.stepLosses.reserveCapacity(total - step)  // no reallocation inside the loop
-        let firstEpoch = resumePoint?.epoch ?? 0
+        let firstStep = resumePoint?.step ?? 0, firstEpoch = resumePoint?.epoch ?? 0
+        timer.reset()
+        let nonFinite = NonFinitePolicy(skip: skipNonFinite, store: model.store) { [unowned self] warning in
+            if group.rank == 0 { log(warning) }
+        }
+        diagnosticsObserver = diagnostics.map { d in
+            DiagnosticsObserver(d, probe: covariateShiftProbe) { [unowned self] record in
+                writeMetrics(record.json)
+                summary.diagnostics.append(record)
+            }
+        }
+        let progress = ProgressReporter(every: config.logEvery, total: total, firstStep: firstStep, group: group,
+                                        timer: timer, optimizer: optimizer, interactive: interactiveProgress, log: log,
+                                        write: { [unowned self] in writeMetrics($0) })
+        let checkpoints = checkpointer.map { checkpointer in
+            PhaseObserver(after: .update) { [unowned self] step in
+                guard step.number % checkpointer.every == 0 else { return }
+                let next = ResumePoint(step: step.number, epoch: step.epoch, position: step.indices.endIndex)
+                try checkpointer.save(self, at: next)
+            }
+        }
+        // The timer first: the others' work at a phase then falls after its clock read.
+        let builtIn: [(any TrainingObserver)?] = [timer, FaultInjector(faultInjection, rank: group.rank, store: model.store),
+                                                  nonFinite, diagnosticsObserver, progress]
+        let watching = builtIn.compactMap { $0 } + observers + (checkpoints.map { [$0] } ?? [])
+
+        summary.stepLosses.reserveCapacity(total - firstStep)  // no reallocation inside the loop
         // [correct, seen] per epoch on this rank, summed over the ranks at the end
         var trainCounts = [Double](repeating: 0, count: 2 * max(config.epochs - firstEpoch, 1))
+        var samplesProcessed = 0
+        let step = TrainingStep()
+        var index = firstStep
         epochs: for epoch in firstEpoch..<max(config.epochs, firstEpoch + 1) {
             summary.epochs = epoch + 1
-            let indices = sampler.indices(epoch: epoch)
+            let order = sampler.indices(epoch: epoch)
             var position = epoch == firstEpoch ? resumePoint?.position ?? 0 : 0
-            while position < indices.count {
-                if step >= total { break epochs }
-                let stepStart = monotonicSeconds()
-                let end = min(position + config.batchSize, indices.count)
-                let rows = end - position
-                batchObserver?(epoch, step, indices[position..<end])
-                let x = batchInputs.matrix(rows: rows, cols: train.features)
-                batchLabels.withUnsafeMutableBufferPointer { labels in
-                    train.gather(indices[position..<end], inputs: x.base, labels: labels.baseAddress!)
-                }
-                if config.augment {
-                    Augmentation.cropAndFlip(x.base, shape: train.sampleShape, indices: indices[position..<end],
-                                             seed: config.seed, epoch: epoch, scratch: augmentScratch)
-                }
-                if !dropouts.isEmpty {
-                    // A sample's masks depend on the sample and the epoch, not on the rank it lands on.
-                    for r in 0..<rows { sampleKeys[r] = UInt64(epoch) << 40 ^ UInt64(indices[position + r]) }
-                    for d in dropouts { d.sampleKeys = UnsafeBufferPointer(rebasing: sampleKeys[0..<rows]) }
+            while position < order.count {
+                if index >= total { break epochs }
+                let end = min(position + config.batchSize, order.count)
+                step.begin(index: index, epoch: epoch, indices: order[position..<end])
+                try run(step, watching)
+                trainCounts[2 * (epoch - firstEpoch)] += Double(step.correct)
+                trainCounts[2 * (epoch - firstEpoch) + 1] += Double(step.rows)
+                if step.skipReason == nil {
+                    summary.stepLosses.append(step.loss)
+                    summary.finalLoss = step.loss
+                    samplesProcessed += step.rows
                 }
                 position = end
-                var t = monotonicSeconds()
-                timings.data += t - stepStart
-
-                if broadcastLocalBuffers {
-                    try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: false)
-                    let now = monotonicSeconds(); timings.bufferBroadcast += now - t; t = now
-                }
-                for bn in batchNorms { bn.resetTimers() }
-                synchronizer.resetTimers()
-                let diagnosing = diagnostics?.isDue(step: step) ?? false
-                if diagnosing { diagnostics!.arm() }
-
-                let logits = try model.forward(x, training: true)
-                let (localLoss, correct) = try batchLabels.withUnsafeBufferPointer { labels in
-                    try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: labels[0..<rows]),
-                                     gradientScale: gradientScale)
-                }
-                trainCounts[2 * (epoch - firstEpoch)] += Double(correct)
-                trainCounts[2 * (epoch - firstEpoch) + 1] += Double(rows)
-                var now = monotonicSeconds(); timings.forward += now - t; t = now
-
-                try model.backward(loss.backward())
-                for d in dropouts { d.sampleKeys = nil }  // other forwards (diagnostics, precise BN) draw in order
-                var syncbnSeconds = 0.0
-                for bn in batchNorms { syncbnSeconds += bn.communicationSeconds }
-                now = monotonicSeconds()
-                timings.backward += now - t - synchronizer.communicationSeconds
-                t = now
-                if let fault = faultInjection, fault.rank == group.rank, fault.step == step {
-                    try inject(fault)
-                }
-                // Sharded sync leaves each rank only its part of the sums unless all are read here.
-                try synchronizer.finish(wholeGradients: diagnosing || skipNonFinite)
-                now = monotonicSeconds()
-                timings.gradientSync += synchronizer.communicationSeconds
-                timings.syncBNCommunication += syncbnSeconds
-                t = now
-
-                // The global loss: mean of the ranks' batch means (what the averaged gradient descends).
-                lossScratch[0] = localLoss
-                try group.allReduce(UnsafeMutableBufferPointer(rebasing: lossScratch[0..<1]), op: .sum)
-                let globalLoss = lossScratch[0] / Double(W)
-                // Averaged gradients are identical on every rank, so these checks agree everywhere
-                // without another collective (a NaN on any rank reaches all through the sum).
-                // Skipping needs the gradients checked before the update (a pass over memory);
-                // stopping lets the optimizer's own pass detect them (below).
-                if !globalLoss.isFinite || (skipNonFinite && !allFinite(model.store.gradients)) {
-                    let what = globalLoss.isFinite ? "gradients" : "loss (\(globalLoss))"
-                    guard skipNonFinite else {
-                        throw TrainingError("non-finite \(what) at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
-                                            agreed: true)
-                    }
-                    summary.skippedSteps += 1
-                    if group.rank == 0 { log("warning: skipped step \(step + 1): non-finite \(what)") }
-                    diagnostics?.disarm()
-                    step += 1
-                    continue
-                }
-
-                var diagnosticSeconds = 0.0
-                var record: DiagnosticsRecord? = nil
-                if diagnosing {
-                    record = try diagnostics!.collect(step: step, epoch: epoch)
-                    covariateShiftProbe?.rememberParametersBeforeStep()
-                    now = monotonicSeconds(); diagnosticSeconds += now - t; t = now
-                }
-
-                optimizer.learningRate = schedule.learningRate(at: step)
-                guard try synchronizer.updateParameters(with: optimizer) else {
-                    // Training stops here, so the partly non-finite parameters are never saved.
-                    throw TrainingError("non-finite gradients at step \(step + 1); stopping (--skip-nonfinite skips such steps)",
-                                        agreed: true)
-                }
-                now = monotonicSeconds(); timings.optimizer += now - t
-
-                if diagnosing, var r = record {
-                    try covariateShiftProbe?.measure(into: &r)
-                    let after = monotonicSeconds()
-                    diagnosticSeconds += after - now
-                    now = after
-                    record = r
-                }
-                timings.diagnostics += diagnosticSeconds
-                timings.total += now - stepStart - diagnosticSeconds
-                windowSeconds += now - stepStart - diagnosticSeconds
-                windowSamples += rows
-                samplesProcessed += rows
-
-                summary.stepLosses.append(globalLoss)
-                windowLoss += globalLoss
-                windowSteps += 1
-                if var r = record {
-                    r.loss = globalLoss
-                    writeMetrics(r.json)
-                    summary.diagnostics.append(r)
-                }
-                summary.finalLoss = globalLoss
-                step += 1
-
-                if step % config.logEvery == 0 || step == total {
-                    var window = [Double(windowSamples), windowSeconds]
-                    try group.allReduce(&window, op: .max)  // slowest rank sets the pace
-                    let throughput = window[1] > 0 ? Double(windowSamples * W) / window[1] : 0
-                    windowSamples = 0
-                    windowSeconds = 0
-                    let meanLoss = windowLoss / Double(windowSteps)
-                    let perStep = 1000 / Double(windowSteps)
-                    writeMetrics(["kind": "step", "step": step, "epoch": epoch + 1, "loss": globalLoss,
-                                  "mean_loss": meanLoss, "lr": Double(optimizer.learningRate),
-                                  "samples_per_second": throughput,
-                                  "syncbn_ms":
-                                      (timings.syncBNCommunication - windowStart.syncBNCommunication) * perStep,
-                                  "grad_sync_ms": (timings.gradientSync - windowStart.gradientSync) * perStep])
-                    windowLoss = 0
-                    windowSteps = 0
-                    windowStart = timings
-                    let elapsed = monotonicSeconds() - wallStart
-                    let remaining = elapsed / Double(step - firstStep) * Double(total - step)
-                    progress(step: step, total: total, epoch: epoch, loss: meanLoss, throughput: throughput,
-                             elapsed: elapsed, remaining: remaining)
-                }
-                try afterStep?(step, epoch, globalLoss)
-                if let checkpointer, step % checkpointer.every == 0 {
-                    try checkpointer.save(self, at: ResumePoint(step: step, epoch: epoch, position: position))
-                }
+                index += 1
             }
-            if config.evaluate && (epoch + 1 < config.epochs) && step < total {
+            if config.evaluate && (epoch + 1 < config.epochs) && index < total {
+                progress.breakLine()
                 try evaluateAndReport(epoch: epoch, into: &summary)
             }
         }
-        if interactiveProgress { log("") }
-        summary.steps = step
+        progress.breakLine()
+        summary.steps = index
+        summary.skippedSteps = nonFinite.skippedSteps
         summary.timings = timings
         try group.allReduce(&trainCounts, op: .sum)
         summary.trainAccuracyByEpoch = (0..<(summary.epochs - firstEpoch)).compactMap { e in
             trainCounts[2 * e + 1] > 0 ? (firstEpoch + e, trainCounts[2 * e] / trainCounts[2 * e + 1]) : nil
         }
-        var trainTime = [timings.total]
+        var trainTime = [summary.timings.total]
         try group.allReduce(&trainTime, op: .max)
         summary.trainingSeconds = trainTime[0]
-        let samples = Double(samplesProcessed * W)  // the sampler gives every rank the same count
+        let samples = Double(samplesProcessed * group.worldSize)  // the sampler gives every rank the same count
         summary.samplesPerSecond = trainTime[0] > 0 ? samples / trainTime[0] : 0
+        try finalEvaluation(into: &summary)
+        summary.wallSeconds = monotonicSeconds() - wallStart
+        var record: [String: Any] = ["kind": "summary", "steps": summary.steps, "wall_seconds": summary.wallSeconds,
+                                     "training_seconds": summary.trainingSeconds,
+                                     "samples_per_second": summary.samplesPerSecond, "world_size": group.worldSize,
+                                     "final_loss": summary.finalLoss]
+        if let acc = summary.testAccuracy { record["test_accuracy"] = acc }
+        if let l = summary.testLoss { record["test_loss"] = l }
+        if let acc = summary.testAccuracyEMA { record["test_accuracy_ema"] = acc }
+        if let l = summary.testLossEMA { record["test_loss_ema"] = l }
+        writeMetrics(record)
+        return summary
+    }
+
+    /// One step: gather → forward → loss → backward → reduce → update, the observers after each.
+    private func run(_ step: TrainingStep, _ observers: [any TrainingObserver]) throws {
+        let x = gather(step)                                        // this rank's part of the global batch
+        try notify(observers, .gather, step)
+        let logits = try ddp.forward(x)                             // SyncBN exchanges statistics inside
+        try notify(observers, .forward, step)
+        (step.localLoss, step.correct) = try batchLabels.withUnsafeBufferPointer { labels in
+            try loss.forward(logits: logits, labels: UnsafeBufferPointer(rebasing: labels[0..<step.rows]),
+                             gradientScale: ddp.gradientScale)      // 1/W: the gradient sum is the average
+        }
+        try notify(observers, .loss, step)
+        try ddp.backward(loss.backward())                           // bucketed all-reduces start inside
+        for d in dropouts { d.sampleKeys = nil }  // other forwards (diagnostics, precise BN) draw in order
+        try notify(observers, .backward, step)
+        try ddp.reduceGradients(whole: step.needsWholeGradients)    // the average over the ranks
+        step.loss = try meanOverRanks(step.localLoss)
+        try notify(observers, .reduce, step)
+        if step.skipReason != nil {
+            for o in observers { try o.didSkip(step) }
+            return
+        }
+        optimizer.learningRate = schedule.learningRate(at: step.index)
+        step.updateWasFinite = try ddp.update()                     // the same update on every rank
+        try notify(observers, .update, step)
+    }
+
+    private func notify(_ observers: [any TrainingObserver], _ phase: StepPhase, _ step: TrainingStep) throws {
+        for o in observers { try o.didRun(phase, of: step) }
+    }
+
+    /// The step's samples into the input matrix and labels, augmented; dropout keyed by sample.
+    private func gather(_ step: TrainingStep) -> Matrix {
+        let x = batchInputs.matrix(rows: step.rows, cols: train.features)
+        batchLabels.withUnsafeMutableBufferPointer { labels in
+            train.gather(step.indices, inputs: x.base, labels: labels.baseAddress!)
+        }
+        if config.augment {
+            Augmentation.cropAndFlip(x.base, shape: train.sampleShape, indices: step.indices,
+                                     seed: config.seed, epoch: step.epoch, scratch: augmentScratch)
+        }
+        if !dropouts.isEmpty {
+            // A sample's masks depend on the sample and the epoch, not on the rank it lands on.
+            for (r, i) in step.indices.enumerated() { sampleKeys[r] = UInt64(step.epoch) << 40 ^ UInt64(i) }
+            for d in dropouts { d.sampleKeys = UnsafeBufferPointer(rebasing: sampleKeys[0..<step.rows]) }
+        }
+        return x
+    }
+
+    /// The mean of the ranks' batch losses (what the averaged gradient descends).
+    private func meanOverRanks(_ value: Double) throws -> Double {
+        lossScratch[0] = value
+        try group.allReduce(lossScratch, op: .sum)
+        return lossScratch[0] / Double(group.worldSize)
+    }
+
+    /// The evaluation after the last epoch; with precise BN, first with the running averages of
+    /// training, then with the recomputed statistics.
+    private func finalEvaluation(into summary: inout TrainingSummary) throws {
         if let samples = config.preciseBNSamples, !model.batchNormLayers.isEmpty {
-            // with evaluation, the test set first with the running averages, then with these
             if config.evaluate {
                 try evaluateAndReport(epoch: summary.epochs - 1, into: &summary, label: "running averages")
                 (summary.testLossEMA, summary.testAccuracyEMA) = (summary.testLoss, summary.testAccuracy)
@@ -524,17 +421,6 @@ public final class Trainer {
         } else if config.evaluate {
             try evaluateAndReport(epoch: summary.epochs - 1, into: &summary)
         }
-        summary.wallSeconds = monotonicSeconds() - wallStart
-        var record: [String: Any] = ["kind": "summary", "steps": summary.steps, "wall_seconds": summary.wallSeconds,
-                                     "training_seconds": summary.trainingSeconds,
-                                     "samples_per_second": summary.samplesPerSecond, "world_size": W,
-                                     "final_loss": summary.finalLoss]
-        if let acc = summary.testAccuracy { record["test_accuracy"] = acc }
-        if let l = summary.testLoss { record["test_loss"] = l }
-        if let acc = summary.testAccuracyEMA { record["test_accuracy_ema"] = acc }
-        if let l = summary.testLossEMA { record["test_loss_ema"] = l }
-        writeMetrics(record)
-        return summary
     }
 
     private func evaluateAndReport(epoch: Int, into summary: inout TrainingSummary, label: String? = nil) throws {
@@ -546,7 +432,6 @@ public final class Trainer {
                                      "test_accuracy": accuracy]
         if let label { record["statistics"] = label }
         writeMetrics(record)
-        if interactiveProgress { log("") }
         log(String(format: "epoch %d  test loss %.4f  test accuracy %.2f%%", epoch + 1, testLoss, accuracy * 100)
             + (label.map { " (\($0))" } ?? ""))
     }
@@ -595,7 +480,7 @@ public final class Trainer {
     /// the running statistics, and the sums are all-reduced.
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
         if config.broadcastBuffers && batchNormMode == .bn {
-            try Trainer.broadcastState(model.store, from: 0, in: group, includeParameters: false)
+            try DistributedDataParallel.broadcastState(model.store, from: 0, in: group, includeParameters: false)
         }
         let W = group.worldSize, r = group.rank, n = test.count
         let lo = n * r / W, hi = n * (r + 1) / W
@@ -625,29 +510,6 @@ public final class Trainer {
     private func writeMetrics(_ record: [String: Any]) {
         metrics?.write(record)
         tensorBoard?.write(record)
-    }
-
-    /// The progress line; `loss` is the mean over the steps since the previous line.
-    private func progress(step: Int, total: Int, epoch: Int, loss: Double, throughput: Double,
-                          elapsed: Double, remaining: Double) {
-        let time = "\(clock(elapsed)) elapsed" + (step < total ? ", ETA \(clock(remaining))" : "")
-        if interactiveProgress {
-            let width = 30
-            let filled = total > 0 ? width * step / total : width
-            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            log(String(format: "\r\u{1B}[K[%@] %d/%d  epoch %d  loss %.4f  %.0f samples/s  %@", bar, step, total,
-                       epoch + 1, loss, throughput, time))
-        } else {
-            log(String(format: "step %d/%d  epoch %d  loss %.4f  lr %.4g  %.0f samples/s  %@", step, total, epoch + 1,
-                       loss, Double(optimizer.learningRate), throughput, time))
-        }
-    }
-
-    /// 75 s → "1:15", 3725 s → "1:02:05".
-    private func clock(_ seconds: Double) -> String {
-        let s = Int(seconds.isFinite ? max(seconds, 0).rounded() : 0)
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
-            : String(format: "%d:%02d", s / 60, s % 60)
     }
 
     /// The model's state dict with the configuration as metadata, written atomically.

@@ -48,14 +48,14 @@ do {
     probe.deallocate()
     let interposed = MallocInterposerSwift.getStatistics().mallocCount > 0
 
-    trainer.afterStep = { step, _, _ in
-        if step == warmup {
+    trainer.observers.append(PhaseObserver(after: .update) { step in
+        if step.number == warmup {
             MallocInterposerSwift.reset()
             MallocInterposerSwift.hook()
-        } else if step == warmup + steps {
+        } else if step.number == warmup + steps {
             MallocInterposerSwift.unhook()
         }
-    }
+    })
     _ = try trainer.run()
     let stats = MallocInterposerSwift.getStatistics()
     let line: [String: Any] = [

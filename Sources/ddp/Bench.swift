@@ -86,16 +86,16 @@ struct TrainBench: ParsableCommand {
             let roundTripBefore = try group.rankRoundTripNanoseconds()
             for _ in 0..<repeats {
                 let trainer = try Trainer(config: config, group: group, train: datasets.0, test: datasets.1)
-                sharedMemoryUsed = trainer.synchronizer.usesSharedMemory
-                shardedUpdate = trainer.synchronizer.updateRange != nil
-                hierarchical = trainer.synchronizer.isHierarchical
+                sharedMemoryUsed = trainer.gradientSync.usesSharedMemory
+                shardedUpdate = trainer.optimizer is ShardedOptimizer
+                hierarchical = trainer.gradientSync.isHierarchical
                 var atWarmup = StepTimings()
                 // Per leaf kind; the timer's clock reads (~20 ns each, 4 per leaf) are in the step time too.
                 let timer = LayerTimer(leaves: trainer.model.leaves)
                 trainer.model.runner.timer = timer
-                trainer.afterStep = { step, _, _ in
-                    if step == warmup { atWarmup = trainer.timings; timer.reset() }
-                }
+                trainer.observers.append(PhaseObserver(after: .update) { step in
+                    if step.number == warmup { atWarmup = trainer.timings; timer.reset() }
+                })
                 _ = try trainer.run()
                 layerTimes.append((timer.forwardByKind, timer.backwardByKind))
                 lastTrainer = trainer
@@ -256,10 +256,10 @@ struct AllReduceBench: ParsableCommand {
             var rows: [[String: Any]] = []
             for bytes in byteSizes {
                 let count = bytes / 4
-                // "ours": a ParameterStore's gradient buffer averaged by the GradientSynchronizer
-                func gradientBuffer(_ mode: GradientSyncMode) throws -> (ParameterStore, GradientSynchronizer) {
+                // "ours": a ParameterStore's gradient buffer averaged as the trainer does
+                func gradientBuffer(_ mode: GradientSyncMode) throws -> (ParameterStore, any GradientSync) {
                     let model = try Model(BareParameters(count: count), inputShape: .features(1))
-                    return (model.store, try GradientSynchronizer(model: model, group: group, mode: mode))
+                    return (model.store, try mode.make(model: model, group: group).sync)
                 }
                 let (store, sync) = try gradientBuffer(.flat)
                 // and the shared-memory reduction (`--grad-sync shared`, one host), on its own buffer
@@ -286,8 +286,8 @@ struct AllReduceBench: ParsableCommand {
                     return t[0]
                 }
                 let mpiBody = { () throws -> Void in try world.allreduce(bare, op: .sum) }
-                let oursBody = { () throws -> Void in try sync.finish() }
-                let sharedBody = { () throws -> Void in try sharedSync.finish() }
+                let oursBody = { () throws -> Void in try sync.finish(wholeGradients: true) }
+                let sharedBody = { () throws -> Void in try sharedSync.finish(wholeGradients: true) }
                 let n = try iterations(mpiBody)
                 _ = try iterations(oursBody)
                 _ = try iterations(sharedBody)
@@ -326,7 +326,7 @@ func smallCollectivesPath(_ group: any ProcessGroup) -> String {
 }
 
 /// A layer that is nothing but `count` parameters: the gradient buffer the all-reduce benchmark
-/// averages through the trainer's synchronizer. It is never run.
+/// averages as the trainer does. It is never run.
 private final class BareParameters: Layer {
     let count: Int
     private(set) var weight = TensorSlot.unregistered

@@ -21,8 +21,8 @@ struct Info: ParsableCommand {
             // hierarchical, or one all-reduce and why) that `ddp train` will take on this layout.
             let probe = try ModelConfiguration(inputFeatures: 4, depth: 1, width: 4, classes: 2, norm: .none)
                 .build(seed: 0)
-            let sync = try GradientSynchronizer(model: probe, group: group, mode: .sharded,
-                                                optimizer: try SGD(store: probe.store, learningRate: 0.1, momentum: 0.9))
+            let (sync, optimizer) = try GradientSyncMode.sharded.make(
+                model: probe, group: group, optimizer: try SGD(store: probe.store, learningRate: 0.1, momentum: 0.9))
             guard group.rank == 0 else { return }
             print("world size: \(group.worldSize)   thread level: \(level)")
             print("MPI library: \(MPIRuntime.libraryVersion.split(separator: "\n").first ?? "")")
@@ -39,7 +39,7 @@ struct Info: ParsableCommand {
                     : "no shared memory for the probe, or a rank starved of CPU did not answer within 1 s"
                 print("ranks 0 and 1: cache-line round trip not measured (\(why))")
             }
-            print("gradient sync: \(syncDescription(.sharded, sync))")
+            print("gradient sync: \(syncDescription(sync, optimizer: optimizer!, worldSize: group.worldSize))")
         }
     }
 }

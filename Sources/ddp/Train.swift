@@ -231,7 +231,7 @@ struct Train: ParsableCommand {
                       + (trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? "")
                       + ", init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
                 print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), schedule \(config.schedule.rawValue)")
-                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(syncDescription(config.gradSync, trainer.synchronizer))")
+                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(syncDescription(trainer.gradientSync, optimizer: trainer.optimizer, worldSize: group.worldSize))")
             }
             let summary = try trainer.run()
             try trace?.finish(trainer)
@@ -267,9 +267,9 @@ final class DebugTrace {
         self.handle = handle
         write(["event": "built", "state_hash": String(trainer.builtStateHash)])
         write(["event": "start", "state_hash": String(trainer.initialStateHash)])
-        trainer.batchObserver = { [unowned self] epoch, step, indices in
-            write(["event": "batch", "epoch": epoch, "step": step, "indices": Array(indices)])
-        }
+        trainer.observers.append(PhaseObserver(after: .gather) { [unowned self] step in
+            write(["event": "batch", "epoch": step.epoch, "step": step.index, "indices": Array(step.indices)])
+        })
     }
 
     func write(_ record: [String: Any]) {
@@ -328,22 +328,23 @@ func hostSummary(_ group: any ProcessGroup) throws -> String {
 }
 
 /// What the gradient averaging does in this job, for the start-up line.
-func syncDescription(_ mode: GradientSyncMode, _ synchronizer: GradientSynchronizer) -> String {
+func syncDescription(_ sync: any GradientSync, optimizer: any Optimizer, worldSize: Int) -> String {
+    let mode = sync.mode
     switch mode {
     case .shared, .sharded:
-        let through = synchronizer.isHierarchical
-            ? "through shared memory on each host, then one all-reduce of 1/\(synchronizer.ranksPerHost) per rank between hosts"
+        let through = sync.isHierarchical
+            ? "through shared memory on each host, then one all-reduce of 1/\(sync.ranksPerHost) per rank between hosts"
             : "through shared memory"
-        return if synchronizer.updateRange != nil {
-            "sharded (\(through); each rank updates 1/\(synchronizer.ranksPerHost) of \(synchronizer.isHierarchical ? "its host's" : "the") model)"
-        } else if synchronizer.usesSharedMemory && mode == .sharded {
+        return if optimizer is ShardedOptimizer {
+            "sharded (\(through); each rank updates 1/\(sync.ranksPerHost) of \(sync.isHierarchical ? "its host's" : "the") model)"
+        } else if sync.usesSharedMemory && mode == .sharded {
             "sharded → shared (\(through); every rank updates the whole model because --covariate-shift rewrites parameters on each rank)"
-        } else if synchronizer.usesSharedMemory {
+        } else if sync.usesSharedMemory {
             "shared (\(through))"
-        } else if let reason = synchronizer.sharedMemoryUnavailable {
+        } else if let reason = sync.sharedMemoryUnavailable {
             "\(mode.rawValue) → one all-reduce (\(reason))"
         } else {
-            "\(mode.rawValue) (one all-reduce: \(synchronizer.worldSize == 1 ? "there is one rank" : "one rank per host"))"
+            "\(mode.rawValue) (one all-reduce: \(worldSize == 1 ? "there is one rank" : "one rank per host"))"
         }
     case .flat, .bucketed: return mode.rawValue
     }

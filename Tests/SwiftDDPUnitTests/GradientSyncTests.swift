@@ -23,9 +23,9 @@ struct GradientSyncTests {
         func run(_ mode: GradientSyncMode) throws -> [[Float]] {
             try LocalProcessGroup.run(worldSize: 3) { group in
                 let model = try Self.model()
-                let sync = try GradientSynchronizer(model: model, group: group, mode: mode)
+                let sync = try mode.make(model: model, group: group).sync
                 _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
-                try sync.finish()
+                try sync.finish(wholeGradients: true)
                 return Array(model.store.gradients)
             }
         }
@@ -47,9 +47,7 @@ struct GradientSyncTests {
     /// by `mode` (nil: not averaged); returns the gradients.
     static func resnetGradients(group: any ProcessGroup, mode: GradientSyncMode?, bucketBytes: Int) throws -> [Float] {
         let model = try resnet()
-        let sync = try mode.map {
-            try GradientSynchronizer(model: model, group: group, mode: $0, bucketBytes: bucketBytes)
-        }
+        let sync = try mode.map { try $0.make(model: model, group: group, bucketBytes: bucketBytes).sync }
         model.onGradientsReady = { leaf in try sync?.gradientsReady(leaf: leaf) }
         var rng = TestRandom(seed: 7 + UInt64(group.rank))
         var x = rng.uniform(5 * 64, 0, 1), dy = rng.normal(5 * 3)
@@ -59,7 +57,7 @@ struct GradientSyncTests {
                 try model.backward(Matrix(base: g.baseAddress!, rows: 5, cols: 3))
             }
         }
-        try sync?.finish()
+        try sync?.finish(wholeGradients: true)
         return Array(model.store.gradients)
     }
 
@@ -102,12 +100,12 @@ struct GradientSyncTests {
     func sharedSum(worldSize: Int, ranksPerHost: Int) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
             let model = try Self.model()
-            let sync = try GradientSynchronizer(model: model, group: group, mode: .shared)
+            let sync = try GradientSyncMode.shared.make(model: model, group: group).sync
             let n = model.store.parameterCount
             // two steps: the second proves the buffers are reusable after the final barrier
             for step in 0..<2 {
                 _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
-                try sync.finish()
+                try sync.finish(wholeGradients: true)
             }
             return (sync.usesSharedMemory, sync.isHierarchical, sync.ranksPerHost, Array(model.store.gradients))
         }
@@ -126,8 +124,9 @@ struct GradientSyncTests {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group -> (parameters: [Float], finite: [Bool]) in
             let model = try Self.model()
             let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
-            let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: sgd)
-            #expect(sync.updateRange?.count ?? 0 < model.store.parameterCount && sync.isHierarchical == (ranksPerHost < worldSize))
+            let (sync, stepped) = try GradientSyncMode.sharded.make(model: model, group: group, optimizer: sgd)
+            let sharded = try #require(stepped as? ShardedOptimizer)
+            #expect(sharded.range.count < model.store.parameterCount && sync.isHierarchical == (ranksPerHost < worldSize))
             let n = model.store.parameterCount
             var finite: [Bool] = [], afterTwoSteps: [Float] = []
             for step in 0..<3 {
@@ -135,7 +134,8 @@ struct GradientSyncTests {
                 if step == 2 && group.rank == poisonedRank { g[0] = .nan }  // lands in part 0
                 _ = model.store.gradients.update(fromContentsOf: g)
                 try sync.finish(wholeGradients: step == 1)  // this rank's part only, or all sums
-                finite.append(try sync.updateParameters(with: sgd))
+                try sharded.step()
+                finite.append(sharded.lastStepWasFinite)
                 if step == 1 { afterTwoSteps = Array(model.store.parameters) }
             }
             return (afterTwoSteps, finite)
@@ -160,9 +160,10 @@ struct GradientSyncTests {
     func hierarchicalFallback(worldSize: Int, ranksPerHost: Int, reason: String?) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
             let model = try Self.model()
-            let sync = try GradientSynchronizer(model: model, group: group, mode: .sharded, optimizer: try SGD(store: model.store, learningRate: 0.1))
+            let sync = try GradientSyncMode.sharded.make(model: model, group: group,
+                                                         optimizer: try SGD(store: model.store, learningRate: 0.1)).sync
             _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
-            try sync.finish()
+            try sync.finish(wholeGradients: true)
             return (sync.usesSharedMemory, sync.sharedMemoryUnavailable, Array(model.store.gradients))
         }
         let n = results[0].2.count
@@ -178,10 +179,10 @@ struct GradientSyncTests {
     @Test("one rank: shared mode needs no shared memory")
     func singleRank() throws {
         let model = try Self.model()
-        let sync = try GradientSynchronizer(model: model, group: LocalProcessGroup.single(), mode: .shared)
+        let sync = try GradientSyncMode.shared.make(model: model, group: LocalProcessGroup.single()).sync
         #expect(!sync.usesSharedMemory)
         _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: 0, count: model.store.parameterCount))
-        try sync.finish()
+        try sync.finish(wholeGradients: true)
         #expect(Array(model.store.gradients) == Self.gradients(rank: 0, count: model.store.parameterCount))
     }
 }

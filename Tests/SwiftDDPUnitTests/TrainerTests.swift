@@ -161,7 +161,7 @@ struct TrainerTests {
         let frozen = config
         let layout = try LocalProcessGroup.run(worldSize: 3) { group -> [Int] in
             let trainer = try Trainer(config: frozen, group: group, train: data, test: data)
-            let part = try #require(trainer.synchronizer.updateRange)
+            let part = try #require(trainer.optimizer as? ShardedOptimizer).range
             return [Int(bitPattern: trainer.model.store.parameters.baseAddress), part.lowerBound, part.upperBound,
                     trainer.model.store.parameterCount]
         }

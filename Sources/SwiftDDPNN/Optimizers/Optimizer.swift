@@ -3,8 +3,9 @@ import SwiftDDPSafeTensors
 public protocol Optimizer: AnyObject {
     /// The learning rate used by the next `step()` (schedules set it before each step).
     var learningRate: Float { get set }
-    /// Applies one update from the current gradients.
-    func step()
+    /// Applies one update from the current gradients (collective for an optimizer whose state
+    /// ranks share, `ShardedOptimizer`).
+    func step() throws
     /// Applies one update to the parameters in `range` only (and their state), as `step()` would
     /// to those elements — the same bits. Ranks sharing one copy of the parameters each update
     /// their own part; every rank calls it once per step (step counts stay in lockstep).

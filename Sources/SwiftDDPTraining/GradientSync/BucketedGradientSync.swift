@@ -1,0 +1,98 @@
+import SwiftDDPCollectives
+import SwiftDDPNN
+
+/// PyTorch DDP's gradient buckets: the parameters of consecutive leaf layers, in registration
+/// order (never by their names), form buckets of at least `bucketBytes`, built from the last
+/// leaf backwards (roughly the order backward produces them). A bucket is a contiguous range of
+/// the flat buffer because leaves own consecutive slots; its non-blocking all-reduce starts
+/// when the backward of every leaf in it has run, in whatever order (a residual block runs its
+/// shortcut after its main branch). Sums the same values with the same collective as flat.
+public final class BucketedGradientSync: GradientSync {
+    public var mode: GradientSyncMode { .bucketed }
+    private let group: any ProcessGroup
+    private let store: ParameterStore
+    /// Buckets: flat-buffer range and the number of leaves whose parameters it holds.
+    public let buckets: [(range: Range<Int>, leaves: Int)]
+    /// The bucket of each leaf (`Model.leaves` order); nil for leaves without parameters.
+    private let leafBucket: [Int?]
+    /// Leaves of each bucket whose backward has not run yet this step.
+    private var remaining: [Int]
+    private var pending: [(any PendingCollective)?]
+    public private(set) var communicationSeconds = 0.0
+
+    public init(model: Model, group: any ProcessGroup, bucketBytes: Int = 1 << 20) throws {
+        self.group = group
+        store = model.store
+        // Each leaf's slots, whatever their names: a nested name (`layer1.0.conv1.weight`)
+        // must not leave its parameters out of every bucket.
+        let leafRanges = model.leaves.map { leaf -> Range<Int>? in
+            let slots = leaf.parameterSlots
+            guard let lo = slots.map(\.offset).min(), let hi = slots.map({ $0.offset + $0.count }).max() else {
+                return nil
+            }
+            return lo..<hi
+        }
+        let covered = leafRanges.compactMap { $0 }.reduce(0) { $0 + $1.count }
+        if covered != model.store.parameterCount {
+            throw NNError("bucketed gradient sync: the layers own \(covered) of the model's "
+                          + "\(model.store.parameterCount) parameters; the others would never be averaged")
+        }
+        var built: [(range: Range<Int>, leaves: Int)] = []
+        var bucketOf = [Int?](repeating: nil, count: leafRanges.count)
+        var current: (range: Range<Int>, leaves: Int)? = nil
+        for i in leafRanges.indices.reversed() {
+            guard let r = leafRanges[i] else { continue }
+            let grown: (range: Range<Int>, leaves: Int) = current.map {
+                (min(r.lowerBound, $0.range.lowerBound)..<max(r.upperBound, $0.range.upperBound), $0.leaves + 1)
+            } ?? (r, 1)
+            bucketOf[i] = built.count
+            if grown.range.count * MemoryLayout<Float>.size >= bucketBytes {
+                built.append(grown)
+                current = nil
+            } else {
+                current = grown
+            }
+        }
+        if let current { built.append(current) }
+        buckets = built
+        leafBucket = bucketOf
+        remaining = built.map(\.leaves)
+        pending = Array(repeating: nil, count: built.count)
+    }
+
+    public func resetTimers() { communicationSeconds = 0 }
+
+    /// Starts the all-reduce of `leaf`'s bucket once every leaf in it is done, and lets
+    /// started ones progress.
+    public func gradientsReady(leaf: Int) throws {
+        guard group.worldSize > 1, let b = leafBucket[leaf] else { return }
+        let start = monotonicSeconds()
+        remaining[b] -= 1
+        guard remaining[b] >= 0 else {
+            throw NNError("gradient bucket \(b): more backward passes than its \(buckets[b].leaves) leaves "
+                          + "(is a layer used twice in the model?)")
+        }
+        if remaining[b] == 0 {
+            pending[b] = try group.startAllReduce(
+                UnsafeMutableBufferPointer(rebasing: store.gradients[buckets[b].range]), op: .sum)
+        }
+        for p in pending { _ = try p?.test() }
+        communicationSeconds += monotonicSeconds() - start
+    }
+
+    /// Waits for every bucket's all-reduce.
+    public func finish(wholeGradients: Bool = true) throws {
+        guard group.worldSize > 1 else { return }
+        let start = monotonicSeconds()
+        // Counts start over for the next step, however this one ends.
+        defer { remaining = buckets.map(\.leaves) }
+        for b in pending.indices {
+            guard let p = pending[b] else {
+                throw NNError("gradient bucket \(b) was never started: the model skipped a layer's backward")
+            }
+            try p.wait()
+            pending[b] = nil
+        }
+        communicationSeconds += monotonicSeconds() - start
+    }
+}
