@@ -103,6 +103,7 @@ let package = Package(
             dependencies: [
                 "SwiftDDPTestSupport", "SwiftDDP", "SwiftDDPMPI", "SwiftDDPCollectives", "SwiftDDPBLAS", "SwiftDDPNN",
                 "SwiftDDPSafeTensors", "SwiftDDPDatasets", "SwiftDDPTraining", "SwiftDDPStudy", "CSwiftDDPZlib",
+                "ddp",  // its flag table (ConfigurationErrorTests)
             ]),
         .testTarget(
             name: "SwiftDDPEndToEndTests",

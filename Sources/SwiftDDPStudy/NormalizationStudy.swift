@@ -75,16 +75,23 @@ public struct NormalizationStudy: Sendable {
         return c
     }
 
-    /// Checks the model once, before any run (sizes, GroupNorm's groups).
+    /// Checks the model once, before any run (sizes, GroupNorm's groups); a `ConfigurationError`
+    /// names the runs' fields (`model.depth`).
     public func validate(worldSize: Int) throws {
         guard architecture != .mlp else {
-            throw TrainingError("study normalization: --model must be a conv net (cnn, resnet, plain)")
+            throw ConfigurationError(field: "model.architecture", message: """
+                study normalization: \(field: "model.architecture") must be a conv net (cnn, resnet, plain)
+                """)
         }
         var m = ModelConfiguration(architecture: architecture, depth: depth, width: width, norm: .groupnorm,
                                    groups: groups)
-        try m.validate()
-        m.norm = .bn
-        try m.validate()
+        do {
+            try m.validate()
+            m.norm = .bn
+            try m.validate()
+        } catch let error as ConfigurationError {
+            throw error.nested(in: "model")
+        }
     }
 
     public func run(_ context: StudyContext) throws -> [RunResult] {
@@ -114,7 +121,7 @@ public struct NormalizationStudy: Sendable {
                 do {
                     try c.validate(worldSize: ranks)
                 } catch {
-                    context.log("  \(name): skipped (\(error))")
+                    context.log("  \(name): skipped (\(context.describe(error)))")
                     continue
                 }
                 if mode == .single {

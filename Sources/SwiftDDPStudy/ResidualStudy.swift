@@ -45,9 +45,14 @@ public struct ResidualStudy: Sendable {
                                              learningRate: learningRate, seed: seed, diagnosticsEvery: diagnosticsEvery)
     }
 
+    /// Checks every depth's model; a `ConfigurationError` names the runs' fields (`model.depth`).
     public func validate() throws {
         for depth in depths {
-            try ModelConfiguration(architecture: .resnet, depth: depth, width: width).validate()
+            do {
+                try ModelConfiguration(architecture: .resnet, depth: depth, width: width).validate()
+            } catch let error as ConfigurationError {
+                throw error.nested(in: "model")
+            }
         }
     }
 

@@ -15,6 +15,9 @@ public final class StudyContext {
     public let log: (String) -> Void
     /// The user's model and optimizer settings, applied to every run (`ddp study … --width 64`).
     public var overrides = RunOverrides()
+    /// How the study words an error in its log and its own errors: by default `"\(error)"`, the
+    /// library's names; a front end that names the fields otherwise sets its own (`ddp`: flags).
+    public var describe: (any Error) -> String = { "\($0)" }
     private var results: FileHandle?
 
     public init(group: any ProcessGroup, train: Dataset, test: Dataset, outputDirectory: String, dataDescription: String,
@@ -53,7 +56,7 @@ public final class StudyContext {
             try Trainer.validate(config, worldSize: group.worldSize, train: train, test: test)
         } catch {
             // Every rank checks the same configuration: one line from rank 0, then all stop.
-            throw TrainingError("study \(study), \(name): \(error)", agreed: true)
+            throw TrainingError("study \(study), \(name): \(describe(error))", agreed: true)
         }
         return try (0..<UInt64(seeds)).map { offset in
             var c = config

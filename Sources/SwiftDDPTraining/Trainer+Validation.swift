@@ -4,6 +4,8 @@ import SwiftDDPNN
 extension Trainer {
     /// The checks that need no communication: run them on every rank before any collective,
     /// so a bad option cannot leave some ranks waiting in a collective the others never reach.
+    /// A failure is a `ConfigurationError` naming the field (or `train`, `test`, `model`: the data
+    /// or the model given).
     public static func validate(_ config: TrainingConfiguration, worldSize: Int, train: Dataset, test: Dataset,
                                 model: Model? = nil) throws
     {
@@ -13,26 +15,38 @@ extension Trainer {
             return
         }
         guard train.features == config.model.inputFeatures, test.features == train.features else {
-            throw TrainingError("the model expects \(config.model.inputFeatures) input features, the data has \(train.features)")
+            throw ConfigurationError(field: "model.inputShape", message: """
+                the model expects \(config.model.inputFeatures) input features, the data has \(train.features)
+                """)
         }
         if config.model.architecture != .mlp, train.sampleShape != config.model.sampleShape {
-            throw TrainingError("--model \(config.model.architecture.rawValue) expects images "
-                                + "\(config.model.inputShape), "
-                                + "the data has samples of shape \(train.sampleShape)")
+            throw ConfigurationError("model.architecture", """
+                \(config.model.architecture.rawValue) expects images \(config.model.inputShape), \
+                the data has samples of shape \(train.sampleShape)
+                """)
         }
         guard train.classes == config.model.classes else {
-            throw TrainingError("the model has \(config.model.classes) outputs, the data has \(train.classes) classes")
+            throw ConfigurationError(field: "model.classes", message: """
+                the model has \(config.model.classes) outputs, the data has \(train.classes) classes
+                """)
         }
-        guard train.count > 0 else { throw TrainingError("the training set is empty") }
+        guard train.count > 0 else { throw ConfigurationError(field: "train", message: "the training set is empty") }
         if config.shuffle && train.count > DistributedSampler.maximumShuffledSize {
-            throw TrainingError("\(train.count) training samples: shuffling as PyTorch does supports at most "
-                                + "\(DistributedSampler.maximumShuffledSize) (or pass --no-shuffle)")
+            throw ConfigurationError(field: "shuffle", message: """
+                \(train.count) training samples: shuffling as PyTorch does supports at most \
+                \(DistributedSampler.maximumShuffledSize) (or \(setting: "shuffle", false))
+                """)
         }
-        if config.evaluate && test.count == 0 { throw TrainingError("the test set is empty (pass --no-eval to train without one)") }
+        if config.evaluate && test.count == 0 {
+            throw ConfigurationError(field: "test", message: """
+                the test set is empty (\(setting: "evaluate", false) to train without one)
+                """)
+        }
         let perRank = DistributedSampler(datasetSize: train.count, worldSize: worldSize, rank: 0,
                                          shuffle: false, dropLast: config.dropLast).samplesPerRank
         guard perRank > 0 else {
-            throw TrainingError("--drop-last leaves no training sample: \(train.count) samples over \(worldSize) ranks")
+            throw ConfigurationError("dropLast",
+                                     "leaves no training sample: \(train.count) samples over \(worldSize) ranks")
         }
         // PyTorch fails inside the epoch when a BatchNorm layer sees one value per channel; an
         // epoch's last, partial batch would do that here after a whole epoch of work, so say it
@@ -43,8 +57,11 @@ extension Trainer {
             > perRank / config.batchSize
         let values = tail * normalizedTogether * config.model.batchNormPositions
         if config.model.norm.usesBatchStatistics, tail > 0, values < 2, reachesTail {
-            throw TrainingError(
-                "BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample per rank (\(perRank) per rank, --batch-size \(config.batchSize)): choose another --batch-size or --max-steps")
+            throw ConfigurationError(field: "batchSize", message: """
+                BatchNorm needs more than one sample per batch, but each epoch ends with a batch of \(tail) sample \
+                per rank (\(perRank) per rank, \(field: "batchSize") \(config.batchSize)): \
+                choose another \(field: "batchSize") or \(field: "maxSteps")
+                """)
         }
     }
 
@@ -54,15 +71,20 @@ extension Trainer {
     {
         guard train.sampleShape.count == model.inputShape.count, test.features == train.features,
               train.sampleShape.isImage == model.inputShape.isImage || !model.inputShape.isImage else {
-            throw TrainingError("the model takes samples of shape \(model.inputShape), "
-                                + "the data has \(train.sampleShape)")
+            throw ConfigurationError(field: "model", message: """
+                the model takes samples of shape \(model.inputShape), the data has \(train.sampleShape)
+                """)
         }
         guard model.outputFeatures == train.classes else {
-            throw TrainingError("the model has \(model.outputFeatures) outputs, the data has \(train.classes) classes")
+            throw ConfigurationError(field: "model", message: """
+                the model has \(model.outputFeatures) outputs, the data has \(train.classes) classes
+                """)
         }
-        guard train.count > 0 else { throw TrainingError("the training set is empty") }
+        guard train.count > 0 else { throw ConfigurationError(field: "train", message: "the training set is empty") }
         if config.evaluate && test.count == 0 {
-            throw TrainingError("the test set is empty (set evaluate = false to train without one)")
+            throw ConfigurationError(field: "test", message: """
+                the test set is empty (\(setting: "evaluate", false) to train without one)
+                """)
         }
     }
 }

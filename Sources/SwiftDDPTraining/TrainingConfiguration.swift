@@ -59,45 +59,61 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// Checks values that would make no sense, with one clear message.
+    /// Checks values that would make no sense, with one clear message: a `ConfigurationError`
+    /// naming the field by its property path (`batchSize`, `model.depth`).
     public func validate(worldSize: Int) throws {
-        func fail(_ message: String) throws -> Never { throw NNError(message) }
-        if batchSize < 1 { try fail("--batch-size must be at least 1, got \(batchSize)") }
-        if epochs < 1 { try fail("--epochs must be at least 1, got \(epochs)") }
-        if let m = maxSteps, m < 1 { try fail("--max-steps must be at least 1, got \(m)") }
-        if !(learningRate > 0) || !learningRate.isFinite { try fail("--lr must be a positive number, got \(learningRate)") }
-        if momentum < 0 || !momentum.isFinite { try fail("--momentum must be ≥ 0, got \(momentum)") }
-        if weightDecay < 0 || !weightDecay.isFinite { try fail("--weight-decay must be ≥ 0, got \(weightDecay)") }
-        if nesterov && optimizer != .sgd { try fail("--nesterov applies to --optimizer sgd, not \(optimizer.rawValue)") }
-        if nesterov && (momentum == 0 || dampening != 0) { try fail("--nesterov needs --momentum > 0 and no dampening") }
-        try model.validate()
+        func fail(_ field: String, _ rest: ConfigurationError.Message) throws -> Never {
+            throw ConfigurationError(field, rest)
+        }
+        if batchSize < 1 { try fail("batchSize", "must be at least 1, got \(batchSize)") }
+        if epochs < 1 { try fail("epochs", "must be at least 1, got \(epochs)") }
+        if let m = maxSteps, m < 1 { try fail("maxSteps", "must be at least 1, got \(m)") }
+        if !(learningRate > 0) || !learningRate.isFinite {
+            try fail("learningRate", "must be a positive number, got \(learningRate)")
+        }
+        if momentum < 0 || !momentum.isFinite { try fail("momentum", "must be ≥ 0, got \(momentum)") }
+        if weightDecay < 0 || !weightDecay.isFinite { try fail("weightDecay", "must be ≥ 0, got \(weightDecay)") }
+        if nesterov && optimizer != .sgd {
+            try fail("nesterov", "applies to \(field: "optimizer") sgd, not \(optimizer.rawValue)")
+        }
+        if nesterov && (momentum == 0 || dampening != 0) {
+            try fail("nesterov", "needs \(field: "momentum") > 0 and no dampening")
+        }
+        do { try model.validate() } catch let error as ConfigurationError { throw error.nested(in: "model") }
         if augment && model.sampleShape?.isImage != true {
-            try fail("--augment needs image samples (--model cnn or resnet)")
+            try fail("augment", "needs image samples (\(field: "model.architecture") cnn or resnet)")
         }
-        if logEvery < 1 { try fail("--log-every must be at least 1, got \(logEvery)") }
-        if evalBatchSize < 1 { try fail("--eval-batch-size must be at least 1") }
+        if logEvery < 1 { try fail("logEvery", "must be at least 1, got \(logEvery)") }
+        if evalBatchSize < 1 { try fail("evalBatchSize", "must be at least 1") }
         if let n = preciseBNSamples {
-            if n < 1 { try fail("--precise-bn must be at least 1 sample, got \(n)") }
-            if !model.norm.usesBatchStatistics { try fail("--precise-bn needs BatchNorm (--norm bn or syncbn)") }
+            if n < 1 { try fail("preciseBNSamples", "must be at least 1 sample, got \(n)") }
+            if !model.norm.usesBatchStatistics {
+                try fail("preciseBNSamples", "needs BatchNorm (\(field: "model.norm") bn or syncbn)")
+            }
         }
-        if let d = diagnosticsEvery, d < 1 { try fail("--diagnostics-every must be at least 1, got \(d)") }
-        if covariateShift && diagnosticsEvery == nil { try fail("--covariate-shift needs --diagnostics-every") }
+        if let d = diagnosticsEvery, d < 1 { try fail("diagnosticsEvery", "must be at least 1, got \(d)") }
+        if covariateShift && diagnosticsEvery == nil {
+            try fail("covariateShift", "needs \(field: "diagnosticsEvery")")
+        }
         // The probe takes a weight layer's input to be the previous leaf's output: true in a chain,
         // not across a residual block's sum and shortcut.
         if covariateShift && model.architecture.isResNetFamily {
-            try fail("--covariate-shift needs a chain of layers (--model mlp or cnn), "
-                     + "not --model \(model.architecture.rawValue)")
+            try fail("covariateShift", """
+                needs a chain of layers (\(field: "model.architecture") mlp or cnn), \
+                not \(field: "model.architecture") \(model.architecture.rawValue)
+                """)
         }
-        if probeSize < 2 { try fail("--probe-size must be at least 2, got \(probeSize)") }
+        if probeSize < 2 { try fail("probeSize", "must be at least 2, got \(probeSize)") }
         if let g = syncBNGroupSize {
-            if g < 1 || worldSize % g != 0 {
-                try fail("--syncbn-group-size \(g) must divide the world size \(worldSize)")
-            }
+            if g < 1 { try fail("syncBNGroupSize", "must be at least 1, got \(g)") }
+            if worldSize % g != 0 { try fail("syncBNGroupSize", "\(g) must divide the world size \(worldSize)") }
         }
-        if warmupSteps < 0 { try fail("--warmup-steps must be ≥ 0, got \(warmupSteps)") }
-        if schedule == .step && stepSize < 1 { try fail("--step-size must be at least 1, got \(stepSize)") }
-        if schedule == .step && !(gamma >= 0 && gamma.isFinite) { try fail("--gamma must be a number ≥ 0, got \(gamma)") }
-        if !(bucketBytes >= 0) { try fail("--bucket-mb must be ≥ 0") }
+        if warmupSteps < 0 { try fail("warmupSteps", "must be ≥ 0, got \(warmupSteps)") }
+        if schedule == .step && stepSize < 1 { try fail("stepSize", "must be at least 1, got \(stepSize)") }
+        if schedule == .step && !(gamma >= 0 && gamma.isFinite) {
+            try fail("gamma", "must be a number ≥ 0, got \(gamma)")
+        }
+        if !(bucketBytes >= 0) { try fail("bucketBytes", "must be ≥ 0") }
         // Parameters, gradients and optimizer state, one float each, and a batch's activations:
         // refuse what cannot fit instead of dying in an allocation.
         let floatsPerParameter = 2.0 + (optimizer == .sgd ? (momentum > 0 ? 1 : 0) : 2)
@@ -108,13 +124,17 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
             let what = modelBytes > activationBytes
                 ? String(format: "%.3g parameters, their gradients and optimizer state", model.parameterCount)
                 : "the activations of a batch of \(max(batchSize, evalBatchSize / 2))"
-            try fail(String(format: "the model needs %.3g GB per rank for %@; this machine has %.1f GB: "
-                            + "lower --width, --depth or --batch-size", (modelBytes + activationBytes) / 1e9, what,
-                            memory / 1e9))
+            let needs = String(format: "the model needs %.3g GB per rank for %@; this machine has %.1f GB",
+                               (modelBytes + activationBytes) / 1e9, what, memory / 1e9)
+            throw ConfigurationError(
+                field: modelBytes > activationBytes ? "model.width" : "batchSize",
+                message: "\(needs): lower \(field: "model.width"), \(field: "model.depth") or \(field: "batchSize")")
         }
         let together = model.norm == .syncbn ? (syncBNGroupSize ?? worldSize) : 1
         if model.norm.usesBatchStatistics && batchSize * together * model.batchNormPositions < 2 {
-            try fail("BatchNorm needs more than one sample per batch: raise --batch-size (got \(batchSize))")
+            throw ConfigurationError(field: "batchSize", message: """
+                BatchNorm needs more than one sample per batch: raise \(field: "batchSize") (got \(batchSize))
+                """)
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SwiftDDPNN
 /// `ddp`: the SwiftDDP command. Run it under mpirun (scripts/launch.sh does that for you);
 /// every rank runs the same command line, and rank 0 does the talking.
 @main
@@ -17,6 +18,8 @@ struct DDP: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
+            // A library check that escaped a command's own reporting: named in flags all the same.
+            let error = error is ConfigurationError ? ReportedError(OptionNames.describe(error)) : error
             if Launch.rank == 0 { exit(withError: error) }
             // Rank 0 prints the message. mpirun aborts the job at the first non-zero exit, so the
             // other ranks wait a moment: exiting at once could kill rank 0 before it has printed.
@@ -24,6 +27,12 @@ struct DDP: ParsableCommand {
             Foundation.exit(exitCode(for: error).rawValue)
         }
     }
+}
+
+/// An error already worded for the user (exits 1, as the error it stands for).
+struct ReportedError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// What mpirun tells a process about its place in the job, readable before MPI starts.

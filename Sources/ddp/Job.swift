@@ -60,7 +60,8 @@ enum Job {
         }
     }
 
-    static func message(_ error: any Error) -> String { "\(error)" }
+    /// The error's line, a `ConfigurationError` in flags.
+    static func message(_ error: any Error) -> String { OptionNames.describe(error) }
 
     static func printError(_ text: String) {
         FileHandle.standardError.write(Data("ddp: error: \(text)\n".utf8))

@@ -234,7 +234,7 @@ extension StudyCommand {
             if let preciseBN { study.preciseSamples = preciseBN }
             study.seed = common.seed
             study.seeds = common.seeds
-            do { try study.validate(worldSize: 1) } catch { throw ValidationError("\(error)") }
+            do { try study.validate(worldSize: 1) } catch { throw ValidationError(OptionNames.describe(error)) }
             let s = study
             try runStudy(common, runs.overrides) { try s.run($0) }
         }
@@ -273,7 +273,7 @@ extension StudyCommand {
             if let lr = runs.lr { study.learningRate = lr }
             study.seed = common.seed
             study.seeds = common.seeds
-            do { try study.validate() } catch { throw ValidationError("\(error)") }
+            do { try study.validate() } catch { throw ValidationError(OptionNames.describe(error)) }
             let s = study
             try runStudy(common, runs.overrides) { try s.run($0) }
         }
@@ -294,6 +294,7 @@ func runStudy(_ common: StudyCommand.Common, _ overrides: RunOverrides,
                                        dataDescription: description,
                                        log: { if group.rank == 0 { print($0); fflush(nil) } })
         context.overrides = overrides
+        context.describe = OptionNames.describe
         return context
     }, work: { group, context in
         let results = try body(context)

@@ -101,18 +101,15 @@ struct Train: ParsableCommand {
     /// every batch's sample indices, and its state hash at the end (JSON lines).
     @Option(help: .hidden) var debugTrace: String?
 
+    /// The options the library does not know; the rest (batch size, epochs, learning rate, …)
+    /// `TrainingConfiguration.validate` checks on every rank, before any collective (in `run`).
     func validate() throws {
-        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if let g = globalBatchSize, g < 1 { throw ValidationError("--global-batch-size must be at least 1, got \(g)") }
         if batchSize != nil && globalBatchSize != nil {
             throw ValidationError("give --batch-size (per rank) or --global-batch-size, not both")
         }
-        if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         if data.synthetic && data.syntheticTrain < 1 { throw ValidationError("--synthetic-train must be at least 1, got \(data.syntheticTrain)") }
         if data.synthetic && data.syntheticTest < 0 { throw ValidationError("--synthetic-test must be ≥ 0, got \(data.syntheticTest)") }
-        if !(optimizer.lr > 0) { throw ValidationError("--lr must be positive, got \(optimizer.lr)") }
-        if logEvery < 1 { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
-        if let g = distributed.syncbnGroupSize, g < 1 { throw ValidationError("--syncbn-group-size must be at least 1, got \(g)") }
         if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be at least 1, got \(n)") }
     }
 

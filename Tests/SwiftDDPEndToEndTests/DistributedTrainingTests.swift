@@ -262,14 +262,19 @@ struct DistributedTrainingTests {
     }
 
     /// Usage errors found by the option parser exit 64; those found by the checks of the whole
-    /// configuration (every rank, before any collective) exit 1.
+    /// configuration (the library's, on every rank, before any collective) exit 1.
     @Test("bad options end every rank with one clear error line and the promised exit status", arguments: [
-        (["--batch-size", "0"], "--batch-size", ExitStatus.usage),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0", ExitStatus.failure),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0", ExitStatus.failure),
+        (["--log-every", "0"], "--log-every must be at least 1, got 0", ExitStatus.failure),
+        (["--syncbn-group-size", "0"], "--syncbn-group-size must be at least 1, got 0", ExitStatus.failure),
         (["--global-batch-size", "3"], "--global-batch-size 3 is not divisible by the 2 ranks", ExitStatus.failure),
         (["--batch-size", "4", "--global-batch-size", "8"], "not both", ExitStatus.usage),
         (["--activation", "swish"], "swish", ExitStatus.usage),
         (["--syncbn-group-size", "3"], "must divide the world size 2", ExitStatus.failure),
         (["--lr", "-1"], "--lr", ExitStatus.usage),
+        // the line above fails in the parser (-1 reads as an option, --lr has no value); the value itself:
+        (["--lr=-1"], "--lr must be a positive number, got -1.0", ExitStatus.failure),
         (["--synthetic-train=0"], "--synthetic-train must be at least 1", ExitStatus.usage),
         // trapped converting to bytes before
         (["--bucket-mb", "nan"], "--bucket-mb must be between 0 and", ExitStatus.usage),

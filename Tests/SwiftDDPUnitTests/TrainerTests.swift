@@ -217,7 +217,7 @@ struct TrainerTests {
         } throws: { "\($0)".contains("must divide the world size 4") }
         let c = Self.configuration(norm: .bn, batch: 0)
         #expect { _ = try Trainer(config: c, group: LocalProcessGroup.single(), train: data, test: data) } throws: {
-            "\($0)".contains("--batch-size")
+            ($0 as? ConfigurationError)?.description == "batchSize must be at least 1, got 0"
         }
     }
 }

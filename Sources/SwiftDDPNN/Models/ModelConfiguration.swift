@@ -100,30 +100,38 @@ public struct ModelConfiguration: Sendable, Equatable, Codable {
         }
     }
 
-    /// Checks the sizes, with one clear line naming the option.
+    /// Checks the sizes, with one clear line naming the field (`ConfigurationError`, its names
+    /// relative to this configuration: `depth`; `model.depth` when a `TrainingConfiguration` checks).
     public func validate() throws {
-        func fail(_ message: String) throws -> Never { throw NNError(message) }
-        if width < 1 { try fail("--width must be at least 1, got \(width)") }
-        if norm == .groupnorm && groups < 1 { try fail("--groups must be at least 1, got \(groups)") }
-        if !(0..<1).contains(dropout) { try fail("--dropout must be in [0, 1), got \(dropout)") }
-        if architecture != .mlp && dropout > 0 { try fail("--dropout applies to --model mlp") }
+        func fail(_ field: String, _ rest: ConfigurationError.Message) throws -> Never {
+            throw ConfigurationError(field, rest)
+        }
+        if width < 1 { try fail("width", "must be at least 1, got \(width)") }
+        if norm == .groupnorm && groups < 1 { try fail("groups", "must be at least 1, got \(groups)") }
+        if !(0..<1).contains(dropout) { try fail("dropout", "must be in [0, 1), got \(dropout)") }
+        if architecture != .mlp && dropout > 0 { try fail("dropout", "applies to \(field: "architecture") mlp") }
         switch architecture {
         case .mlp:
-            if depth < 0 { try fail("--depth must be ≥ 0, got \(depth)") }
+            if depth < 0 { try fail("depth", "must be ≥ 0, got \(depth)") }
         case .cnn:
             break
         case .resnet, .plain:
             if depth < 8 || (depth - 2) % 6 != 0 {
-                try fail("--model \(architecture.rawValue) needs --depth 6n+2 with n ≥ 1 (8, 14, 20, 32, 44, 56, 110), "
-                         + "got \(depth)")
+                throw ConfigurationError(field: "depth", message: """
+                    \(field: "architecture") \(architecture.rawValue) needs \(field: "depth") 6n+2 with n ≥ 1 \
+                    (8, 14, 20, 32, 44, 56, 110), got \(depth)
+                    """)
             }
         }
         if architecture != .mlp, sampleShape?.isImage != true {
-            try fail("--model \(architecture.rawValue) needs image samples [C, H, W], the data has \(inputShape)")
+            throw ConfigurationError(field: "inputShape", message: """
+                \(field: "architecture") \(architecture.rawValue) needs image samples [C, H, W], \
+                the data has \(inputShape)
+                """)
         }
         if norm == .groupnorm {
             for c in normalizedChannels where c % groups != 0 {
-                try fail("--groups \(groups) must divide every normalized channel count (\(c) does not)")
+                try fail("groups", "\(groups) must divide every normalized channel count (\(c) does not)")
             }
         }
     }
