@@ -291,8 +291,8 @@ public final class Trainer {
             }
         }
         // The timer first: the others' work at a phase then falls after its clock read.
-        let builtIn: [(any TrainingObserver)?] = [timer, FaultInjector(faultInjection, rank: group.rank, store: model.store),
-                                                  nonFinite, diagnosticsObserver, progress]
+        let fault = FaultInjector(faultInjection, rank: group.rank, store: model.store)
+        let builtIn: [(any TrainingObserver)?] = [timer, fault, nonFinite, diagnosticsObserver, progress]
         let watching = builtIn.compactMap { $0 } + observers + (checkpoints.map { [$0] } ?? [])
 
         summary.stepLosses.reserveCapacity(total - firstStep)  // no reallocation inside the loop

@@ -228,7 +228,9 @@ struct Train: ParsableCommand {
                       + (trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? "")
                       + ", init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
                 print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), schedule \(config.schedule.rawValue)")
-                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = \(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(syncDescription(trainer.gradientSync, optimizer: trainer.optimizer, worldSize: group.worldSize))")
+                let sync = syncDescription(trainer.gradientSync, optimizer: trainer.optimizer, worldSize: group.worldSize)
+                print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = "
+                      + "\(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(sync)")
             }
             let summary = try trainer.run()
             try trace?.finish(trainer)
@@ -333,7 +335,8 @@ func syncDescription(_ sync: any GradientSync, optimizer: any Optimizer, worldSi
             ? "through shared memory on each host, then one all-reduce of 1/\(sync.ranksPerHost) per rank between hosts"
             : "through shared memory"
         return if optimizer is ShardedOptimizer {
-            "sharded (\(through); each rank updates 1/\(sync.ranksPerHost) of \(sync.isHierarchical ? "its host's" : "the") model)"
+            "sharded (\(through); each rank updates 1/\(sync.ranksPerHost) of "
+                + "\(sync.isHierarchical ? "its host's" : "the") model)"
         } else if sync.usesSharedMemory && mode == .sharded {
             "sharded → shared (\(through); every rank updates the whole model because --covariate-shift rewrites parameters on each rank)"
         } else if sync.usesSharedMemory {
