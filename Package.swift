@@ -5,7 +5,8 @@
 // Targets, bottom-up (Docs/architecture.md explains each):
 //   CSwiftDDPMPI, CSwiftDDPOpenBLAS, CSwiftDDPZlib
 //                            C system libraries found with pkg-config (ompi-c, openblas, zlib)
-//   CSwiftDDPConvolution     Conv2d forward/backward over oneDNN (NHWC activations, OIHW weights)
+//   CSwiftDDPConvolution     Conv2d forward/backward over oneDNN (NHWC activations, OIHW weights); an arena
+//                            that keeps oneDNN's per-call bookkeeping off the heap (replaces operator new)
 //   CSwiftDDPKernels         the step's element-wise and per-channel loops (SGD, BatchNorm, ReLU) in C,
 //                            cloned per x86-64 level and picked at load time; the rank-to-rank probe
 //   SwiftDDPMPI              Swift bindings for Open MPI: errors, communicators, typed collectives

@@ -10,9 +10,11 @@
 //   - "weight slots": one per distinct weights layout, with its own buffer and the reorder from OIHW (for diff
 //     weights: back to OIHW); a layout equal to plain OIHW uses the caller's buffer directly, with no reorder;
 //   - one scratchpad buffer (dnnl_scratchpad_mode_user) shared by all its primitives, sized for the largest.
-// So once each primitive a training step needs has been built for N, a call allocates nothing here.
+// So once each primitive a training step needs has been built for N, a call allocates nothing here, and what
+// oneDNN allocates inside dnnl_primitive_execute comes from the per-thread arena of arena.cpp, not the heap.
 #define _GNU_SOURCE
 #include "CSwiftDDPConvolution.h"
+#include "arena.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -257,7 +259,10 @@ static int run(ddp_conv *c, prim *p, int nargs, dnnl_exec_arg_t *args, const cha
   if (!stream) return 0;
   char buf[96];
   snprintf(buf, sizeof buf, "dnnl_primitive_execute(%s)", what);
-  return ok(c, dnnl_primitive_execute(p->p, stream, nargs, a), buf);
+  ddp_arena_enter();
+  dnnl_status_t s = dnnl_primitive_execute(p->p, stream, nargs, a);
+  ddp_arena_exit();
+  return ok(c, s, buf);
 }
 
 static int set_handle(ddp_conv *c, dnnl_memory_t m, const void *p) {

@@ -58,12 +58,14 @@ do {
     })
     _ = try trainer.run()
     let stats = MallocInterposerSwift.getStatistics()
+    let arena = Conv2d.arenaStatistics
     let line: [String: Any] = [
         "rank": group.rank, "world_size": group.worldSize, "model": architecture.rawValue, "norm": norm.rawValue,
         "grad_sync": gradSync.rawValue,
         "interposer_loaded": interposed, "measured_steps": steps,
         "mallocs": stats.mallocCount, "malloc_bytes": stats.mallocBytesCount, "frees": stats.freeCount,
         "mallocs_per_step": Double(stats.mallocCount) / Double(steps),
+        "onednn_arena": ["served": arena.served, "fallbacks": arena.fallbacks, "outlived": arena.outlived],
     ]
     print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
     try MPIRuntime.finalize()

@@ -45,6 +45,12 @@ struct ConvLayerTests {
                   .image(channels: 2, height: 8, width: 8), rows: 4, "pool, flatten, linear")
     }
 
+    /// The arena that takes oneDNN's per-call bookkeeping off the heap must never hand out memory still in use.
+    @Test("the oneDNN arena: scopes allocate from it, live memory is not reused, all returned rewinds it")
+    func arena() {
+        #expect(Conv2d.arenaSelfTest() == 0)
+    }
+
     @Test("pooling, flatten")
     func pooling() throws {
         // distinct values, so that the maximum of a window is never a tie within the FD step

@@ -63,6 +63,12 @@ const char *ddp_conv_last_error(const ddp_conv *conv);
 /// enforcing a count (OpenMP's own setting then applies). The default is 1: an MPI rank uses one core.
 void ddp_conv_set_threads(int n);
 
+/// oneDNN's per-call bookkeeping is served from a per-thread arena (arena.cpp). Totals since start: allocations
+/// served from it, requests that did not fit (went to malloc), and calls that left arena memory allocated.
+void ddp_conv_arena_stats(unsigned long *served, unsigned long *fallbacks, unsigned long *outlived);
+/// Exercises the arena's rules on the calling thread (for the tests): 0 if they hold.
+int ddp_conv_arena_selftest(void);
+
 #ifdef __cplusplus
 }
 #endif

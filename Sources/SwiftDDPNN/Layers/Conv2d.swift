@@ -101,6 +101,18 @@ public final class Conv2d: InitializableLayer {
     /// The number of threads oneDNN may use in this process; 1 by default (a rank uses one core).
     public static func setThreadCount(_ n: Int) { ddp_conv_set_threads(Int32(n)) }
 
+    /// oneDNN's per-call bookkeeping is served from a per-thread arena, not the heap (CSwiftDDPConvolution's
+    /// arena.cpp). Totals since start: allocations served from it, requests too big for it (which went to
+    /// malloc), and executions that returned with arena memory still allocated.
+    public static var arenaStatistics: (served: Int, fallbacks: Int, outlived: Int) {
+        var served: UInt = 0, fallbacks: UInt = 0, outlived: UInt = 0
+        ddp_conv_arena_stats(&served, &fallbacks, &outlived)
+        return (Int(served), Int(fallbacks), Int(outlived))
+    }
+
+    /// Checks the arena's rules on the calling thread: 0 if they hold, else the number of the broken one.
+    public static func arenaSelfTest() -> Int { Int(ddp_conv_arena_selftest()) }
+
     /// The primitives for inputs of `shape`, built when the size changes.
     private func primitives(for shape: SampleShape) throws -> OpaquePointer {
         if let handle, handleInput == shape { return handle }

@@ -1,0 +1,209 @@
+// arena.cpp: serves the C++ allocations oneDNN makes inside a primitive's execution from a per-thread arena.
+//
+// dnnl_primitive_execute builds per-call bookkeeping with operator new (a hash map of the call's arguments, the
+// execution context, the scratchpad grantor) and frees it before returning, so a convolution would cost a dozen
+// malloc/free pairs per pass. This file replaces the global operator new/delete: within an arena scope
+// (ddp_arena_enter/exit around an execute call) a thread's allocations are bumped out of its own preallocated
+// block; everywhere else, and when a request does not fit, they go to malloc as libstdc++'s would.
+// The block is rewound only when every allocation made from it has been deleted, so memory that outlives a call
+// stays valid (ddp_conv_arena_stats counts such calls; then the block fills up and requests fall back to malloc).
+#include "arena.h"
+#include "CSwiftDDPConvolution.h"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include <pthread.h>
+#include <sys/mman.h>
+
+namespace {
+
+constexpr std::size_t kArenaBytes = std::size_t(1) << 20;  // per thread: ~30x one execute call's bookkeeping
+constexpr int kMaxArenas = 64;                              // threads with an arena; others use malloc
+
+struct Arena {
+  char *base;                     // set once, before the arena is published
+  std::size_t used;               // touched by the owning thread only
+  std::atomic<long> live;         // allocations not yet deleted (a delete may come from any thread)
+  std::atomic<bool> taken;        // a live thread owns it; cleared when that thread exits
+};
+
+Arena g_arenas[kMaxArenas];
+std::atomic<int> g_published{0};  // g_arenas[0 ..< g_published] have their base set
+pthread_mutex_t g_create = PTHREAD_MUTEX_INITIALIZER;
+pthread_key_t g_exit_key;  // its destructor hands a finished thread's arena back
+pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+std::atomic<unsigned long> g_fallbacks{0}, g_outlived{0}, g_served{0};
+
+thread_local Arena *t_arena = nullptr;
+thread_local int t_depth = 0;
+
+Arena *owner(const void *p) {
+  int n = g_published.load(std::memory_order_acquire);
+  for (int i = 0; i < n; i++) {
+    const char *base = g_arenas[i].base;
+    if (static_cast<const char *>(p) >= base && static_cast<const char *>(p) < base + kArenaBytes) return &g_arenas[i];
+  }
+  return nullptr;
+}
+
+void release_arena(void *arena) { static_cast<Arena *>(arena)->taken.store(false, std::memory_order_release); }
+
+void make_key() { pthread_key_create(&g_exit_key, release_arena); }
+
+// An arena a finished thread left (once all its allocations are back), else a new one; null when all are taken.
+Arena *take_arena() {
+  pthread_once(&g_key_once, make_key);
+  pthread_mutex_lock(&g_create);
+  Arena *a = nullptr;
+  int n = g_published.load(std::memory_order_relaxed);
+  for (int i = 0; i < n && !a; i++) {
+    if (!g_arenas[i].taken.load(std::memory_order_acquire) && g_arenas[i].live.load(std::memory_order_acquire) == 0) {
+      a = &g_arenas[i];
+    }
+  }
+  if (!a && n < kMaxArenas) {
+    void *m = mmap(nullptr, kArenaBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+      a = &g_arenas[n];
+      a->base = static_cast<char *>(m);
+      g_published.store(n + 1, std::memory_order_release);
+    }
+  }
+  if (a) {
+    a->used = 0;
+    a->taken.store(true, std::memory_order_release);
+    pthread_setspecific(g_exit_key, a);
+  }
+  pthread_mutex_unlock(&g_create);
+  return a;
+}
+
+void *arena_allocate(std::size_t n, std::size_t align) {
+  Arena *a = t_arena;
+  if (t_depth == 0 || a == nullptr) return nullptr;
+  std::size_t start = (a->used + align - 1) & ~(align - 1);
+  if (start + n > kArenaBytes) {
+    g_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  a->used = start + n;
+  a->live.fetch_add(1, std::memory_order_relaxed);
+  g_served.fetch_add(1, std::memory_order_relaxed);
+  return a->base + start;
+}
+
+void *allocate(std::size_t n, std::size_t align, bool nothrow) {
+  if (n == 0) n = 1;
+  if (void *p = arena_allocate(n, align)) return p;
+  for (;;) {
+    void *p = nullptr;
+    if (align <= alignof(std::max_align_t)) {
+      p = std::malloc(n);
+    } else if (posix_memalign(&p, align, n) != 0) {
+      p = nullptr;
+    }
+    if (p) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (!handler) {
+      if (nothrow) return nullptr;
+      throw std::bad_alloc();
+    }
+    handler();
+  }
+}
+
+void deallocate(void *p) noexcept {
+  if (!p) return;
+  if (Arena *a = owner(p)) {
+    a->live.fetch_sub(1, std::memory_order_release);
+    return;
+  }
+  std::free(p);
+}
+
+constexpr std::size_t kDefaultAlign = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+
+}  // namespace
+
+extern "C" void ddp_arena_enter(void) {
+  if (t_depth++ > 0) return;
+  if (!t_arena) t_arena = take_arena();
+  Arena *a = t_arena;
+  if (a && a->live.load(std::memory_order_acquire) == 0) a->used = 0;
+}
+
+extern "C" void ddp_arena_exit(void) {
+  if (--t_depth > 0) return;
+  Arena *a = t_arena;
+  if (a && a->live.load(std::memory_order_acquire) != 0) g_outlived.fetch_add(1, std::memory_order_relaxed);
+}
+
+extern "C" void ddp_conv_arena_stats(unsigned long *served, unsigned long *fallbacks, unsigned long *outlived) {
+  *served = g_served.load(std::memory_order_relaxed);
+  *fallbacks = g_fallbacks.load(std::memory_order_relaxed);
+  *outlived = g_outlived.load(std::memory_order_relaxed);
+}
+
+// Checks the rules above on this thread's arena; 0 if they hold, else the number of the first that failed.
+extern "C" int ddp_conv_arena_selftest(void) {
+  ddp_arena_enter();
+  char *kept = new char[100];
+  ddp_arena_exit();
+  if (!owner(kept)) return 1;                    // a scope serves from the arena
+  ddp_arena_enter();
+  char *next = new char[100];
+  ddp_arena_exit();
+  if (next < kept + 100 && kept < next + 100) {  // live memory is never handed out again
+    delete[] next;
+    delete[] kept;
+    return 2;
+  }
+  delete[] next;
+  delete[] kept;
+  ddp_arena_enter();
+  char *rewound = new char[100];
+  ddp_arena_exit();
+  bool reused = rewound == kept;                 // all returned: the next scope starts at the beginning
+  delete[] rewound;
+  if (!reused) return 3;
+  char *outside = new char[100];                 // outside a scope: malloc
+  bool fromArena = owner(outside) != nullptr;
+  delete[] outside;
+  if (fromArena) return 4;
+  ddp_arena_enter();
+  void *big = ::operator new(kArenaBytes + 1);   // too big: malloc, counted as a fallback
+  ddp_arena_exit();
+  fromArena = owner(big) != nullptr;
+  ::operator delete(big);
+  return fromArena ? 5 : 0;
+}
+
+void *operator new(std::size_t n) { return allocate(n, kDefaultAlign, false); }
+void *operator new[](std::size_t n) { return allocate(n, kDefaultAlign, false); }
+void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return allocate(n, kDefaultAlign, true); }
+void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return allocate(n, kDefaultAlign, true); }
+void *operator new(std::size_t n, std::align_val_t al) { return allocate(n, std::size_t(al), false); }
+void *operator new[](std::size_t n, std::align_val_t al) { return allocate(n, std::size_t(al), false); }
+void *operator new(std::size_t n, std::align_val_t al, const std::nothrow_t &) noexcept {
+  return allocate(n, std::size_t(al), true);
+}
+void *operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t &) noexcept {
+  return allocate(n, std::size_t(al), true);
+}
+
+void operator delete(void *p) noexcept { deallocate(p); }
+void operator delete[](void *p) noexcept { deallocate(p); }
+void operator delete(void *p, std::size_t) noexcept { deallocate(p); }
+void operator delete[](void *p, std::size_t) noexcept { deallocate(p); }
+void operator delete(void *p, const std::nothrow_t &) noexcept { deallocate(p); }
+void operator delete[](void *p, const std::nothrow_t &) noexcept { deallocate(p); }
+void operator delete(void *p, std::align_val_t) noexcept { deallocate(p); }
+void operator delete[](void *p, std::align_val_t) noexcept { deallocate(p); }
+void operator delete(void *p, std::size_t, std::align_val_t) noexcept { deallocate(p); }
+void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { deallocate(p); }
+void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { deallocate(p); }
+void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { deallocate(p); }
