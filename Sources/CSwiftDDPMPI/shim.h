@@ -5,6 +5,7 @@
 #define SWIFTDDP_CMPI_SHIM_H
 
 #include <mpi.h>
+#include <mpi-ext.h>
 
 // Communicators
 static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }
@@ -37,6 +38,20 @@ static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
 static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 // A full memory fence, placed around barriers that hand shared memory from rank to rank.
 static inline void cmpi_memory_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+// Persistent collectives: set up once, started many times. MPI-4 has MPI_Allreduce_init; Open MPI 4.1 offers it
+// as MPIX_Allreduce_init (its pcollreq extension).
+static inline int cmpi_allreduce_init(void *buffer, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
+                                      MPI_Request *request) {
+#if MPI_VERSION >= 4
+  return MPI_Allreduce_init(MPI_IN_PLACE, buffer, count, type, op, comm, MPI_INFO_NULL, request);
+#elif defined(OMPI_HAVE_MPI_EXT_PCOLLREQ) && OMPI_HAVE_MPI_EXT_PCOLLREQ
+  return MPIX_Allreduce_init(MPI_IN_PLACE, buffer, count, type, op, comm, MPI_INFO_NULL, request);
+#else
+  (void)buffer, (void)count, (void)type, (void)op, (void)comm, (void)request;
+  return MPI_ERR_UNSUPPORTED_OPERATION;
+#endif
+}
 
 // Integer constants (plain #defines import fine, but keeping them here gives one place to look)
 static inline int cmpi_success(void) { return MPI_SUCCESS; }

@@ -45,6 +45,12 @@ public final class MPIProcessGroup: ProcessGroup {
         MPIPendingCollective(request: try communicator.iallreduce(buffer, op: op))
     }
 
+    public func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
+        -> any PersistentCollective
+    {
+        MPIPersistentCollective(request: try communicator.persistentAllreduce(buffer, op: op))
+    }
+
     public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
         // An invalid root goes to MPI, which reports it as MPI_ERR_ROOT.
         if (0..<worldSize).contains(root), let mailbox = try mailbox(bytes: buffer.count * MemoryLayout<T>.stride) {
@@ -131,6 +137,14 @@ public final class MPIProcessGroup: ProcessGroup {
 final class MPIPendingCollective: PendingCollective {
     let request: Request
     init(request: Request) { self.request = request }
+    func wait() throws { try request.wait() }
+    func test() throws -> Bool { try request.test() }
+}
+
+final class MPIPersistentCollective: PersistentCollective {
+    let request: PersistentRequest
+    init(request: PersistentRequest) { self.request = request }
+    func start() throws { try request.start() }
     func wait() throws { try request.wait() }
     func test() throws -> Bool { try request.test() }
 }

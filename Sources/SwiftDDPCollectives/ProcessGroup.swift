@@ -20,6 +20,12 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// untouched until `wait()` returns.
     func startAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PendingCollective
+    /// Sets up an all-reduce of `buffer` that runs once per `start()`, for a buffer reduced every
+    /// step. Collective: every member sets its ones up in the same order, and starts them in the
+    /// same order. Over MPI it is a persistent collective, whose runs skip the set-up and its
+    /// heap allocations. `buffer` must stay valid while the collective exists.
+    func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
+        -> any PersistentCollective
     /// Copies `buffer` from `root` to every member.
     func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws
     /// Concatenates every member's `send` in rank order into `receive` (`send.count × worldSize`).
@@ -112,5 +118,52 @@ extension ProcessGroup {
             try result.withUnsafeMutableBufferPointer { try allGather(s, into: $0) }
         }
         return result
+    }
+}
+
+/// A collective set up once by `ProcessGroup.persistentAllReduce` and run many times: `start`,
+/// then `wait` (or `test` until true) before the next `start`.
+public protocol PersistentCollective: PendingCollective {
+    /// Starts a run; the previous one must have completed.
+    func start() throws
+}
+
+extension ProcessGroup {
+    /// Without persistent collectives of its own, a group starts a fresh all-reduce per run.
+    public func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
+        -> any PersistentCollective
+    {
+        RestartedAllReduce(group: self, buffer: buffer, op: op)
+    }
+}
+
+/// `PersistentCollective` from `startAllReduce`, one per run.
+final class RestartedAllReduce<T: MPIScalar>: PersistentCollective {
+    private let group: any ProcessGroup
+    private let buffer: UnsafeMutableBufferPointer<T>
+    private let op: ReductionOp
+    private var running: (any PendingCollective)?
+
+    init(group: any ProcessGroup, buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) {
+        self.group = group
+        self.buffer = buffer
+        self.op = op
+    }
+
+    func start() throws {
+        guard running == nil else { throw ProcessGroupError("all-reduce started again before it completed") }
+        running = try group.startAllReduce(buffer, op: op)
+    }
+
+    func wait() throws {
+        defer { running = nil }
+        try running?.wait()
+    }
+
+    func test() throws -> Bool {
+        guard let current = running else { return true }
+        guard try current.test() else { return false }
+        running = nil
+        return true
     }
 }

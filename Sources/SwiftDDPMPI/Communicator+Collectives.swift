@@ -56,6 +56,20 @@ extension Communicator {
         return Request(handle: request, function: "MPI_Iallreduce")
     }
 
+    /// Sets up an in-place all-reduce of `buffer` to be run many times (a persistent collective:
+    /// `MPI_Allreduce_init`, Open MPI 4.1's `MPIX_Allreduce_init`), so that each run skips the
+    /// set-up, and its heap allocations. Collective: every rank sets it up in the same order.
+    /// `buffer` must stay valid while the request exists.
+    public func persistentAllreduce<T: MPIScalar>(
+        _ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp = .sum
+    ) throws(MPIError) -> PersistentRequest {
+        let n = try mpiCount(buffer.count, "MPI_Allreduce_init")
+        var request: MPI_Request? = cmpi_request_null()
+        try check(cmpi_allreduce_init(buffer.baseAddress, n, T.mpiDatatype, op.handle, handle, &request),
+                  "MPI_Allreduce_init")
+        return PersistentRequest(handle: request, function: "MPI_Allreduce_init")
+    }
+
     // MARK: Broadcast
 
     /// Copies `buffer` from `root` to every other rank (`MPI_Bcast`). All ranks pass buffers of

@@ -35,3 +35,50 @@ public final class Request: @unchecked Sendable {
         if !isComplete, MPIRuntime.isActive { _ = MPI_Wait(&handle, cmpi_status_ignore()) }
     }
 }
+
+/// A collective set up once and run many times (`Communicator.persistentAllreduce`): `start`,
+/// then `wait` (or `test` until true), as often as needed. Freed with the object, after
+/// waiting for a run still in progress.
+public final class PersistentRequest: @unchecked Sendable {
+    private var handle: MPI_Request?
+    private let function: String
+    /// Whether a run has started and has not been seen to complete.
+    public private(set) var isActive = false
+
+    init(handle: MPI_Request?, function: String) {
+        self.handle = handle
+        self.function = function
+    }
+
+    /// Starts a run (`MPI_Start`); the previous one must have completed.
+    public func start() throws(MPIError) {
+        guard !isActive else {
+            throw MPIError(function: "MPI_Start (\(function))", code: MPI_ERR_REQUEST,
+                           detail: "started again before the previous run completed")
+        }
+        try check(MPI_Start(&handle), "MPI_Start (\(function))")
+        isActive = true
+    }
+
+    /// Blocks until the current run completes (`MPI_Wait`); returns at once if none is running.
+    public func wait() throws(MPIError) {
+        guard isActive else { return }
+        isActive = false
+        try check(MPI_Wait(&handle, cmpi_status_ignore()), "MPI_Wait (\(function))")
+    }
+
+    /// Whether the current run has completed (`MPI_Test`), without blocking; true if none is running.
+    public func test() throws(MPIError) -> Bool {
+        guard isActive else { return true }
+        var flag: Int32 = 0
+        try check(MPI_Test(&handle, &flag, cmpi_status_ignore()), "MPI_Test (\(function))")
+        if flag != 0 { isActive = false }
+        return flag != 0
+    }
+
+    deinit {
+        guard MPIRuntime.isActive else { return }
+        if isActive { _ = MPI_Wait(&handle, cmpi_status_ignore()) }
+        if handle != cmpi_request_null() { _ = MPI_Request_free(&handle) }
+    }
+}

@@ -124,6 +124,31 @@ func runChecks(_ c: Checks, world: Communicator) throws {
     }
     c.expect(polled.allSatisfy { $0 == Int32(size) }, "iallreduce (test) result")
 
+    // Persistent all-reduce: set up once, run three times on new values (wait, then test, then wait)
+    var runs = [Float](repeating: 0, count: 1000)
+    try runs.withUnsafeMutableBufferPointer { buffer in
+        let persistent = try world.persistentAllreduce(buffer, op: .sum)
+        let idle = try persistent.test()
+        c.expect(!persistent.isActive && idle, "a persistent request starts inactive")
+        for run in 1...3 {
+            for i in buffer.indices { buffer[i] = Float(run * (rank + 1) + i % 7) }
+            try persistent.start()
+            var threw = false
+            do { try persistent.start() } catch { threw = true }
+            c.expect(threw, "a persistent request cannot start twice in one run")
+            if run == 2 {
+                let clock = ContinuousClock(), deadline = clock.now + .seconds(60)
+                while !(try persistent.test()) && clock.now < deadline {}
+            }
+            try persistent.wait()
+            c.expect(!persistent.isActive, "persistent run \(run) completes")
+            let expected = (0..<buffer.count).allSatisfy {
+                buffer[$0] == Float(run * size * (size + 1) / 2 + size * ($0 % 7))
+            }
+            c.expect(expected, "persistent all-reduce run \(run) sums that run's values")
+        }
+    }
+
     // Duplicate and split
     let dup = try world.duplicate()
     c.expect(dup.rank == rank && dup.size == size, "duplicate keeps rank and size")

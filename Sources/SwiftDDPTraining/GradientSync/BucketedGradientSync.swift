@@ -7,6 +7,7 @@ import SwiftDDPNN
 /// the flat buffer because leaves own consecutive slots; its non-blocking all-reduce starts
 /// when the backward of every leaf in it has run, in whatever order (a residual block runs its
 /// shortcut after its main branch). Sums the same values with the same collective as flat.
+/// Each bucket's all-reduce is set up once (persistent) and started every step.
 public final class BucketedGradientSync: GradientSync {
     public var mode: GradientSyncMode { .bucketed }
     private let group: any ProcessGroup
@@ -17,7 +18,9 @@ public final class BucketedGradientSync: GradientSync {
     private let leafBucket: [Int?]
     /// Leaves of each bucket whose backward has not run yet this step.
     private var remaining: [Int]
-    private var pending: [(any PendingCollective)?]
+    /// Each bucket's all-reduce (empty on one rank), and whether it has started this step.
+    private let allReduces: [any PersistentCollective]
+    private var started: [Bool]
     public private(set) var communicationSeconds = 0.0
 
     public init(model: Model, group: any ProcessGroup, bucketBytes: Int = 1 << 20) throws {
@@ -57,7 +60,12 @@ public final class BucketedGradientSync: GradientSync {
         buckets = built
         leafBucket = bucketOf
         remaining = built.map(\.leaves)
-        pending = Array(repeating: nil, count: built.count)
+        let gradients = store.gradients
+        allReduces = group.worldSize > 1
+            ? try built.map { try group.persistentAllReduce(UnsafeMutableBufferPointer(rebasing: gradients[$0.range]),
+                                                            op: .sum) }
+            : []
+        started = Array(repeating: false, count: built.count)
     }
 
     public func resetTimers() { communicationSeconds = 0 }
@@ -73,10 +81,10 @@ public final class BucketedGradientSync: GradientSync {
                           + "(is a layer used twice in the model?)")
         }
         if remaining[b] == 0 {
-            pending[b] = try group.startAllReduce(
-                UnsafeMutableBufferPointer(rebasing: store.gradients[buckets[b].range]), op: .sum)
+            try allReduces[b].start()
+            started[b] = true
         }
-        for p in pending { _ = try p?.test() }
+        for s in allReduces.indices where started[s] { _ = try allReduces[s].test() }
         communicationSeconds += monotonicSeconds() - start
     }
 
@@ -86,12 +94,17 @@ public final class BucketedGradientSync: GradientSync {
         let start = monotonicSeconds()
         // Counts start over for the next step, however this one ends.
         defer { remaining = buckets.map(\.leaves) }
-        for b in pending.indices {
-            guard let p = pending[b] else {
-                throw NNError("gradient bucket \(b) was never started: the model skipped a layer's backward")
+        var neverStarted: Int?
+        for b in allReduces.indices {
+            if started[b] {
+                try allReduces[b].wait()
+                started[b] = false
+            } else if neverStarted == nil {
+                neverStarted = b
             }
-            try p.wait()
-            pending[b] = nil
+        }
+        if let b = neverStarted {
+            throw NNError("gradient bucket \(b) was never started: the model skipped a layer's backward")
         }
         communicationSeconds += monotonicSeconds() - start
     }
