@@ -47,7 +47,9 @@ let package = Package(
 
         .target(name: "CSwiftDDPKernels"),
         // Convolutions through oneDNN (Debian's libdnnl-dev ships no pkg-config file).
-        .target(name: "CSwiftDDPConvolution", linkerSettings: [.linkedLibrary("dnnl")]),
+        // Weight gradients of 3×3 stride-1 layers by Winograd, its products in OpenBLAS.
+        .target(name: "CSwiftDDPConvolution", dependencies: ["CSwiftDDPOpenBLAS"],
+                linkerSettings: [.linkedLibrary("dnnl")]),
         .target(name: "SwiftDDPMPI", dependencies: ["CSwiftDDPMPI"]),
         .target(name: "SwiftDDPCollectives", dependencies: ["SwiftDDPMPI", "CSwiftDDPKernels"]),
         .target(name: "SwiftDDPBLAS", dependencies: ["CSwiftDDPOpenBLAS"]),

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "CSwiftDDPConvolution.h"
 #include "arena.h"
+#include "winograd.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -46,6 +47,19 @@ static void (*g_omp_set_num_threads)(int);
 static int (*g_omp_get_max_threads)(void);
 // Requested by ddp_conv_set_threads; 0: not enforced. 1 by default: a rank uses one core.
 static int g_threads = 1;
+// Weight gradients of 3×3 stride-1 layers by Winograd (ddp_conv_set_winograd; SWIFTDDP_CONV_WINOGRAD=0 turns it off).
+static int g_winograd = 1;
+static pthread_key_t g_workspace_key;  // each thread's Winograd workspace
+
+typedef struct {
+  float *floats;
+  size_t count;
+} workspace;
+
+static void destroy_workspace(void *w) {
+  free(((workspace *)w)->floats);
+  free(w);
+}
 
 static void destroy_stream(void *stream) { dnnl_stream_destroy((dnnl_stream_t)stream); }
 
@@ -60,7 +74,11 @@ static void global_init(void) {
 
   const char *what = "dnnl_engine_create(cpu)";
   dnnl_status_t s = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
-  if (s == dnnl_success && pthread_key_create(&g_stream_key, destroy_stream) != 0) {
+  const char *env = getenv("SWIFTDDP_CONV_WINOGRAD");
+  if (env && strcmp(env, "0") == 0) g_winograd = 0;
+  if (s == dnnl_success &&
+      (pthread_key_create(&g_stream_key, destroy_stream) != 0 ||
+       pthread_key_create(&g_workspace_key, destroy_workspace) != 0)) {
     what = "pthread_key_create";
     s = dnnl_out_of_memory;
   }
@@ -92,6 +110,10 @@ static int current_threads(void) {
   return cur;
 }
 
+void ddp_conv_set_winograd(int on) {
+  pthread_once(&g_once, global_init);
+  g_winograd = on != 0;
+}
 void ddp_conv_set_threads(int n) {
   pthread_once(&g_once, global_init);
   g_threads = n > 0 ? n : 0;
@@ -140,6 +162,7 @@ struct ddp_conv {
   unsigned long clock;
   const char *op;  // the public function running, for messages
   int N;           // its batch size
+  int winograd;    // 0: never use Winograd on this handle (ddp_conv_allow_winograd)
   char err[ERR_LEN];
 };
 
@@ -464,8 +487,42 @@ static int null_arg(ddp_conv *c, const char *names, const void *a, const void *b
   return 1;
 }
 
+// This thread's Winograd workspace, grown to `floats` if smaller (so a steady state allocates nothing).
+static float *thread_workspace(ddp_conv *c, size_t floats) {
+  workspace *w = pthread_getspecific(g_workspace_key);
+  if (!w) {
+    if (!(w = calloc(1, sizeof *w)) || pthread_setspecific(g_workspace_key, w) != 0) {
+      free(w);
+      set_err(c, "out of memory for a Winograd workspace");
+      return NULL;
+    }
+  }
+  if (w->count < floats) {
+    float *grown = aligned_buffer(floats * sizeof(float));
+    if (!grown) {
+      set_err(c, "out of memory for a %zu-byte Winograd workspace", floats * sizeof(float));
+      return NULL;
+    }
+    free(w->floats);
+    w->floats = grown;
+    w->count = floats;
+  }
+  return w->floats;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Public API
+
+// Winograd F(3×3, 2×2) computes the weight gradient of 3×3 stride-1 padding-1 layers of 32+ channels in and out,
+// where it measured 1.5–1.6× faster than oneDNN's; on one thread (it does not split its work).
+void ddp_conv_allow_winograd(ddp_conv *c, int allowed) {
+  if (c) c->winograd = allowed != 0;
+}
+
+int ddp_conv_uses_winograd(const ddp_conv *c) {
+  return c && global_ready() && g_winograd && c->winograd && c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->ph == 1 &&
+         c->pw == 1 && c->C >= 32 && c->O >= 32 && current_threads() == 1;
+}
 
 ddp_conv *ddp_conv_create(int C, int O, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw, char *err,
                           size_t errlen) {
@@ -485,6 +542,7 @@ ddp_conv *ddp_conv_create(int C, int O, int H, int W, int kh, int kw, int sh, in
     snprintf(msg, sizeof msg, "conv2d: out of memory");
   } else {
     c->C = C, c->O = O, c->H = H, c->W = W, c->kh = kh, c->kw = kw, c->sh = sh, c->sw = sw, c->ph = ph, c->pw = pw;
+    c->winograd = 1;
     c->op = "create", c->N = 1;
     c->OH = (int)(((long long)H + 2LL * ph - kh) / sh + 1);
     c->OW = (int)(((long long)W + 2LL * pw - kw) / sw + 1);
@@ -599,6 +657,12 @@ int ddp_conv_backward_weights(ddp_conv *c, int N, const float *x, const float *d
     return 0;
   }
   if (null_arg(c, "x, dy, dw", x, dy, dw)) return -1;
+  if (ddp_conv_uses_winograd(c)) {
+    float *w = thread_workspace(c, ddp_wino_dw_workspace_floats(N, c->H, c->W, c->C, c->O));
+    if (!w) return -1;
+    ddp_wino_dw(N, c->H, c->W, c->C, c->O, x, dy, dw, dbias, w);
+    return 0;
+  }
   entry *e = get_entry(c, N);
   if (!e) return -1;
   int b = dbias != NULL;

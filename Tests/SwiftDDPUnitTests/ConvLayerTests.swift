@@ -45,6 +45,49 @@ struct ConvLayerTests {
                   .image(channels: 2, height: 8, width: 8), rows: 4, "pool, flatten, linear")
     }
 
+    /// Winograd F(3×3, 2×2) takes the weight gradient of 3×3 stride-1 layers of 32+ channels from
+    /// oneDNN: both must agree (odd and even sizes, partial tiles, several images, with a bias).
+    @Test("Conv2d weight gradient by Winograd equals oneDNN's; used only where it applies")
+    func winograd() throws {
+        for (c, o, h, w, n, bias) in [(32, 32, 7, 7, 3, false), (32, 40, 8, 6, 2, true), (40, 32, 5, 9, 1, true),
+                                      (64, 64, 4, 4, 5, false)] {
+            let shape = SampleShape.image(channels: c, height: h, width: w)
+            var inputs = TestRandom(seed: 3)
+            let x = inputs.normal(n * shape.count), dy = inputs.normal(n * o * h * w)
+            var gradients: [[Double]] = []
+            for winograd in [true, false] {
+                let conv = Conv2d(c, o, kernel: 3, padding: 1, bias: bias)
+                conv.allowsWinograd = winograd
+                let model = try LayerGradientTests.single(conv, input: shape)
+                var input = x, gradOutput = dy
+                try input.withUnsafeMutableBufferPointer { xb in
+                    try gradOutput.withUnsafeMutableBufferPointer { gb in
+                        _ = try model.forward(Matrix(base: xb.baseAddress!, rows: n, shape: shape), training: true)
+                        _ = try model.backward(Matrix(base: gb.baseAddress!, rows: n,
+                                                      shape: .image(channels: o, height: h, width: w)))
+                    }
+                }
+                #expect(conv.usesWinograd == winograd, "\(c)→\(o)")
+                gradients.append(Array(model.store.gradients).map(Double.init))
+            }
+            #expect(relativeError(gradients[0], gradients[1]) < 1e-5, "\(c)→\(o) \(h)×\(w), N = \(n)")
+        }
+        // not used: 16 channels, stride 2, 1×1
+        for conv in [Conv2d(16, 32, kernel: 3, padding: 1), Conv2d(32, 32, kernel: 3, stride: 2, padding: 1),
+                     Conv2d(32, 32, kernel: 1)] {
+            let model = try LayerGradientTests.single(conv, input: .image(channels: conv.inChannels, height: 6, width: 6))
+            var input = [Float](repeating: 0.5, count: 2 * conv.inChannels * 36)
+            try input.withUnsafeMutableBufferPointer { xb in
+                _ = try model.forward(Matrix(base: xb.baseAddress!, rows: 2,
+                                             shape: .image(channels: conv.inChannels, height: 6, width: 6)),
+                                      training: true)
+            }
+            #expect(!conv.usesWinograd, "\(conv)")
+        }
+        try check(Conv2d(32, 32, kernel: 3, padding: 1), .image(channels: 32, height: 3, width: 4), rows: 2,
+                  "finite differences through Winograd")
+    }
+
     /// The arena that takes oneDNN's per-call bookkeeping off the heap must never hand out memory still in use.
     @Test("the oneDNN arena: scopes allocate from it, live memory is not reused, all returned rewinds it")
     func arena() {

@@ -7,8 +7,8 @@
 //
 // A handle caches the primitives, memory objects and buffers for the last few batch sizes N (4, least recently
 // used evicted), so a call with a cached N allocates nothing here: the caller's buffers are used in place, weights
-// are reordered into the primitive's preferred layout in a buffer the cache entry owns, and so is the scratchpad.
-// (oneDNN 2.6's dnnl_primitive_execute itself allocates a few small blocks per call.)
+// are reordered into the primitive's preferred layout in a buffer the cache entry owns, and so is the scratchpad;
+// what oneDNN's dnnl_primitive_execute allocates per call comes from a per-thread arena (arena.cpp).
 // N = 0 is allowed everywhere (a rank without samples): forward and backward_data do nothing, backward_weights
 // writes zeros. Buffers may be NULL when N = 0.
 //
@@ -54,6 +54,17 @@ int ddp_conv_backward_data(ddp_conv *conv, int N, const float *dy, const float *
 /// dbias is not NULL. Both are overwritten (not accumulated); N = 0 writes zeros.
 /// x: N×H×W×C (the forward's input), dy: N×OH×OW×O.
 int ddp_conv_backward_weights(ddp_conv *conv, int N, const float *x, const float *dy, float *dw, float *dbias);
+
+/// Whether ddp_conv_backward_weights computes dw by Winograd F(3×3, 2×2) with OpenBLAS products rather than oneDNN:
+/// for 3×3 kernels, stride 1, padding 1, at least 32 channels in and out, on one thread, unless turned off.
+int ddp_conv_uses_winograd(const ddp_conv *conv);
+
+/// Lets this handle use Winograd where it applies (allowed = 1, the default) or never (0).
+void ddp_conv_allow_winograd(ddp_conv *conv, int allowed);
+
+/// Turns the Winograd weight gradient on (the default) or off for every handle; SWIFTDDP_CONV_WINOGRAD=0 in the
+/// environment turns it off at start.
+void ddp_conv_set_winograd(int on);
 
 /// The message of the last failure on this handle ("" if none); valid until the next call on the handle.
 const char *ddp_conv_last_error(const ddp_conv *conv);

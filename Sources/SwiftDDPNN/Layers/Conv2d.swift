@@ -1,7 +1,8 @@
 import CSwiftDDPConvolution
 /// A 2-D convolution, like `torch.nn.Conv2d(in, out, kernel_size, stride, padding, bias)` with
 /// groups = 1 and dilation = 1, computed by oneDNN (the library PyTorch's CPU convolutions use;
-/// chosen by measurement, Docs/performance.md "Convolution: which library").
+/// chosen by measurement, Docs/performance.md "Convolution: which library"), except the weight
+/// gradient of 3×3 stride-1 layers of 32+ channels: Winograd F(3×3, 2×2) with OpenBLAS products.
 ///
 /// Shapes: input [N, C, H, W] stored channels-last, weight [O, C, kh, kw] (PyTorch's OIHW),
 /// bias [O], output [N, O, OH, OW] channels-last with OH = (H + 2·ph − kh)/sh + 1.
@@ -23,6 +24,13 @@ public final class Conv2d: InitializableLayer {
     private var handle: OpaquePointer?
     private var handleInput: SampleShape?
     private var last: (input: Matrix, output: SampleShape)?
+    /// Whether the weight gradient may use Winograd F(3×3, 2×2) where it applies (3×3 kernels,
+    /// stride 1, padding 1, 32+ channels in and out, one thread); otherwise oneDNN computes it.
+    public var allowsWinograd = true {
+        didSet { if let handle { ddp_conv_allow_winograd(handle, allowsWinograd ? 1 : 0) } }
+    }
+    /// Whether backward computes the weight gradient by Winograd (known after the first forward).
+    public var usesWinograd: Bool { handle.map { ddp_conv_uses_winograd($0) != 0 } ?? false }
 
     /// - Parameters:
     ///   - kernel, stride, padding: square sizes (PyTorch's ints); padding is zeros on both sides.
@@ -127,6 +135,7 @@ public final class Conv2d: InitializableLayer {
             let text = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
             throw NNError("Conv2d: " + String(decoding: text, as: UTF8.self))
         }
+        ddp_conv_allow_winograd(created, allowsWinograd ? 1 : 0)
         handle = created
         handleInput = shape
         return created

@@ -1,0 +1,15 @@
+// winograd.h: the weight gradient of 3×3 / stride 1 / padding 1 convolutions by Winograd F(3×3, 2×2) (winograd.c).
+#ifndef CSWIFTDDP_WINOGRAD_H
+#define CSWIFTDDP_WINOGRAD_H
+
+#include <stddef.h>
+
+// Floats of workspace ddp_wino_dw needs for this geometry.
+size_t ddp_wino_dw_workspace_floats(int N, int H, int W, int C, int O);
+
+// dw (O×C×3×3, OIHW) = Σ over the batch of the weight gradient, and dbias[o] = Σ dy[·, o] when dbias is not NULL;
+// both overwritten. x: N×H×W×C, dy: N×H×W×O (NHWC); workspace: ddp_wino_dw_workspace_floats(…) floats.
+void ddp_wino_dw(int N, int H, int W, int C, int O, const float *x, const float *dy, float *dw, float *dbias,
+                 float *workspace);
+
+#endif
