@@ -4,6 +4,7 @@
 # PyTorch's SyncBatchNorm refuses CPU tensors), per-rank batch 64, 8 and 2; SGD momentum 0.9,
 # Fashion-MNIST 1×28×28, OPENBLAS_NUM_THREADS=1. Every configuration runs once per round (3 repeats,
 # median), rounds interleave the configurations, and figures are medians over ROUNDS (default 3).
+# One more 1-rank run per configuration with SWIFTDDP_CONV_WINOGRAD=0 measures what Winograd gives.
 # Writes OUT/conv-*.rN.json (raw), OUT/conv-results.json and OUT/conv-table.md.
 #
 #   scripts/bench-conv.sh [OUT_DIR]          (default: runs/bench)
@@ -34,6 +35,9 @@ for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
         read -r name model batch steps warmup <<<"$c"
         common=(bench train --model "$model" --batch-size "$batch" --steps "$steps" --warmup "$warmup" --repeats 3)
         run scripts/launch.sh -np 1 -- "${common[@]}" --json "$out/conv-ddp-1-$name.r$round.json" 2>/dev/null
+        # the same without Winograd weight gradients (oneDNN's for every layer)
+        SWIFTDDP_CONV_WINOGRAD=0 run scripts/launch.sh -np 1 -- "${common[@]}" \
+            --json "$out/conv-ddp-1-onednn-$name.r$round.json" 2>/dev/null
         run scripts/launch.sh -np 2 -- "${common[@]}" --json "$out/conv-ddp-2-syncbn-$name.r$round.json" 2>/dev/null
         run scripts/launch.sh -np 2 -- "${common[@]}" --norm bn \
             --json "$out/conv-ddp-2-bn-$name.r$round.json" 2>/dev/null
@@ -42,7 +46,7 @@ for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
         run $py "${peer[@]}" --world-size 2 --json "$out/conv-torch-ddp-2-$name.r$round.json" >/dev/null
     done
 done
-# heap allocations per steady-state step (oneDNN's primitive execution allocates; see performance.md)
+# heap allocations per steady-state step (none: oneDNN's per-call bookkeeping goes to an arena)
 for model in cnn resnet; do
     run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS \
         -x LD_PRELOAD=$bin/libMallocInterposerSwift.so \
@@ -52,7 +56,7 @@ done
 $py - "$out" "${configs[@]}" <<'PY'
 import glob, json, os, re, statistics, sys
 out, names = sys.argv[1], [c.split()[0] for c in sys.argv[2:]]
-kinds = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "torch-1", "torch-ddp-2"]
+kinds = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "torch-1", "torch-ddp-2", "ddp-1-onednn"]
 def rounds(kind, name):
     files = glob.glob(f"{out}/conv-{kind}-{name}.r*.json")
     files.sort(key=lambda f: int(re.search(r"\.r(\d+)\.json$", f).group(1)))
@@ -72,7 +76,7 @@ md = [f"Conv nets: samples/s (median of {rounds_done} interleaved rounds), ratio
       "| SwiftDDP 2 ranks SyncBN | 2 ranks / 1 rank | local BN | SyncBN cost | PyTorch DDP 2 | 2 ranks vs DDP |",
       "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for n in names:
-    d1, d2, b2, t1, t2 = (median_run(k, n) for k in kinds)
+    d1, d2, b2, t1, t2, _ = (median_run(k, n) for k in kinds)
     floors = [x["step_ms"] / x["layer_floor_ms"] for x in runs[("ddp-1", n)]]
     cost = ratio("ddp-2-bn", "ddp-2-syncbn", n)
     md.append(f"| {n} | {d1['samples_per_second']:,.0f} | {t1['samples_per_second']:,.0f} "
@@ -97,6 +101,15 @@ for n in names:
                   f"| {f['normalization']:.2f} | {b['normalization']:.2f} | {f['pooling'] + b['pooling']:.2f} "
                   f"| {f['activation'] + b['activation']:.2f} | {rest:.2f} | {br['syncbn_communication']:.2f} "
                   f"| {br['gradient_sync']:.2f} | {br['optimizer']:.2f} | {r['step_ms']:.2f} |")
+md += ["", "Winograd weight gradients (1 rank): SwiftDDP as measured above against the same build with "
+       "SWIFTDDP_CONV_WINOGRAD=0 (oneDNN for every convolution pass):", "",
+       "| configuration | oneDNN only, samples/s | with Winograd | speed-up | conv bwd ms, oneDNN only | with Winograd |",
+       "| --- | --- | --- | --- | --- | --- |"]
+for n in names:
+    a, o = median_run("ddp-1", n), median_run("ddp-1-onednn", n)
+    md.append(f"| {n} | {o['samples_per_second']:,.0f} | {a['samples_per_second']:,.0f} "
+              f"| {fmt(ratio('ddp-1', 'ddp-1-onednn', n))} | {o['layers_ms']['backward']['convolution']:.2f} "
+              f"| {a['layers_ms']['backward']['convolution']:.2f} |")
 md += ["", "Layer floor (ms per step: every Conv2d and Linear alone, forward and backward, on the step's inputs):", "",
        "| configuration | convolutions | linear | floor |", "| --- | --- | --- | --- |"]
 for n in names:

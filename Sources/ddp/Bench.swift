@@ -129,6 +129,7 @@ struct TrainBench: ParsableCommand {
                 Dictionary(uniqueKeysWithValues: zip(phaseNames, everyRank[r * phaseNames.count..<(r + 1) * phaseNames.count]))
             }
             let stepMs = perStep(best.total)
+            let convolutions = lastTrainer.model.leaves.compactMap { $0 as? Conv2d }
             try emitJSON([
                 "benchmark": "train", "world_size": group.worldSize,
                 "model": "\(modelConfiguration.summary) \(norm.rawValue) \(activation.rawValue)",
@@ -140,6 +141,7 @@ struct TrainBench: ParsableCommand {
                                        "after": roundTripAfter.map { $0 as Any } ?? NSNull()],
                 "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
+                "conv_layers": convolutions.count, "conv_winograd_weight_gradients": convolutions.filter(\.usesWinograd).count,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),
