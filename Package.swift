@@ -115,5 +115,6 @@ let package = Package(
                 "SwiftDDPDatasets", "SwiftDDPTraining", "SwiftDDPStudy",
             ]),
         .testTarget(name: "SwiftDDPExampleTests", dependencies: ["SwiftDDPTestSupport"]),
-    ]
+    ],
+    cxxLanguageStandard: .cxx17  // arena.cpp's aligned operator new
 )

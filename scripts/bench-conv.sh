@@ -103,7 +103,8 @@ for n in names:
                   f"| {br['gradient_sync']:.2f} | {br['optimizer']:.2f} | {r['step_ms']:.2f} |")
 md += ["", "Winograd weight gradients (1 rank): SwiftDDP as measured above against the same build with "
        "SWIFTDDP_CONV_WINOGRAD=0 (oneDNN for every convolution pass):", "",
-       "| configuration | oneDNN only, samples/s | with Winograd | speed-up | conv bwd ms, oneDNN only | with Winograd |",
+       "| configuration | oneDNN only, samples/s | with Winograd | speed-up "
+       "| conv bwd ms, oneDNN only | with Winograd |",
        "| --- | --- | --- | --- | --- | --- |"]
 for n in names:
     a, o = median_run("ddp-1", n), median_run("ddp-1-onednn", n)

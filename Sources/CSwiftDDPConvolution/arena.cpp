@@ -7,6 +7,7 @@
 // block; everywhere else, and when a request does not fit, they go to malloc as libstdc++'s would.
 // The block is rewound only when every allocation made from it has been deleted, so memory that outlives a call
 // stays valid (ddp_conv_arena_stats counts such calls; then the block fills up and requests fall back to malloc).
+// SWIFTDDP_ONEDNN_ARENA=0 in the environment turns the arena off (everything goes to malloc), e.g. for sanitizers.
 #include "arena.h"
 #include "CSwiftDDPConvolution.h"
 
@@ -24,7 +25,7 @@ namespace {
 constexpr std::size_t kArenaBytes = std::size_t(1) << 20;  // per thread: ~30x one execute call's bookkeeping
 constexpr int kMaxArenas = 64;                              // threads with an arena; others use malloc
 
-struct Arena {
+struct alignas(64) Arena {  // a cache line each: threads bump their own
   char *base;                     // set once, before the arena is published
   std::size_t used;               // touched by the owning thread only
   std::atomic<long> live;         // allocations not yet deleted (a delete may come from any thread)
@@ -36,9 +37,12 @@ std::atomic<int> g_published{0};  // g_arenas[0 ..< g_published] have their base
 pthread_mutex_t g_create = PTHREAD_MUTEX_INITIALIZER;
 pthread_key_t g_exit_key;  // its destructor hands a finished thread's arena back
 pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+bool g_key_ready = false;
+bool g_disabled = false;  // SWIFTDDP_ONEDNN_ARENA=0
 std::atomic<unsigned long> g_fallbacks{0}, g_outlived{0}, g_served{0};
 
 thread_local Arena *t_arena = nullptr;
+thread_local bool t_no_arena = false;  // none could be had: do not try again on every call
 thread_local int t_depth = 0;
 
 Arena *owner(const void *p) {
@@ -50,13 +54,23 @@ Arena *owner(const void *p) {
   return nullptr;
 }
 
-void release_arena(void *arena) { static_cast<Arena *>(arena)->taken.store(false, std::memory_order_release); }
+// Runs on the exiting thread; later key destructors on it must not bump into an arena another thread took.
+void release_arena(void *arena) {
+  t_arena = nullptr;
+  t_no_arena = true;
+  static_cast<Arena *>(arena)->taken.store(false, std::memory_order_release);
+}
 
-void make_key() { pthread_key_create(&g_exit_key, release_arena); }
+void make_key() {
+  g_key_ready = pthread_key_create(&g_exit_key, release_arena) == 0;
+  const char *env = getenv("SWIFTDDP_ONEDNN_ARENA");
+  g_disabled = env && env[0] == '0';
+}
 
 // An arena a finished thread left (once all its allocations are back), else a new one; null when all are taken.
 Arena *take_arena() {
   pthread_once(&g_key_once, make_key);
+  if (!g_key_ready || g_disabled) return nullptr;  // without the key a finished thread's arena would stay taken
   pthread_mutex_lock(&g_create);
   Arena *a = nullptr;
   int n = g_published.load(std::memory_order_relaxed);
@@ -84,9 +98,10 @@ Arena *take_arena() {
 
 void *arena_allocate(std::size_t n, std::size_t align) {
   Arena *a = t_arena;
-  if (t_depth == 0 || a == nullptr) return nullptr;
+  // Over-aligned requests go to posix_memalign: the block itself is only page-aligned.
+  if (t_depth == 0 || a == nullptr || align > alignof(std::max_align_t)) return nullptr;
   std::size_t start = (a->used + align - 1) & ~(align - 1);
-  if (start + n > kArenaBytes) {
+  if (start > kArenaBytes || n > kArenaBytes - start) {
     g_fallbacks.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
@@ -116,6 +131,15 @@ void *allocate(std::size_t n, std::size_t align, bool nothrow) {
   }
 }
 
+// A new_handler may throw bad_alloc; the nothrow forms answer null instead.
+void *allocate_nothrow(std::size_t n, std::size_t align) noexcept {
+  try {
+    return allocate(n, align, true);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 void deallocate(void *p) noexcept {
   if (!p) return;
   if (Arena *a = owner(p)) {
@@ -131,7 +155,10 @@ constexpr std::size_t kDefaultAlign = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
 extern "C" void ddp_arena_enter(void) {
   if (t_depth++ > 0) return;
-  if (!t_arena) t_arena = take_arena();
+  if (!t_arena && !t_no_arena) {
+    t_arena = take_arena();
+    t_no_arena = t_arena == nullptr;
+  }
   Arena *a = t_arena;
   if (a && a->live.load(std::memory_order_acquire) == 0) a->used = 0;
 }
@@ -148,51 +175,71 @@ extern "C" void ddp_conv_arena_stats(unsigned long *served, unsigned long *fallb
   *outlived = g_outlived.load(std::memory_order_relaxed);
 }
 
-// Checks the rules above on this thread's arena; 0 if they hold, else the number of the first that failed.
+// Checks the rules above on this thread, whose arena must hold nothing yet; 0 if they hold, else the number of the
+// first that failed. Direct ::operator new calls, which the compiler may not elide or fold as it may new-expressions.
 extern "C" int ddp_conv_arena_selftest(void) {
   ddp_arena_enter();
-  char *kept = new char[100];
+  void *kept = ::operator new(100);
   ddp_arena_exit();
-  if (!owner(kept)) return 1;                    // a scope serves from the arena
+  const std::uintptr_t keptAt = reinterpret_cast<std::uintptr_t>(kept);
+  int failed = 0;
+  if (!owner(kept)) failed = 1;  // a scope serves from the arena
   ddp_arena_enter();
-  char *next = new char[100];
+  void *next = ::operator new(100);
   ddp_arena_exit();
-  if (next < kept + 100 && kept < next + 100) {  // live memory is never handed out again
-    delete[] next;
-    delete[] kept;
-    return 2;
-  }
-  delete[] next;
-  delete[] kept;
+  const std::uintptr_t nextAt = reinterpret_cast<std::uintptr_t>(next);
+  if (!failed && nextAt < keptAt + 100 && keptAt < nextAt + 100) failed = 2;  // live memory is not handed out again
+  ::operator delete(next);
+  ::operator delete(kept);
+  if (failed) return failed;
   ddp_arena_enter();
-  char *rewound = new char[100];
+  void *rewound = ::operator new(100);
   ddp_arena_exit();
-  bool reused = rewound == kept;                 // all returned: the next scope starts at the beginning
-  delete[] rewound;
+  const bool reused = reinterpret_cast<std::uintptr_t>(rewound) == keptAt;  // all returned: the next scope rewinds
+  ::operator delete(rewound);
   if (!reused) return 3;
-  char *outside = new char[100];                 // outside a scope: malloc
-  bool fromArena = owner(outside) != nullptr;
-  delete[] outside;
+  void *outside = ::operator new(100);  // outside a scope: malloc
+  const bool fromArena = owner(outside) != nullptr;
+  ::operator delete(outside);
   if (fromArena) return 4;
   ddp_arena_enter();
-  void *big = ::operator new(kArenaBytes + 1);   // too big: malloc, counted as a fallback
+  void *big = ::operator new(kArenaBytes + 1);  // too big: malloc, counted as a fallback
+  void *aligned = ::operator new(64, std::align_val_t(8192));  // over-aligned: posix_memalign
   ddp_arena_exit();
-  fromArena = owner(big) != nullptr;
+  const bool wrong = owner(big) != nullptr || owner(aligned) != nullptr ||
+                     reinterpret_cast<std::uintptr_t>(aligned) % 8192 != 0;
   ::operator delete(big);
-  return fromArena ? 5 : 0;
+  ::operator delete(aligned, std::align_val_t(8192));
+  if (wrong) return 5;
+  // A delete from another thread counts too: the arena rewinds once it is back.
+  ddp_arena_enter();
+  void *shared = ::operator new(100);
+  ddp_arena_exit();
+  pthread_t other;
+  if (pthread_create(&other, nullptr, [](void *p) -> void * { ::operator delete(p); return nullptr; }, shared) != 0) {
+    ::operator delete(shared);
+    return 6;
+  }
+  pthread_join(other, nullptr);
+  ddp_arena_enter();
+  void *after = ::operator new(100);
+  ddp_arena_exit();
+  const bool rewoundAfter = reinterpret_cast<std::uintptr_t>(after) == keptAt;
+  ::operator delete(after);
+  return rewoundAfter ? 0 : 7;
 }
 
 void *operator new(std::size_t n) { return allocate(n, kDefaultAlign, false); }
 void *operator new[](std::size_t n) { return allocate(n, kDefaultAlign, false); }
-void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return allocate(n, kDefaultAlign, true); }
-void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return allocate(n, kDefaultAlign, true); }
+void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return allocate_nothrow(n, kDefaultAlign); }
+void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return allocate_nothrow(n, kDefaultAlign); }
 void *operator new(std::size_t n, std::align_val_t al) { return allocate(n, std::size_t(al), false); }
 void *operator new[](std::size_t n, std::align_val_t al) { return allocate(n, std::size_t(al), false); }
 void *operator new(std::size_t n, std::align_val_t al, const std::nothrow_t &) noexcept {
-  return allocate(n, std::size_t(al), true);
+  return allocate_nothrow(n, std::size_t(al));
 }
 void *operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t &) noexcept {
-  return allocate(n, std::size_t(al), true);
+  return allocate_nothrow(n, std::size_t(al));
 }
 
 void operator delete(void *p) noexcept { deallocate(p); }

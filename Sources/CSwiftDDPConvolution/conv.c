@@ -48,7 +48,9 @@ static int (*g_omp_get_max_threads)(void);
 // Requested by ddp_conv_set_threads; 0: not enforced. 1 by default: a rank uses one core.
 static int g_threads = 1;
 // Weight gradients of 3×3 stride-1 layers by Winograd (ddp_conv_set_winograd; SWIFTDDP_CONV_WINOGRAD=0 turns it off).
-static int g_winograd = 1;
+static int g_winograd = 1;  // read and written with __atomic builtins: a setter may run beside training
+// Beyond this a layer's weight gradient goes to oneDNN: the workspace (≈ 4·N·H·W·(C+O) floats) stays allocated.
+enum { WINOGRAD_MAX_WORKSPACE_BYTES = 256 << 20 };
 static pthread_key_t g_workspace_key;  // each thread's Winograd workspace
 
 typedef struct {
@@ -75,7 +77,7 @@ static void global_init(void) {
   const char *what = "dnnl_engine_create(cpu)";
   dnnl_status_t s = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
   const char *env = getenv("SWIFTDDP_CONV_WINOGRAD");
-  if (env && strcmp(env, "0") == 0) g_winograd = 0;
+  if (env && strcmp(env, "0") == 0) __atomic_store_n(&g_winograd, 0, __ATOMIC_RELAXED);
   if (s == dnnl_success &&
       (pthread_key_create(&g_stream_key, destroy_stream) != 0 ||
        pthread_key_create(&g_workspace_key, destroy_workspace) != 0)) {
@@ -112,7 +114,7 @@ static int current_threads(void) {
 
 void ddp_conv_set_winograd(int on) {
   pthread_once(&g_once, global_init);
-  g_winograd = on != 0;
+  __atomic_store_n(&g_winograd, on != 0, __ATOMIC_RELAXED);
 }
 void ddp_conv_set_threads(int n) {
   pthread_once(&g_once, global_init);
@@ -498,12 +500,14 @@ static float *thread_workspace(ddp_conv *c, size_t floats) {
     }
   }
   if (w->count < floats) {
+    free(w->floats);  // before growing: the old contents are not needed, and the peak stays one buffer
+    w->floats = NULL;
+    w->count = 0;
     float *grown = aligned_buffer(floats * sizeof(float));
     if (!grown) {
       set_err(c, "out of memory for a %zu-byte Winograd workspace", floats * sizeof(float));
       return NULL;
     }
-    free(w->floats);
     w->floats = grown;
     w->count = floats;
   }
@@ -520,8 +524,15 @@ void ddp_conv_allow_winograd(ddp_conv *c, int allowed) {
 }
 
 int ddp_conv_uses_winograd(const ddp_conv *c) {
-  return c && global_ready() && g_winograd && c->winograd && c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->ph == 1 &&
-         c->pw == 1 && c->C >= 32 && c->O >= 32 && current_threads() == 1;
+  return c && global_ready() && __atomic_load_n(&g_winograd, __ATOMIC_RELAXED) && c->winograd && c->kh == 3 &&
+         c->kw == 3 && c->sh == 1 && c->sw == 1 && c->ph == 1 && c->pw == 1 && c->C >= 32 && c->O >= 32 &&
+         current_threads() == 1;
+}
+
+// For N images: also within BLAS's int sizes and the workspace cap.
+static int winograd_for(const ddp_conv *c, int N) {
+  return ddp_conv_uses_winograd(c) && ddp_wino_dw_applies(N, c->H, c->W) &&
+         ddp_wino_dw_workspace_floats(N, c->H, c->W, c->C, c->O) * sizeof(float) <= WINOGRAD_MAX_WORKSPACE_BYTES;
 }
 
 ddp_conv *ddp_conv_create(int C, int O, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw, char *err,
@@ -657,7 +668,7 @@ int ddp_conv_backward_weights(ddp_conv *c, int N, const float *x, const float *d
     return 0;
   }
   if (null_arg(c, "x, dy, dw", x, dy, dw)) return -1;
-  if (ddp_conv_uses_winograd(c)) {
+  if (winograd_for(c, N)) {
     float *w = thread_workspace(c, ddp_wino_dw_workspace_floats(N, c->H, c->W, c->C, c->O));
     if (!w) return -1;
     ddp_wino_dw(N, c->H, c->W, c->C, c->O, x, dy, dw, dbias, w);

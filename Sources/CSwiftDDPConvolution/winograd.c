@@ -15,7 +15,7 @@
 
 #include <cblas.h>
 
-#pragma clang fp contract(off)
+#pragma clang fp contract(off)  // no fused multiply-adds: every clone below gives the same bits
 
 // Each transform is compiled for AVX-512, AVX2 and baseline; the loader picks the CPU's (as CSwiftDDPKernels does).
 #if defined(__x86_64__) && defined(__clang__)
@@ -53,21 +53,22 @@ typedef struct {
   float *V, *D, *Wt, *zero;
 } plan;
 
-static plan make_plan(int N, int H, int W, int C, int O, float *workspace) {
+// Sizes only (no buffers yet).
+static plan make_sizes(int N, int H, int W, int C, int O) {
   plan p = {.N = N, .H = H, .W = W, .C = C, .O = O, .tH = (H + 1) / 2, .tW = (W + 1) / 2};
-  p.T = N * p.tH * p.tW;
+  p.T = N * p.tH * p.tW;  // ≤ INT_MAX: ddp_wino_dw_applies
   p.vs = matrix_stride((size_t)p.T * C);
   p.ds = matrix_stride((size_t)p.T * O);
   p.ws = matrix_stride((size_t)C * O);
-  p.V = workspace;
-  p.D = p.V + 16 * p.vs;
-  p.Wt = p.D + 16 * p.ds;
-  p.zero = p.Wt + 16 * p.ws;
   return p;
 }
 
+int ddp_wino_dw_applies(int N, int H, int W) {
+  return (long long)N * ((H + 1) / 2) * ((W + 1) / 2) <= 0x7fffffff;  // BLAS takes T as an int
+}
+
 size_t ddp_wino_dw_workspace_floats(int N, int H, int W, int C, int O) {
-  plan p = make_plan(N, H, W, C, O, NULL);
+  plan p = make_sizes(N, H, W, C, O);
   return 16 * (p.vs + p.ds + p.ws) + (size_t)(C > O ? C : O) + 8;
 }
 
@@ -173,7 +174,11 @@ CLONES static void sum_rows(const float *dy, size_t rows, int O, float *dbias) {
 
 void ddp_wino_dw(int N, int H, int W, int C, int O, const float *x, const float *dy, float *dw, float *dbias,
                  float *workspace) {
-  plan p = make_plan(N, H, W, C, O, workspace);
+  plan p = make_sizes(N, H, W, C, O);
+  p.V = workspace;
+  p.D = p.V + 16 * p.vs;
+  p.Wt = p.D + 16 * p.ds;
+  p.zero = p.Wt + 16 * p.ws;
   memset(p.zero, 0, ((size_t)(C > O ? C : O) + 8) * sizeof(float));
   transform_input(&p, x);
   transform_gradient(&p, dy);

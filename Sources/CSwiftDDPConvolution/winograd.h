@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 
+// Whether the tiles of N×H×W fit BLAS's int sizes.
+int ddp_wino_dw_applies(int N, int H, int W);
+
 // Floats of workspace ddp_wino_dw needs for this geometry.
 size_t ddp_wino_dw_workspace_floats(int N, int H, int W, int C, int O);
 

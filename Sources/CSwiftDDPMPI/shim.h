@@ -5,7 +5,9 @@
 #define SWIFTDDP_CMPI_SHIM_H
 
 #include <mpi.h>
-#include <mpi-ext.h>
+#if defined(OPEN_MPI) && __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // Open MPI's extensions: MPIX_Allreduce_init
+#endif
 
 // Communicators
 static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }

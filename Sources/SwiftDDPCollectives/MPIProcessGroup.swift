@@ -48,7 +48,12 @@ public final class MPIProcessGroup: ProcessGroup {
     public func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PersistentCollective
     {
-        MPIPersistentCollective(request: try communicator.persistentAllreduce(buffer, op: op))
+        do {
+            return MPIPersistentCollective(request: try communicator.persistentAllreduce(buffer, op: op))
+        } catch let error where error.isUnsupportedOperation {
+            // an MPI without persistent collectives (Open MPI 4 built without its pcollreq extension)
+            return RestartedAllReduce(group: self, buffer: buffer, op: op)
+        }
     }
 
     public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {

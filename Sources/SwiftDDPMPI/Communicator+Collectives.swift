@@ -67,7 +67,7 @@ extension Communicator {
         var request: MPI_Request? = cmpi_request_null()
         try check(cmpi_allreduce_init(buffer.baseAddress, n, T.mpiDatatype, op.handle, handle, &request),
                   "MPI_Allreduce_init")
-        return PersistentRequest(handle: request, function: "MPI_Allreduce_init")
+        return PersistentRequest(handle: request, function: "MPI_Allreduce_init", communicator: self)
     }
 
     // MARK: Broadcast

@@ -26,6 +26,9 @@ public struct MPIError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var description: String { "\(function) failed: \(message)" }
 
+    /// Whether MPI does not implement what was asked (`MPI_ERR_UNSUPPORTED_OPERATION`).
+    public var isUnsupportedOperation: Bool { errorClass == MPI_ERR_UNSUPPORTED_OPERATION }
+
     /// `MPI_Error_class`, which MPI allows before `MPI_Init` and after `MPI_Finalize`.
     static func errorClass(of code: Int32) -> Int32 {
         var cls: Int32 = code

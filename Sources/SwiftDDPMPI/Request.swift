@@ -42,12 +42,15 @@ public final class Request: @unchecked Sendable {
 public final class PersistentRequest: @unchecked Sendable {
     private var handle: MPI_Request?
     private let function: String
+    /// Kept alive while the request exists: it must be freed before its communicator.
+    private let communicator: Communicator?
     /// Whether a run has started and has not been seen to complete.
     public private(set) var isActive = false
 
-    init(handle: MPI_Request?, function: String) {
+    init(handle: MPI_Request?, function: String, communicator: Communicator?) {
         self.handle = handle
         self.function = function
+        self.communicator = communicator
     }
 
     /// Starts a run (`MPI_Start`); the previous one must have completed.
@@ -63,8 +66,8 @@ public final class PersistentRequest: @unchecked Sendable {
     /// Blocks until the current run completes (`MPI_Wait`); returns at once if none is running.
     public func wait() throws(MPIError) {
         guard isActive else { return }
-        isActive = false
         try check(MPI_Wait(&handle, cmpi_status_ignore()), "MPI_Wait (\(function))")
+        isActive = false
     }
 
     /// Whether the current run has completed (`MPI_Test`), without blocking; true if none is running.

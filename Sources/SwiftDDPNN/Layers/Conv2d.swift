@@ -2,7 +2,8 @@ import CSwiftDDPConvolution
 /// A 2-D convolution, like `torch.nn.Conv2d(in, out, kernel_size, stride, padding, bias)` with
 /// groups = 1 and dilation = 1, computed by oneDNN (the library PyTorch's CPU convolutions use;
 /// chosen by measurement, Docs/performance.md "Convolution: which library"), except the weight
-/// gradient of 3×3 stride-1 layers of 32+ channels: Winograd F(3×3, 2×2) with OpenBLAS products.
+/// gradient of 3×3 layers with stride 1 and padding 1 and 32+ channels in and out: Winograd
+/// F(3×3, 2×2) with OpenBLAS products.
 ///
 /// Shapes: input [N, C, H, W] stored channels-last, weight [O, C, kh, kw] (PyTorch's OIHW),
 /// bias [O], output [N, O, OH, OW] channels-last with OH = (H + 2·ph − kh)/sh + 1.

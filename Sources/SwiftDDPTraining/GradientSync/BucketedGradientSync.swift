@@ -21,6 +21,8 @@ public final class BucketedGradientSync: GradientSync {
     /// Each bucket's all-reduce (empty on one rank), and whether it has started this step.
     private let allReduces: [any PersistentCollective]
     private var started: [Bool]
+    /// Where the gradients were when the all-reduces were set up (they must not move).
+    private let gradientBase: UnsafeMutablePointer<Float>?
     public private(set) var communicationSeconds = 0.0
 
     public init(model: Model, group: any ProcessGroup, bucketBytes: Int = 1 << 20) throws {
@@ -61,11 +63,17 @@ public final class BucketedGradientSync: GradientSync {
         leafBucket = bucketOf
         remaining = built.map(\.leaves)
         let gradients = store.gradients
+        gradientBase = gradients.baseAddress
         allReduces = group.worldSize > 1
             ? try built.map { try group.persistentAllReduce(UnsafeMutableBufferPointer(rebasing: gradients[$0.range]),
                                                             op: .sum) }
             : []
         started = Array(repeating: false, count: built.count)
+    }
+
+    deinit {
+        // MPI may still write into the gradients of a step that ended with an error
+        for b in allReduces.indices where started[b] { try? allReduces[b].wait() }
     }
 
     public func resetTimers() { communicationSeconds = 0 }
@@ -81,6 +89,13 @@ public final class BucketedGradientSync: GradientSync {
                           + "(is a layer used twice in the model?)")
         }
         if remaining[b] == 0 {
+            guard store.gradients.baseAddress == gradientBase else {
+                throw NNError("bucketed gradient sync: the gradient buffer moved after the all-reduces were set up")
+            }
+            if started[b] {  // left running by a step that ended with an error
+                started[b] = false
+                try allReduces[b].wait()
+            }
             try allReduces[b].start()
             started[b] = true
         }
@@ -95,14 +110,16 @@ public final class BucketedGradientSync: GradientSync {
         // Counts start over for the next step, however this one ends.
         defer { remaining = buckets.map(\.leaves) }
         var neverStarted: Int?
-        for b in allReduces.indices {
+        var firstError: (any Error)?
+        for b in allReduces.indices {  // every started run is waited for, even after one failed
             if started[b] {
-                try allReduces[b].wait()
                 started[b] = false
+                do { try allReduces[b].wait() } catch { firstError = firstError ?? error }
             } else if neverStarted == nil {
                 neverStarted = b
             }
         }
+        if let firstError { throw firstError }
         if let b = neverStarted {
             throw NNError("gradient bucket \(b) was never started: the model skipped a layer's backward")
         }
