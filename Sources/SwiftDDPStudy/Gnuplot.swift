@@ -77,10 +77,24 @@ enum Markdown {
 
     /// Test error (1 − accuracy) in percent, ± its standard deviation over seeds when there are several.
     static func error(_ accuracy: Double?, std: Double?, seeds: Int) -> String {
-        guard let accuracy else { return "–" }
+        guard let accuracy, accuracy.isFinite else { return "–" }
         let text = percent(1 - accuracy)
         guard let std, seeds > 1 else { return text }
         return text + String(format: " ± %.2f", std * 100)
+    }
+
+    /// The test error of a result over its seeds, naming how many when some diverged.
+    static func error(of r: RunResult) -> String {
+        let averaged = r.seeds - (r.divergedSeeds ?? 0)
+        let text = error(r.testAccuracy, std: averaged > 1 ? r.testAccuracyStd : nil, seeds: averaged)
+        return averaged < r.seeds && averaged > 0 && text != "–" ? text + " (\(averaged) of \(r.seeds) seeds)" : text
+    }
+
+    /// "yes", "no", or how many seeds diverged.
+    static func diverged(_ r: RunResult) -> String {
+        guard r.diverged else { return "no" }
+        guard let d = r.divergedSeeds, r.seeds > 1, d < r.seeds else { return "yes" }
+        return "\(d) of \(r.seeds) seeds"
     }
 
     static func figure(_ file: String?, _ caption: String) -> String {

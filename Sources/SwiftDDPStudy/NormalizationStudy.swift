@@ -209,7 +209,7 @@ public struct NormalizationStudy: Sendable {
                     [String(b), r.mode, String(r.globalBatch), String(r.steps),
                      Markdown.error(r.testAccuracy, std: r.testAccuracyStd, seeds: r.seeds),
                      Markdown.error(r.testAccuracyEMA, std: r.testAccuracyEMAStd, seeds: r.seeds),
-                     Markdown.number(r.lossSpread), r.diverged ? "yes" : "no", Markdown.number(r.bnNoiseMean),
+                     Markdown.number(r.lossSpread), Markdown.diverged(r), Markdown.number(r.bnNoiseMean),
                      Markdown.number(r.rankNoiseMean), Markdown.number(r.syncBNSecondsPerStep * 1000, "%.3f"),
                      Markdown.number(r.stepSeconds * 1000, "%.3f")]
                 }

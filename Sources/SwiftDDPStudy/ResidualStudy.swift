@@ -147,7 +147,7 @@ public struct ResidualStudy: Sendable {
                 [r.model ?? "?", String(r.depth), r.norm, Markdown.number(Self.firstOverLastConv(r.gradNormInit, model: r.model, depth: r.depth)),
                  Markdown.number(Self.firstOverLastConv(r.gradNormTrain, model: r.model, depth: r.depth)),
                  r.trainErrorCurve.last.map { Markdown.percent($0[1]) } ?? "–",
-                 Markdown.error(r.testAccuracy, std: r.testAccuracyStd, seeds: r.seeds), r.diverged ? "yes" : "no"]
+                 Markdown.error(of: r), Markdown.diverged(r)]
             })
         try context.writeReport("report.md", md)
     }

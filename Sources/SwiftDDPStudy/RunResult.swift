@@ -35,6 +35,8 @@ public struct RunResult: Codable, Sendable {
     public var trainErrorCurve: [[Double]] = []
     public var finalLoss: Double
     public var diverged: Bool
+    /// For `combined(_:)` of several seeds: how many of them diverged (the means leave them out).
+    public var divergedSeeds: Int? = nil
     /// Standard deviation of the step losses over the last 20% of training.
     public var lossSpread: Double
     /// (step, loss) pairs, subsampled to at most 200.
@@ -129,9 +131,20 @@ public struct RunResult: Codable, Sendable {
 
     /// One result for several seeds of the same configuration: arithmetic means, except for
     /// gradient norms and ratios, which span orders of magnitude and are averaged geometrically;
-    /// `diverged` if any run diverged; `testAccuracyStd` over the runs.
-    static func combined(_ runs: [RunResult]) -> RunResult {
-        guard var r = runs.first, runs.count > 1 else { return runs[0] }
+    /// `diverged` if any run diverged; `testAccuracyStd` over the runs. The means are over the
+    /// seeds that did not diverge (a diverged run has no accuracy), over all when none finished.
+    static func combined(_ all: [RunResult]) -> RunResult {
+        guard all.count > 1 else { return all[0] }
+        let finished = all.filter { !$0.diverged }
+        let runs = finished.isEmpty ? all : finished
+        guard runs.count > 1 else {
+            var r = runs[0]
+            r.seeds = all.count
+            r.diverged = true
+            r.divergedSeeds = all.count - finished.count
+            return r
+        }
+        var r = runs[0]
         func arithmetic(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
         func geometric(_ values: [Double]) -> Double {
             values.allSatisfy { $0 > 0 } ? Foundation.exp(arithmetic(values.map { Foundation.log($0) })) : arithmetic(values)
@@ -145,7 +158,8 @@ public struct RunResult: Codable, Sendable {
             let values = runs.compactMap(pick)
             return values.count == runs.count ? average(values) : nil
         }
-        r.seeds = runs.count
+        r.seeds = all.count
+        r.divergedSeeds = all.count - finished.count
         r.testAccuracy = arithmetic(runs.map(\.testAccuracy))
         r.testAccuracyStd = (runs.reduce(0) { $0 + ($1.testAccuracy - r.testAccuracy) * ($1.testAccuracy - r.testAccuracy) }
             / Double(runs.count - 1)).squareRoot()
@@ -164,7 +178,7 @@ public struct RunResult: Codable, Sendable {
         r.testErrorCurve = curve(\.testErrorCurve)
         r.trainErrorCurve = curve(\.trainErrorCurve)
         r.finalLoss = arithmetic(runs.map(\.finalLoss))
-        r.diverged = runs.contains(where: \.diverged)
+        r.diverged = all.contains(where: \.diverged)
         r.lossSpread = arithmetic(runs.map(\.lossSpread))
         let points = runs.map(\.lossCurve.count).min() ?? 0
         r.lossCurve = (0..<points).map { i in [r.lossCurve[i][0], arithmetic(runs.map { $0.lossCurve[i][1] })] }

@@ -19,9 +19,13 @@ public final class StudyContext {
     /// library's names; a front end that names the fields otherwise sets its own (`ddp`: flags).
     public var describe: (any Error) -> String = { "\($0)" }
     private var results: FileHandle?
+    /// Report-only: the runs of an earlier study in this folder, used instead of training.
+    private let recorded: [RunResult]?
 
+    /// - Parameter reportOnly: write the report and figures from `outputDirectory`'s results.jsonl
+    ///   (an earlier run of the same study and options) instead of training; the file is kept.
     public init(group: any ProcessGroup, train: Dataset, test: Dataset, outputDirectory: String, dataDescription: String,
-                log: @escaping (String) -> Void) throws
+                reportOnly: Bool = false, log: @escaping (String) -> Void) throws
     {
         self.group = group
         self.train = train
@@ -29,13 +33,30 @@ public final class StudyContext {
         self.outputDirectory = outputDirectory
         self.dataDescription = dataDescription
         self.log = log
+        let path = outputDirectory + "/results.jsonl"
+        if reportOnly {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw TrainingError("report only: cannot read \(path)")
+            }
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf",
+                                                                            negativeInfinity: "-inf", nan: "nan")
+            recorded = try text.split(separator: "\n").enumerated().map { index, line in
+                do {
+                    return try decoder.decode(RunResult.self, from: Data(line.utf8))
+                } catch {
+                    throw TrainingError("report only: line \(index + 1) of \(path) is not a study result")
+                }
+            }
+            return
+        }
+        recorded = nil
         if group.rank == 0 {
             do {
                 try FileManager.default.createDirectory(atPath: outputDirectory + "/figures", withIntermediateDirectories: true)
             } catch {
                 throw TrainingError("cannot create output directory \(outputDirectory): \((error as NSError).localizedDescription)")
             }
-            let path = outputDirectory + "/results.jsonl"
             guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
                 throw TrainingError("cannot write \(path)")
             }
@@ -61,6 +82,13 @@ public final class StudyContext {
         return try (0..<UInt64(seeds)).map { offset in
             var c = config
             c.seed = config.seed &+ offset
+            if let recorded {
+                guard let result = recorded.first(where: { $0.study == study && $0.name == name && $0.seed == c.seed })
+                else {
+                    throw TrainingError("report only: results.jsonl has no run \(name) with seed \(c.seed)", agreed: true)
+                }
+                return result
+            }
             let trainer = try Trainer(config: c, group: group, train: train, test: test)
             let summary: TrainingSummary
             do {

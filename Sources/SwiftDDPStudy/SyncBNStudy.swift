@@ -156,7 +156,7 @@ public struct SyncBNStudy: Sendable {
             batchesPerRank.flatMap { b in
                 modes.compactMap { m in pick(b, m) }.map { r in
                     [String(b), r.mode, String(r.globalBatch), String(r.steps), Markdown.accuracy(r),
-                     Markdown.number(r.lossSpread), r.diverged ? "yes" : "no", Markdown.number(r.bnNoiseMean),
+                     Markdown.number(r.lossSpread), Markdown.diverged(r), Markdown.number(r.bnNoiseMean),
                      Markdown.number(r.rankNoiseMean), Markdown.number(r.syncBNSecondsPerStep * 1000, "%.3f"),
                      Markdown.number(r.gradSyncSecondsPerStep * 1000, "%.3f"), Markdown.number(r.stepSeconds * 1000, "%.3f")]
                 }

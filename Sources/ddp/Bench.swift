@@ -142,7 +142,7 @@ struct TrainBench: ParsableCommand {
                 "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
                 "conv_layers": convolutions.count,
-                "conv_winograd_weight_gradients": convolutions.filter(\.usesWinograd).count,
+                "conv_winograd_weight_gradients": convolutions.filter { $0.usesWinograd(batch: batchSize) }.count,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),

@@ -33,6 +33,9 @@ struct StudyCommand: ParsableCommand {
         @Option(help: "Runs per configuration, with seeds --seed, --seed + 1, …; the report shows means and the test accuracy's standard deviation.")
         var seeds = 1
 
+        @Flag(help: "Write the report and figures again from --out's results.jsonl (a run with the same options), without training.")
+        var reportOnly = false
+
         func validate() throws {
             if !(1...100).contains(seeds) { throw ValidationError("--seeds must be between 1 and 100, got \(seeds)") }
         }
@@ -291,7 +294,7 @@ func runStudy(_ common: StudyCommand.Common, _ overrides: RunOverrides,
         let (train, test) = try loadData(config)
         let description = common.synthetic ? "synthetic data" : "Fashion-MNIST"
         let context = try StudyContext(group: group, train: train, test: test, outputDirectory: common.out,
-                                       dataDescription: description,
+                                       dataDescription: description, reportOnly: common.reportOnly,
                                        log: { if group.rank == 0 { print($0); fflush(nil) } })
         context.overrides = overrides
         context.describe = OptionNames.describe

@@ -58,7 +58,7 @@ struct ConvLayerTests {
             var gradients: [[Double]] = []
             for winograd in [true, false] {
                 let conv = Conv2d(c, o, kernel: 3, padding: 1, bias: bias)
-                conv.allowsWinograd = winograd
+                conv.weightGradientAlgorithm = winograd ? .winograd : .oneDNN
                 let model = try LayerGradientTests.single(conv, input: shape)
                 var input = x, gradOutput = dy
                 try input.withUnsafeMutableBufferPointer { xb in
@@ -68,7 +68,7 @@ struct ConvLayerTests {
                                                       shape: .image(channels: o, height: h, width: w)))
                     }
                 }
-                #expect(conv.usesWinograd == winograd, "\(c)→\(o)")
+                #expect(conv.usesWinograd(batch: n) == winograd, "\(c)→\(o)")
                 gradients.append(Array(model.store.gradients).map(Double.init))
             }
             #expect(relativeError(gradients[0], gradients[1]) < 1e-5, "\(c)→\(o) \(h)×\(w), N = \(n)")
@@ -82,10 +82,21 @@ struct ConvLayerTests {
             try input.withUnsafeMutableBufferPointer { xb in
                 _ = try model.forward(Matrix(base: xb.baseAddress!, rows: 2, shape: shape), training: true)
             }
-            #expect(!conv.usesWinograd, "\(conv)")
+            #expect(!conv.usesWinograd(batch: 2) && !conv.usesWinograd(batch: 1000), "\(conv)")
         }
-        try check(Conv2d(32, 32, kernel: 3, padding: 1), .image(channels: 32, height: 3, width: 4), rows: 2,
-                  "finite differences through Winograd")
+        // automatic: from 128 tiles of 2×2 on (14×14: 49 per image)
+        let automatic = Conv2d(32, 32, kernel: 3, padding: 1)
+        let model = try LayerGradientTests.single(automatic, input: .image(channels: 32, height: 14, width: 14))
+        var input = [Float](repeating: 0.5, count: 32 * 196)
+        try input.withUnsafeMutableBufferPointer { xb in
+            _ = try model.forward(Matrix(base: xb.baseAddress!, rows: 1, shape: .image(channels: 32, height: 14,
+                                                                                         width: 14)), training: true)
+        }
+        #expect(!automatic.usesWinograd(batch: 2) && automatic.usesWinograd(batch: 3))
+        let always = Conv2d(32, 32, kernel: 3, padding: 1)
+        always.weightGradientAlgorithm = .winograd
+        try check(always, .image(channels: 32, height: 3, width: 4), rows: 2, "finite differences through Winograd")
+        #expect(always.usesWinograd(batch: 2))
     }
 
     /// The arena that takes oneDNN's per-call bookkeeping off the heap must never hand out memory still in use.

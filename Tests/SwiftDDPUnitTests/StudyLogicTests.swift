@@ -29,6 +29,27 @@ struct StudyLogicTests {
         #expect(unchanged == c, "nothing given, nothing changed")
     }
 
+    @Test("seeds that diverged are left out of a configuration's means, and counted in the report")
+    func divergedSeeds() {
+        func run(_ seed: UInt64, _ accuracy: Double?) -> RunResult {
+            var c = TrainingConfiguration()
+            c.seed = seed
+            var r = RunResult(study: "s", name: "n", mode: "m", ranks: 1, config: c, summary: TrainingSummary())
+            r.testAccuracy = accuracy ?? .nan
+            r.diverged = accuracy == nil
+            return r
+        }
+        let two = RunResult.combined([run(0, 0.8), run(1, nil), run(2, 0.9)])
+        #expect(abs(two.testAccuracy - 0.85) < 1e-12 && two.seeds == 3 && two.divergedSeeds == 1 && two.diverged)
+        #expect(Markdown.error(of: two) == "15.00% ± 7.07 (2 of 3 seeds)" && Markdown.diverged(two) == "1 of 3 seeds")
+        let one = RunResult.combined([run(0, nil), run(1, 0.9), run(2, nil)])
+        #expect(Markdown.error(of: one) == "10.00% (1 of 3 seeds)" && Markdown.diverged(one) == "2 of 3 seeds")
+        let none = RunResult.combined([run(0, nil), run(1, nil)])
+        #expect(Markdown.error(of: none) == "–" && Markdown.diverged(none) == "yes")
+        let all = RunResult.combined([run(0, 0.8), run(1, 0.9)])
+        #expect(Markdown.error(of: all) == "15.00% ± 7.07" && Markdown.diverged(all) == "no")
+    }
+
     @Test("the residual study's last convolution is layer3's last conv2, not a projection after it")
     func lastConvolution() {
         // ResNet-8 in registration order: stem, [conv1, conv2] per block, a projection after the

@@ -55,12 +55,13 @@ int ddp_conv_backward_data(ddp_conv *conv, int N, const float *dy, const float *
 /// x: N×H×W×C (the forward's input), dy: N×OH×OW×O.
 int ddp_conv_backward_weights(ddp_conv *conv, int N, const float *x, const float *dy, float *dw, float *dbias);
 
-/// Whether ddp_conv_backward_weights computes dw by Winograd F(3×3, 2×2) with OpenBLAS products rather than oneDNN:
-/// for 3×3 kernels, stride 1, padding 1, at least 32 channels in and out, on one thread, unless turned off.
-int ddp_conv_uses_winograd(const ddp_conv *conv);
+/// Whether ddp_conv_backward_weights of N images computes dw by Winograd F(3×3, 2×2) with OpenBLAS products rather
+/// than oneDNN: for 3×3 kernels, stride 1, padding 1, at least 32 channels in and out, on one thread, with a
+/// workspace of at most 256 MB, unless turned off; automatically only from 128 output tiles of 2×2 on.
+int ddp_conv_uses_winograd(const ddp_conv *conv, int N);
 
-/// Lets this handle use Winograd where it applies (allowed = 1, the default) or never (0).
-void ddp_conv_allow_winograd(ddp_conv *conv, int allowed);
+/// This handle's Winograd policy: 0 never, 1 automatic (the default), 2 whenever the geometry allows.
+void ddp_conv_set_winograd_policy(ddp_conv *conv, int policy);
 
 /// Turns the Winograd weight gradient on (the default) or off for every handle; SWIFTDDP_CONV_WINOGRAD=0 in the
 /// environment turns it off at start.

@@ -25,13 +25,24 @@ public final class Conv2d: InitializableLayer {
     private var handle: OpaquePointer?
     private var handleInput: SampleShape?
     private var last: (input: Matrix, output: SampleShape)?
-    /// Whether the weight gradient may use Winograd F(3×3, 2×2) where it applies (3×3 kernels,
-    /// stride 1, padding 1, 32+ channels in and out, one thread); otherwise oneDNN computes it.
-    public var allowsWinograd = true {
-        didSet { if let handle { ddp_conv_allow_winograd(handle, allowsWinograd ? 1 : 0) } }
+    /// How the weight gradient is computed: Winograd F(3×3, 2×2) applies to 3×3 kernels with
+    /// stride 1 and padding 1, 32+ channels in and out, one thread; oneDNN does the rest.
+    public enum WeightGradientAlgorithm: Int32, Sendable {
+        /// oneDNN always.
+        case oneDNN = 0
+        /// Winograd where it applies and the batch has at least 128 output tiles of 2×2.
+        case automatic = 1
+        /// Winograd wherever it applies, whatever the batch.
+        case winograd = 2
     }
-    /// Whether backward computes the weight gradient by Winograd (known after the first forward).
-    public var usesWinograd: Bool { handle.map { ddp_conv_uses_winograd($0) != 0 } ?? false }
+    public var weightGradientAlgorithm = WeightGradientAlgorithm.automatic {
+        didSet { if let handle { ddp_conv_set_winograd_policy(handle, weightGradientAlgorithm.rawValue) } }
+    }
+    /// Whether backward computes the weight gradient of `batch` images by Winograd (known after
+    /// the first forward).
+    public func usesWinograd(batch: Int) -> Bool {
+        handle.map { ddp_conv_uses_winograd($0, Int32(clamping: batch)) != 0 } ?? false
+    }
 
     /// - Parameters:
     ///   - kernel, stride, padding: square sizes (PyTorch's ints); padding is zeros on both sides.
@@ -136,7 +147,7 @@ public final class Conv2d: InitializableLayer {
             let text = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
             throw NNError("Conv2d: " + String(decoding: text, as: UTF8.self))
         }
-        ddp_conv_allow_winograd(created, allowsWinograd ? 1 : 0)
+        ddp_conv_set_winograd_policy(created, weightGradientAlgorithm.rawValue)
         handle = created
         handleInput = shape
         return created
