@@ -1,5 +1,5 @@
 set terminal pngcairo size 900,560 font 'sans,10'
-set output '/tmp/residual-d20-seeds/figures/grad_profile_init_depth20.png'
+set output 'Docs/study/residual-seeds/figures/grad_profile_init_depth20.png'
 set title "Weight-gradient norm per weight layer at initialization, depth 20"
 set xlabel "Conv2d/Linear layer (1 = input side; ResNet: projections included)"
 set ylabel "||dL/dW||"
@@ -8,4 +8,4 @@ set grid
 set datafile missing 'NaN'
 set logscale y
 set format y '10^{%L}'
-plot for [i=2:7] '/tmp/residual-d20-seeds/figures/grad_profile_init_depth20.tsv' using 1:i with linespoints title columnheader(i)
+plot for [i=2:7] 'Docs/study/residual-seeds/figures/grad_profile_init_depth20.tsv' using 1:i with linespoints title columnheader(i)
