@@ -85,7 +85,8 @@ public final class StudyContext {
             if let recorded {
                 guard let result = recorded.first(where: { $0.study == study && $0.name == name && $0.seed == c.seed })
                 else {
-                    throw TrainingError("report only: results.jsonl has no run \(name) with seed \(c.seed)", agreed: true)
+                    throw TrainingError("report only: results.jsonl has no run \(name) with seed \(c.seed)",
+                                        agreed: true)
                 }
                 return result
             }

@@ -33,7 +33,10 @@ struct StudyCommand: ParsableCommand {
         @Option(help: "Runs per configuration, with seeds --seed, --seed + 1, …; the report shows means and the test accuracy's standard deviation.")
         var seeds = 1
 
-        @Flag(help: "Write the report and figures again from --out's results.jsonl (a run with the same options), without training.")
+        @Flag(help: """
+            Write the report and figures again from --out's results.jsonl (a run with the same options), \
+            without training.
+            """)
         var reportOnly = false
 
         func validate() throws {

@@ -535,7 +535,8 @@ struct StudyTests {
         // --report-only writes the same report from results.jsonl, without training
         let results = try String(contentsOfFile: dir.path + "/results.jsonl", encoding: .utf8)
         try FileManager.default.removeItem(atPath: dir.path + "/report.md")
-        let again = try Executables.mpirun(np: 4, "ddp", ["study", "residual", "--quick", "--report-only", "--out", dir.path],
+        let again = try Executables.mpirun(np: 4, "ddp",
+                                           ["study", "residual", "--quick", "--report-only", "--out", dir.path],
                                            timeout: 120)
         expectEnded(again, status: 0, "study residual --quick --report-only")
         #expect(!again.output.contains("test accuracy"), "no run trained: \(again.output)")
@@ -543,8 +544,8 @@ struct StudyTests {
         #expect(try String(contentsOfFile: dir.path + "/results.jsonl", encoding: .utf8) == results)
         // another grid than the one recorded: one line, no report
         try FileManager.default.removeItem(atPath: dir.path + "/report.md")
-        let other = try Executables.mpirun(np: 4, "ddp", ["study", "residual", "--quick", "--report-only", "--depths", "20",
-                                                          "--out", dir.path], timeout: 120)
+        let other = try Executables.mpirun(np: 4, "ddp", ["study", "residual", "--quick", "--report-only",
+                                                          "--depths", "20", "--out", dir.path], timeout: 120)
         #expect(other.status != 0 && other.output.contains("results.jsonl has no run"), "\(other.output)")
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/report.md"))
     }
