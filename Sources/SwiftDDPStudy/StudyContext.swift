@@ -48,6 +48,10 @@ public final class StudyContext {
                     throw TrainingError("report only: line \(index + 1) of \(path) is not a study result")
                 }
             }
+            if group.rank == 0 {  // the figures are drawn again
+                try? FileManager.default.createDirectory(atPath: outputDirectory + "/figures",
+                                                         withIntermediateDirectories: true)
+            }
             return
         }
         recorded = nil
