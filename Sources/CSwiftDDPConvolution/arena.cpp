@@ -175,9 +175,10 @@ extern "C" void ddp_conv_arena_stats(unsigned long *served, unsigned long *fallb
   *outlived = g_outlived.load(std::memory_order_relaxed);
 }
 
-// Checks the rules above on this thread, whose arena must hold nothing yet; 0 if they hold, else the number of the
-// first that failed. Direct ::operator new calls, which the compiler may not elide or fold as it may new-expressions.
-extern "C" int ddp_conv_arena_selftest(void) {
+// Checks the rules above on the calling thread, whose arena must hold nothing yet; 0 if they hold, else the number of
+// the first that failed. Direct ::operator new calls, which the compiler may not elide or fold as it may
+// new-expressions.
+static int selftest_on_this_thread() {
   ddp_arena_enter();
   void *kept = ::operator new(100);
   ddp_arena_exit();
@@ -227,6 +228,19 @@ extern "C" int ddp_conv_arena_selftest(void) {
   const bool rewoundAfter = reinterpret_cast<std::uintptr_t>(after) == keptAt;
   ::operator delete(after);
   return rewoundAfter ? 0 : 7;
+}
+
+// On a thread of its own: a long-lived caller's arena may hold memory (a test runner's pooled thread).
+extern "C" int ddp_conv_arena_selftest(void) {
+  int result = 8;
+  pthread_t t;
+  if (pthread_create(&t, nullptr, [](void *r) -> void * {
+        *static_cast<int *>(r) = selftest_on_this_thread();
+        return nullptr;
+      }, &result) != 0)
+    return 9;
+  pthread_join(t, nullptr);
+  return result;
 }
 
 void *operator new(std::size_t n) { return allocate(n, kDefaultAlign, false); }

@@ -78,7 +78,7 @@ void ddp_conv_set_threads(int n);
 /// oneDNN's per-call bookkeeping is served from a per-thread arena (arena.cpp). Totals since start: allocations
 /// served from it, requests that did not fit (went to malloc), and calls that left arena memory allocated.
 void ddp_conv_arena_stats(unsigned long *served, unsigned long *fallbacks, unsigned long *outlived);
-/// Exercises the arena's rules on the calling thread (for the tests): 0 if they hold.
+/// Exercises the arena's rules on a thread of its own (for the tests): 0 if they hold.
 int ddp_conv_arena_selftest(void);
 
 #ifdef __cplusplus

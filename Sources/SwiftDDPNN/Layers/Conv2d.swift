@@ -130,7 +130,7 @@ public final class Conv2d: InitializableLayer {
         return (Int(served), Int(fallbacks), Int(outlived))
     }
 
-    /// Checks the arena's rules on the calling thread: 0 if they hold, else the number of the broken one.
+    /// Checks the arena's rules on a thread of its own: 0 if they hold, else the number of the broken one.
     public static func arenaSelfTest() -> Int { Int(ddp_conv_arena_selftest()) }
 
     /// The primitives for inputs of `shape`, built when the size changes.
