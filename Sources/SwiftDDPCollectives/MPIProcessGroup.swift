@@ -16,6 +16,8 @@ public final class MPIProcessGroup: ProcessGroup {
     private enum MailboxState { case undecided, ready(HostMailbox), unavailable }
     // MPI runs funneled: only one thread makes the group's collectives.
     nonisolated(unsafe) private var mailboxState = MailboxState.undecided
+    nonisolated(unsafe) private var exchange: Communicator?
+    nonisolated(unsafe) private var exchangeTags = 0
 
     /// - Parameter communicator: the communicator to use. Pass a duplicate of the world (the
     ///   default) so the group's messages cannot interfere with anything else on the world.
@@ -45,15 +47,45 @@ public final class MPIProcessGroup: ProcessGroup {
         MPIPendingCollective(request: try communicator.iallreduce(buffer, op: op))
     }
 
+    /// Float sums (the gradients) run as `PairwiseAllReduce` on a communicator of their own,
+    /// small ones through the mailbox; set `SWIFTDDP_GRADIENT_ALLREDUCE=mpi` to use MPI's
+    /// persistent collective instead. Other types and operations always use MPI's.
     public func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PersistentCollective
     {
+        if T.self == Float.self, op == .sum, worldSize > 1, !Self.gradientAllReduceUsesMPI {
+            if try mailbox(bytes: buffer.count * MemoryLayout<T>.stride) != nil {
+                return BlockingAllReduce(group: self, buffer: buffer, op: op)
+            }
+            let floats = UnsafeMutableBufferPointer(
+                start: UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self),
+                count: buffer.count)
+            let (communicator, tag) = try nextExchange()
+            return try PairwiseAllReduce(buffer: floats, communicator: communicator, tag: tag)
+        }
         do {
             return MPIPersistentCollective(request: try communicator.persistentAllreduce(buffer, op: op))
         } catch let error where error.isUnsupportedOperation {
             // an MPI without persistent collectives (Open MPI 4 built without its pcollreq extension)
             return RestartedAllReduce(group: self, buffer: buffer, op: op)
         }
+    }
+
+    /// `SWIFTDDP_GRADIENT_ALLREDUCE=mpi`: gradients through MPI's own persistent all-reduce.
+    static let gradientAllReduceUsesMPI =
+        (getenv("SWIFTDDP_GRADIENT_ALLREDUCE").map { String(cString: $0) } ?? "") == "mpi"
+
+    /// The communicator the pairwise all-reduces run on (a duplicate, so their messages cannot
+    /// match anyone else's), and the next pair of tags. Collective the first time: every member
+    /// sets its all-reduces up in the same order.
+    private func nextExchange() throws -> (Communicator, Int) {
+        // MPI guarantees tags up to 32767: past them, a fresh communicator
+        if exchangeTags + 1 > 32767 { exchange = nil }
+        if exchange == nil { exchangeTags = 0 }
+        let communicator = try exchange ?? self.communicator.duplicate()
+        exchange = communicator
+        defer { exchangeTags += 2 }
+        return (communicator, exchangeTags)
     }
 
     public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
@@ -152,4 +184,20 @@ final class MPIPersistentCollective: PersistentCollective {
     func start() throws { try request.start() }
     func wait() throws { try request.wait() }
     func test() throws -> Bool { try request.test() }
+}
+
+/// A persistent all-reduce that runs, blocking, at `start`: for buffers the mailbox carries
+/// (small enough that overlapping them with backward would gain nothing).
+final class BlockingAllReduce<T: MPIScalar>: PersistentCollective {
+    private let group: any ProcessGroup
+    private let buffer: UnsafeMutableBufferPointer<T>
+    private let op: ReductionOp
+    init(group: any ProcessGroup, buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) {
+        self.group = group
+        self.buffer = buffer
+        self.op = op
+    }
+    func start() throws { try group.allReduce(buffer, op: op) }
+    func wait() throws {}
+    func test() throws -> Bool { true }
 }

@@ -70,6 +70,8 @@ extension MPIError {
         public static let count: Int32 = MPI_ERR_COUNT
         public static let type: Int32 = MPI_ERR_TYPE
         public static let root: Int32 = MPI_ERR_ROOT
+        public static let rank: Int32 = MPI_ERR_RANK
+        public static let tag: Int32 = MPI_ERR_TAG
         public static let communicator: Int32 = MPI_ERR_COMM
         public static let op: Int32 = MPI_ERR_OP
         public static let argument: Int32 = MPI_ERR_ARG

@@ -217,6 +217,9 @@ func runChecks(_ c: Checks, world: Communicator) throws {
     // as MPI's, in rank order on every member, with slots reused call after call.
     try checkSmallCollectives(c, group: group, world: world)
 
+    // Persistent point-to-point transfers, and the gradient all-reduce on them
+    try checkPersistentTransfers(c, group: group, world: world)
+
     // SyncBatchNorm over MPI with uneven and empty per-rank batches
     if size > 1 { try checkSyncBatchNorm(c, group: group) }
 }

@@ -108,7 +108,7 @@ public final class BucketedGradientSync: GradientSync {
         guard group.worldSize > 1 else { return }
         let start = monotonicSeconds()
         // Counts start over for the next step, however this one ends.
-        defer { remaining = buckets.map(\.leaves) }
+        defer { for b in buckets.indices { remaining[b] = buckets[b].leaves } }  // in place: no new array
         var neverStarted: Int?
         var firstError: (any Error)?
         for b in allReduces.indices {  // every started run is waited for, even after one failed

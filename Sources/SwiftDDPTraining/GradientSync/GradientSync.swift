@@ -75,7 +75,7 @@ extension GradientSyncMode {
     {
         switch self {
         case .flat:
-            return (FlatGradientSync(mode: self, store: model.store, group: group), optimizer)
+            return (try FlatGradientSync(mode: self, store: model.store, group: group), optimizer)
         case .bucketed:
             return (try BucketedGradientSync(model: model, group: group, bucketBytes: bucketBytes), optimizer)
         case .shared, .sharded:
@@ -87,11 +87,11 @@ extension GradientSyncMode {
                     sharding.map { n * (1 + $0.stateVectors) + ranks } ?? 0 })
                 : (nil, nil)
             guard let reduction else {
-                let flat = FlatGradientSync(mode: self, store: model.store, group: group)
+                let flat = try FlatGradientSync(mode: self, store: model.store, group: group)
                 flat.sharedMemoryUnavailable = reason
                 return (flat, optimizer)
             }
-            let sync = SharedMemoryGradientSync(mode: self, store: model.store, reduction: reduction,
+            let sync = try SharedMemoryGradientSync(mode: self, store: model.store, reduction: reduction,
                                                 sharded: sharding != nil)
             guard let sharding else { return (sync, optimizer) }
             return (sync, try ShardedOptimizer(sharding, store: model.store, reduction: reduction))

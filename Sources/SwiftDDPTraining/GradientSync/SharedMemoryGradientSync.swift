@@ -16,10 +16,12 @@ final class SharedMemoryGradientSync: GradientSync {
     private let sharded: Bool
     /// A scratch array of source pointers for the summing kernel.
     private let sources: UnsafeMutablePointer<UnsafePointer<Float>?>
+    /// Across hosts: the all-reduce of this rank's part with the same part on the other hosts.
+    private let peerAllReduce: (any PersistentCollective)?
     private(set) var communicationSeconds = 0.0
 
-    /// Moves `store`'s gradients into this rank's shared segment.
-    init(mode: GradientSyncMode, store: ParameterStore, reduction: HostReduction, sharded: Bool) {
+    /// Moves `store`'s gradients into this rank's shared segment. Collective.
+    init(mode: GradientSyncMode, store: ParameterStore, reduction: HostReduction, sharded: Bool) throws {
         self.mode = mode
         self.store = store
         self.reduction = reduction
@@ -28,9 +30,20 @@ final class SharedMemoryGradientSync: GradientSync {
         sources = .allocate(capacity: host.worldSize)
         sources.initialize(repeating: nil, count: host.worldSize)
         store.relocateGradients(to: reduction.memory.segments[host.rank], owner: reduction.memory)
+        let mine = HostReduction.chunk(host.rank, of: store.parameterCount, ranks: host.worldSize)
+        do {
+            peerAllReduce = try reduction.peers?.persistentAllReduce(
+                UnsafeMutableBufferPointer(rebasing: store.gradients[mine]), op: .sum)
+        } catch {
+            sources.deallocate()
+            throw error
+        }
     }
 
-    deinit { sources.deallocate() }
+    deinit {
+        try? peerAllReduce?.wait()  // MPI may still write into the part of a step that ended with an error
+        sources.deallocate()
+    }
 
     var usesSharedMemory: Bool { true }
     var isHierarchical: Bool { reduction.peers != nil }
@@ -55,8 +68,10 @@ final class SharedMemoryGradientSync: GradientSync {
         for m in 0..<L { sources[m] = UnsafePointer(segments[m] + mine.lowerBound) }
         ddp_sum_members(own + mine.lowerBound, sources, Int32(L), mine.count)
         // The other ranks of this host read this part only after the next barrier.
-        try reduction.peers?.allReduce(UnsafeMutableBufferPointer(start: own + mine.lowerBound, count: mine.count),
-                                       op: .sum)
+        if let peerAllReduce {
+            try peerAllReduce.start()
+            try peerAllReduce.wait()
+        }
         guard !sharded || wholeGradients else { return }  // the sharded update ends with the next barrier
         try shared.synchronize()  // every chunk is summed
         for m in 0..<L where m != r {
