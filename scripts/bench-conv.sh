@@ -9,6 +9,8 @@
 #
 #   scripts/bench-conv.sh [OUT_DIR]          (default: runs/bench)
 #
+# CONFIGS: the configurations to run, by name (default: all six below), e.g.
+# CONFIGS="cnn-b64 resnet-b64" ROUNDS=7 for more rounds of the batch-64 rows.
 # DDP_BIN_DIR: a prebuilt release directory to measure (launch.sh then does not rebuild when
 # sources change during the run); FIRST_ROUND: continue an interrupted run at that round.
 set -euo pipefail
@@ -28,6 +30,14 @@ configs=(
     "cnn-b8 cnn 8 400 20" "resnet-b8 resnet 8 100 10"
     "cnn-b2 cnn 2 800 40" "resnet-b2 resnet 2 200 20"
 )
+if [ -n "${CONFIGS:-}" ]; then
+    chosen=()
+    for c in "${configs[@]}"; do
+        for name in $CONFIGS; do [ "${c%% *}" = "$name" ] && chosen+=("$c"); done
+    done
+    [ ${#chosen[@]} -gt 0 ] || { echo "bench-conv: CONFIGS names none of: ${configs[*]%% *}" >&2; exit 2; }
+    configs=("${chosen[@]}")
+fi
 bin="${DDP_BIN_DIR:-$PWD/.build/release}"
 for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
     echo "bench-conv: round $round of $rounds" >&2
@@ -46,11 +56,14 @@ for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
         run $py "${peer[@]}" --world-size 2 --json "$out/conv-torch-ddp-2-$name.r$round.json" >/dev/null
     done
 done
-# heap allocations per steady-state step (none: oneDNN's per-call bookkeeping goes to an arena)
+# heap allocations per steady-state step, every gradient sync (none: oneDNN's per-call bookkeeping
+# goes to an arena, gradients to the pairwise all-reduce on persistent requests)
 for model in cnn resnet; do
-    run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS \
-        -x LD_PRELOAD=$bin/libMallocInterposerSwift.so \
-        "$bin/ddp-alloc-check" --model "$model" > "$out/conv-alloc-$model.jsonl" 2>/dev/null </dev/null || true
+    for sync in sharded shared flat bucketed; do
+        run mpirun -np 2 --bind-to core -x OPENBLAS_NUM_THREADS \
+            -x LD_PRELOAD=$bin/libMallocInterposerSwift.so "$bin/ddp-alloc-check" --model "$model" \
+            --grad-sync "$sync" > "$out/conv-alloc-$model-$sync.jsonl" 2>/dev/null </dev/null || true
+    done
 done
 
 $py - "$out" "${configs[@]}" <<'PY'
@@ -119,10 +132,11 @@ for n in names:
               f"| {r['layer_floor_ms']:.2f} |")
 allocs = []
 for model in ["cnn", "resnet"]:
-    path = f"{out}/conv-alloc-{model}.jsonl"
-    lines = [json.loads(l) for l in open(path) if l.startswith("{")] if os.path.exists(path) else []
-    allocs.append(f"{model} {max((x['mallocs_per_step'] for x in lines), default=float('nan')):g}")
-md += ["", "Heap allocations per steady-state step (2 ranks, SyncBN, batch 16): " + ", ".join(allocs), ""]
+    for sync in ["sharded", "shared", "flat", "bucketed"]:
+        path = f"{out}/conv-alloc-{model}-{sync}.jsonl"
+        lines = [json.loads(l) for l in open(path) if l.startswith("{")] if os.path.exists(path) else []
+        allocs.append(f"{model} {sync} {max((x['mallocs_per_step'] for x in lines), default=float('nan')):g}")
+md += ["", "Heap allocations per steady-state step (2 ranks, SyncBN, batch 16, --grad-sync): " + ", ".join(allocs), ""]
 json.dump({f"{k}/{n}": median_run(k, n) for k in kinds for n in names}, open(f"{out}/conv-results.json", "w"), indent=2)
 open(f"{out}/conv-table.md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))

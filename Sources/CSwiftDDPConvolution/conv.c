@@ -49,6 +49,8 @@ static int (*g_omp_get_max_threads)(void);
 static int g_threads = 1;
 // Weight gradients of 3×3 stride-1 layers by Winograd (ddp_conv_set_winograd; SWIFTDDP_CONV_WINOGRAD=0 turns it off).
 static int g_winograd = 1;  // read and written with __atomic builtins: a setter may run beside training
+// Whether oneDNN runs AVX-512 kernels here: its weight gradients then beat Winograd on OpenBLAS (Docs/performance.md).
+static int g_onednn_avx512 = 0;
 // Beyond this a layer's weight gradient goes to oneDNN: the workspace (≈ 4·N·H·W·(C+O) floats) stays allocated.
 enum { WINOGRAD_MAX_WORKSPACE_BYTES = 256 << 20 };
 static pthread_key_t g_workspace_key;  // each thread's Winograd workspace
@@ -78,6 +80,7 @@ static void global_init(void) {
   dnnl_status_t s = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
   const char *env = getenv("SWIFTDDP_CONV_WINOGRAD");
   if (env && strcmp(env, "0") == 0) __atomic_store_n(&g_winograd, 0, __ATOMIC_RELAXED);
+  g_onednn_avx512 = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
   if (s == dnnl_success &&
       (pthread_key_create(&g_stream_key, destroy_stream) != 0 ||
        pthread_key_create(&g_workspace_key, destroy_workspace) != 0)) {
@@ -523,16 +526,19 @@ void ddp_conv_set_winograd_policy(ddp_conv *c, int policy) {
   if (c) c->winograd = policy < 0 ? 0 : policy > 2 ? 2 : policy;
 }
 
-// Automatic: enough tiles to pay for the transforms (below 128, e.g. 2 images of 14×14, oneDNN measured faster in
-// whole steps). Always: within BLAS's int sizes and the workspace cap.
+// Automatic: oneDNN without AVX-512 kernels (with them it measured faster: Zen 5, 0.82× whole steps with Winograd)
+// and enough tiles to pay for the transforms (below 128, e.g. 2 images of 14×14, oneDNN measured faster in whole
+// steps). Always: within BLAS's int sizes and the workspace cap.
 int ddp_conv_uses_winograd(const ddp_conv *c, int N) {
   return c && N > 0 && global_ready() && __atomic_load_n(&g_winograd, __ATOMIC_RELAXED) && c->winograd &&
          c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->ph == 1 && c->pw == 1 && c->C >= 32 &&
          c->O >= 32 && current_threads() == 1 &&
-         (c->winograd == 2 || (long long)N * ((c->H + 1) / 2) * ((c->W + 1) / 2) >= 128) &&
+         (c->winograd == 2 || (!g_onednn_avx512 && (long long)N * ((c->H + 1) / 2) * ((c->W + 1) / 2) >= 128)) &&
          ddp_wino_dw_applies(N, c->H, c->W) &&
          ddp_wino_dw_workspace_floats(N, c->H, c->W, c->C, c->O) * sizeof(float) <= WINOGRAD_MAX_WORKSPACE_BYTES;
 }
+
+int ddp_conv_onednn_avx512(void) { return global_ready() && g_onednn_avx512; }
 
 ddp_conv *ddp_conv_create(int C, int O, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw, char *err,
                           size_t errlen) {

@@ -143,6 +143,7 @@ struct TrainBench: ParsableCommand {
                 "elementwise_kernels": elementwiseKernelLevel,
                 "conv_layers": convolutions.count,
                 "conv_winograd_weight_gradients": convolutions.filter { $0.usesWinograd(batch: batchSize) }.count,
+                "onednn_avx512": Conv2d.oneDNNUsesAVX512,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),

@@ -57,8 +57,12 @@ int ddp_conv_backward_weights(ddp_conv *conv, int N, const float *x, const float
 
 /// Whether ddp_conv_backward_weights of N images computes dw by Winograd F(3×3, 2×2) with OpenBLAS products rather
 /// than oneDNN: for 3×3 kernels, stride 1, padding 1, at least 32 channels in and out, on one thread, with a
-/// workspace of at most 256 MB, unless turned off; automatically only from 128 output tiles of 2×2 on.
+/// workspace of at most 256 MB, unless turned off; automatically only from 128 output tiles of 2×2 on, and only
+/// where oneDNN has no AVX-512 kernels (ddp_conv_onednn_avx512).
 int ddp_conv_uses_winograd(const ddp_conv *conv, int N);
+
+/// Whether oneDNN dispatches to AVX-512 kernels on this CPU (then the automatic policy leaves weight gradients to it).
+int ddp_conv_onednn_avx512(void);
 
 /// This handle's Winograd policy: 0 never, 1 automatic (the default), 2 whenever the geometry allows.
 void ddp_conv_set_winograd_policy(ddp_conv *conv, int policy);

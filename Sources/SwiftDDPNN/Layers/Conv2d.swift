@@ -30,7 +30,8 @@ public final class Conv2d: InitializableLayer {
     public enum WeightGradientAlgorithm: Int32, Sendable {
         /// oneDNN always.
         case oneDNN = 0
-        /// Winograd where it applies and the batch has at least 128 output tiles of 2×2.
+        /// Winograd where it applies, the batch has at least 128 output tiles of 2×2, and oneDNN
+        /// has no AVX-512 kernels on this CPU (with them its own weight gradients are faster).
         case automatic = 1
         /// Winograd wherever it applies, whatever the batch.
         case winograd = 2
@@ -117,6 +118,10 @@ public final class Conv2d: InitializableLayer {
         for i in 0..<weightSlot.count { w[i] = std * generator.normal() }
         if let biasSlot { store.parameter(biasSlot).update(repeating: 0, count: outChannels) }
     }
+
+    /// Whether oneDNN runs AVX-512 kernels on this CPU; `.automatic` then leaves every weight
+    /// gradient to it.
+    public static var oneDNNUsesAVX512: Bool { ddp_conv_onednn_avx512() != 0 }
 
     /// The number of threads oneDNN may use in this process; 1 by default (a rank uses one core).
     public static func setThreadCount(_ n: Int) { ddp_conv_set_threads(Int32(n)) }
