@@ -189,7 +189,8 @@ CLONES void ddp_batchnorm_forward(const float *restrict x, ptrdiff_t rows, ptrdi
         float *yr = y + r * cols;
         switch (activation) {
         case 1:
-            for (ptrdiff_t c = 0; c < cols; c++) yr[c] = activate(gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c], 1, 0);
+            for (ptrdiff_t c = 0; c < cols; c++)
+                yr[c] = activate(gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c], 1, 0);
             break;
         case 2:
             for (ptrdiff_t c = 0; c < cols; c++)
@@ -214,7 +215,8 @@ CLONES void ddp_batchnorm_backward(const float *restrict g, const float *restric
                 d[o + c] = k[c] * (gv - a[c] - h * s[c]);
             }
         } else {
-            for (ptrdiff_t c = 0; c < cols; c++) d[o + c] = k[c] * (g[o + c] - a[c] - normalized(x[o + c], mean[c], inv[c]) * s[c]);
+            for (ptrdiff_t c = 0; c < cols; c++)
+                d[o + c] = k[c] * (g[o + c] - a[c] - normalized(x[o + c], mean[c], inv[c]) * s[c]);
         }
     }
 }

@@ -18,7 +18,8 @@ public struct Dataset: Sendable {
             throw DatasetError("samples of shape \(shape) do not have \(features) values")
         }
         guard inputs.count == features * labels.count else {
-            throw DatasetError("\(inputs.count) input values do not form \(labels.count) samples of \(features) features")
+            throw DatasetError(
+                "\(inputs.count) input values do not form \(labels.count) samples of \(features) features")
         }
         if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classes }) {
             throw DatasetError("label \(labels[bad]) of sample \(bad) is outside 0..<\(classes)")

@@ -18,7 +18,8 @@ public enum FashionMNIST {
     public static func load(directory: String = defaultDirectory) throws -> (train: Dataset, test: Dataset) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DatasetError("data directory \(directory) does not exist (install dataset-fashion-mnist, or pass --data DIR or --synthetic)")
+            throw DatasetError("data directory \(directory) does not exist "
+                               + "(install dataset-fashion-mnist, or pass --data DIR or --synthetic)")
         }
         return (try split("train", in: directory), try split("t10k", in: directory))
     }
@@ -28,7 +29,8 @@ public enum FashionMNIST {
         let images = try IDX.read(try locate("\(prefix)-images-idx3-ubyte", in: directory), expectedDimensions: 3)
         let labels = try IDX.read(try locate("\(prefix)-labels-idx1-ubyte", in: directory), expectedDimensions: 1)
         guard images.dimensions[0] == labels.dimensions[0] else {
-            throw DatasetError("\(directory): \(prefix) has \(images.dimensions[0]) images but \(labels.dimensions[0]) labels")
+            throw DatasetError(
+                "\(directory): \(prefix) has \(images.dimensions[0]) images but \(labels.dimensions[0]) labels")
         }
         let features = images.dimensions[1] * images.dimensions[2]
         let scale: Float = 1 / 255
@@ -43,7 +45,8 @@ public enum FashionMNIST {
     }
 
     private static func locate(_ name: String, in directory: String) throws -> String {
-        for candidate in ["\(directory)/\(name).gz", "\(directory)/\(name)"] where FileManager.default.fileExists(atPath: candidate) {
+        for candidate in ["\(directory)/\(name).gz", "\(directory)/\(name)"]
+            where FileManager.default.fileExists(atPath: candidate) {
             return candidate
         }
         throw DatasetError("\(directory) has no \(name).gz or \(name)")

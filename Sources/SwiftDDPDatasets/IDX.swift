@@ -19,7 +19,11 @@ public enum IDX {
         }
         var bytes = [UInt8](data)
         if Gzip.isCompressed(bytes) {
-            do { bytes = try Gzip.decompress(bytes) } catch let e as DatasetError { throw DatasetError("\(path): \(e.message)") }
+            do {
+                bytes = try Gzip.decompress(bytes)
+            } catch let e as DatasetError {
+                throw DatasetError("\(path): \(e.message)")
+            }
         }
         do {
             return try parse(bytes, expectedDimensions: expectedDimensions)
@@ -32,7 +36,8 @@ public enum IDX {
     public static func parse(_ bytes: [UInt8], expectedDimensions: Int) throws -> Array {
         guard bytes.count >= 4 else { throw DatasetError("file is \(bytes.count) bytes, too short for an IDX header") }
         guard bytes[0] == 0, bytes[1] == 0 else {
-            throw DatasetError(String(format: "bad IDX magic %02x%02x%02x%02x (expected 0000080%d)", bytes[0], bytes[1], bytes[2], bytes[3], expectedDimensions))
+            throw DatasetError(String(format: "bad IDX magic %02x%02x%02x%02x (expected 0000080%d)",
+                                      bytes[0], bytes[1], bytes[2], bytes[3], expectedDimensions))
         }
         guard bytes[2] == 0x08 else {
             throw DatasetError(String(format: "IDX data type 0x%02x is not unsigned byte (0x08)", bytes[2]))

@@ -31,7 +31,9 @@ public enum SafeTensors {
             guard name != "__metadata__" else { throw SafeTensorsError("a tensor cannot be named __metadata__") }
             let t = tensors[name]!
             let end = offset + t.bytes.count
-            entries.append("\(jsonString(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}")
+            entries.append("\(jsonString(name)):{\"dtype\":\"\(t.dtype.rawValue)\","
+                           + "\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],"
+                           + "\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
         header += entries.joined(separator: ",") + "}"
@@ -48,7 +50,8 @@ public enum SafeTensors {
     /// Writes a file atomically: a temporary file beside `path` is written, flushed to disk
     /// (fsync), then renamed over `path`, so readers never see a half-written file and the old
     /// file stays until the new one is complete.
-    public static func write(_ tensors: [String: TensorData], metadata: [String: String] = [:], to path: String) throws {
+    public static func write(_ tensors: [String: TensorData], metadata: [String: String] = [:],
+                             to path: String) throws {
         let data = try encode(tensors, metadata: metadata)
         try writeAtomically(data, to: path)
     }
@@ -107,7 +110,9 @@ public enum SafeTensors {
     /// UTF-8 JSON object, known dtypes, non-negative shapes without overflow, byte ranges that
     /// match dtype × shape, lie inside the data section, do not overlap, and cover it exactly.
     public static func decode(_ bytes: [UInt8]) throws -> File {
-        guard bytes.count >= 8 else { throw SafeTensorsError("file is \(bytes.count) bytes, shorter than the 8-byte header length") }
+        guard bytes.count >= 8 else {
+            throw SafeTensorsError("file is \(bytes.count) bytes, shorter than the 8-byte header length")
+        }
         var n: UInt64 = 0
         for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
         guard n <= UInt64(maximumHeaderSize) else {
@@ -118,7 +123,9 @@ public enum SafeTensors {
         }
         let headerEnd = 8 + Int(n)
         let headerData = Data(bytes[8..<headerEnd])
-        guard String(data: headerData, encoding: .utf8) != nil else { throw SafeTensorsError("header is not valid UTF-8") }
+        guard String(data: headerData, encoding: .utf8) != nil else {
+            throw SafeTensorsError("header is not valid UTF-8")
+        }
         let json: Any
         do {
             json = try JSONSerialization.jsonObject(with: headerData, options: [])
@@ -134,7 +141,9 @@ public enum SafeTensors {
             if name == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw SafeTensorsError("__metadata__ is not an object") }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw SafeTensorsError("__metadata__ value for \(k) is not a string") }
+                    guard let s = v as? String else {
+                        throw SafeTensorsError("__metadata__ value for \(k) is not a string")
+                    }
                     metadata[k] = s
                 }
                 continue
@@ -143,21 +152,26 @@ public enum SafeTensors {
             guard let dtypeName = entry["dtype"] as? String, let dtype = DType(rawValue: dtypeName) else {
                 throw SafeTensorsError("entry \(name) has an unknown or missing dtype")
             }
-            guard let shapeValues = entry["shape"] as? [Any] else { throw SafeTensorsError("entry \(name) has no shape") }
+            guard let shapeValues = entry["shape"] as? [Any] else {
+                throw SafeTensorsError("entry \(name) has no shape")
+            }
             let shape = try shapeValues.map { v -> Int in try integer(v, "\(name) shape") }
             guard let offsets = entry["data_offsets"] as? [Any], offsets.count == 2 else {
                 throw SafeTensorsError("entry \(name) needs data_offsets [begin, end]")
             }
-            let begin = try integer(offsets[0], "\(name) data_offsets"), end = try integer(offsets[1], "\(name) data_offsets")
+            let begin = try integer(offsets[0], "\(name) data_offsets"),
+                end = try integer(offsets[1], "\(name) data_offsets")
             guard begin <= end, end <= dataSize else {
-                throw SafeTensorsError("entry \(name) has data_offsets [\(begin), \(end)] outside the \(dataSize)-byte data section")
+                throw SafeTensorsError(
+                    "entry \(name) has data_offsets [\(begin), \(end)] outside the \(dataSize)-byte data section")
             }
             guard let count = TensorData.elementCount(shape) else {
                 throw SafeTensorsError("entry \(name) has an invalid shape \(shape)")
             }
             let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.size)
             guard !overflow, expected == end - begin else {
-                throw SafeTensorsError("entry \(name): \(dtype.rawValue) \(shape) needs \(overflow ? "too many" : String(expected)) bytes, data_offsets give \(end - begin)")
+                throw SafeTensorsError("entry \(name): \(dtype.rawValue) \(shape) needs "
+                    + "\(overflow ? "too many" : String(expected)) bytes, data_offsets give \(end - begin)")
             }
             ranges.append((name, begin, end))
             specs[name] = (dtype, shape)
@@ -166,7 +180,8 @@ public enum SafeTensors {
         var cursor = 0
         for r in ranges {
             guard r.begin == cursor else {
-                throw SafeTensorsError(r.begin < cursor ? "entry \(r.name) overlaps the previous tensor" : "gap in the data section before \(r.name)")
+                throw SafeTensorsError(r.begin < cursor ? "entry \(r.name) overlaps the previous tensor"
+                                       : "gap in the data section before \(r.name)")
             }
             cursor = r.end
         }
@@ -204,7 +219,11 @@ public enum SafeTensors {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+                if scalar.value < 0x20 {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
             }
         }
         return out + "\""

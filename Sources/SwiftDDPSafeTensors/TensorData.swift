@@ -26,7 +26,8 @@ public struct TensorData: Sendable, Equatable {
         }
         let (size, overflow) = count.multipliedReportingOverflow(by: dtype.size)
         guard !overflow, size == bytes.count else {
-            throw SafeTensorsError("tensor of shape \(shape) and dtype \(dtype.rawValue) cannot hold \(bytes.count) bytes")
+            throw SafeTensorsError(
+                "tensor of shape \(shape) and dtype \(dtype.rawValue) cannot hold \(bytes.count) bytes")
         }
         self.dtype = dtype
         self.shape = shape

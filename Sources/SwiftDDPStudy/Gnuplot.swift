@@ -49,7 +49,8 @@ struct Figure {
         process.standardError = FileHandle.nullDevice
         do { try process.run() } catch { return nil }
         process.waitUntilExit()
-        return process.terminationStatus == 0 && FileManager.default.fileExists(atPath: directory + "/" + png) ? png : nil
+        return process.terminationStatus == 0 && FileManager.default.fileExists(atPath: directory + "/" + png)
+            ? png : nil
     }
 }
 

@@ -144,7 +144,8 @@ public struct ResidualStudy: Sendable {
             ["model", "depth", "norm", "first/last conv gradient at init", "… during training", "final training error",
              "test error", "diverged"],
             results.map { r in
-                [r.model ?? "?", String(r.depth), r.norm, Markdown.number(Self.firstOverLastConv(r.gradNormInit, model: r.model, depth: r.depth)),
+                [r.model ?? "?", String(r.depth), r.norm,
+                 Markdown.number(Self.firstOverLastConv(r.gradNormInit, model: r.model, depth: r.depth)),
                  Markdown.number(Self.firstOverLastConv(r.gradNormTrain, model: r.model, depth: r.depth)),
                  r.trainErrorCurve.last.map { Markdown.percent($0[1]) } ?? "–",
                  Markdown.error(of: r), Markdown.diverged(r)]

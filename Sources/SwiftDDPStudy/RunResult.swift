@@ -66,7 +66,8 @@ public struct RunResult: Codable, Sendable {
     /// What was trained, in one line (`TrainingConfiguration.studySummary`).
     public var configuration: String? = nil
 
-    init(study: String, name: String, mode: String, ranks: Int, config: TrainingConfiguration, summary: TrainingSummary) {
+    init(study: String, name: String, mode: String, ranks: Int, config: TrainingConfiguration,
+         summary: TrainingSummary) {
         self.study = study
         self.name = name
         self.mode = mode
@@ -106,7 +107,9 @@ public struct RunResult: Codable, Sendable {
             guard let n = later.first.map({ pick($0).count }), n > 0 else { return [] }
             return (0..<n).map { i in later.reduce(0) { $0 + pick($1)[i] } / Double(later.count) }
         }
-        func scalarMean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
+        func scalarMean(_ values: [Double]) -> Double? {
+            values.isEmpty ? nil : values.reduce(0, +) / Double(values.count)
+        }
         gradNormInit = first?.weightGradNorm ?? []
         gradNormTrain = average(\.weightGradNorm)
         inputGradNormInit = first?.inputGradNorm ?? []
@@ -118,9 +121,11 @@ public struct RunResult: Codable, Sendable {
         bnNoiseMean = scalarMean(records.flatMap(\.batchStatNoiseMean))
         rankNoiseMean = scalarMean(records.flatMap(\.rankStatNoiseMean)) ?? .nan
         let shifts = records.compactMap(\.distributionShift)
-        distributionShift = shifts.isEmpty ? nil : (0..<shifts[0].count).map { i in shifts.reduce(0) { $0 + $1[i] } / Double(shifts.count) }
+        distributionShift = shifts.isEmpty ? nil
+            : (0..<shifts[0].count).map { i in shifts.reduce(0) { $0 + $1[i] } / Double(shifts.count) }
         let ics = later.compactMap(\.icsGradientRelative)
-        icsGradientRelative = ics.isEmpty ? nil : (0..<ics[0].count).map { i in ics.reduce(0) { $0 + $1[i] } / Double(ics.count) }
+        icsGradientRelative = ics.isEmpty ? nil
+            : (0..<ics[0].count).map { i in ics.reduce(0) { $0 + $1[i] } / Double(ics.count) }
         let n = Double(max(summary.steps, 1))
         stepSeconds = summary.timings.total / n
         syncBNSecondsPerStep = summary.timings.syncBNCommunication / n
@@ -147,7 +152,8 @@ public struct RunResult: Codable, Sendable {
         var r = runs[0]
         func arithmetic(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
         func geometric(_ values: [Double]) -> Double {
-            values.allSatisfy { $0 > 0 } ? Foundation.exp(arithmetic(values.map { Foundation.log($0) })) : arithmetic(values)
+            values.allSatisfy { $0 > 0 }
+                ? Foundation.exp(arithmetic(values.map { Foundation.log($0) })) : arithmetic(values)
         }
         func each(_ pick: (RunResult) -> [Double]?, _ average: ([Double]) -> Double) -> [Double]? {
             let arrays = runs.compactMap(pick)
@@ -161,8 +167,9 @@ public struct RunResult: Codable, Sendable {
         r.seeds = all.count
         r.divergedSeeds = all.count - finished.count
         r.testAccuracy = arithmetic(runs.map(\.testAccuracy))
-        r.testAccuracyStd = (runs.reduce(0) { $0 + ($1.testAccuracy - r.testAccuracy) * ($1.testAccuracy - r.testAccuracy) }
-            / Double(runs.count - 1)).squareRoot()
+        r.testAccuracyStd = (runs.reduce(0) {
+            $0 + ($1.testAccuracy - r.testAccuracy) * ($1.testAccuracy - r.testAccuracy)
+        } / Double(runs.count - 1)).squareRoot()
         let emas = runs.compactMap(\.testAccuracyEMA)
         if emas.count == runs.count {
             let ema = arithmetic(emas)
@@ -216,7 +223,8 @@ public struct RunResult: Codable, Sendable {
     public var jsonLine: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }

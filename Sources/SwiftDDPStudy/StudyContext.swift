@@ -24,8 +24,8 @@ public final class StudyContext {
 
     /// - Parameter reportOnly: write the report and figures from `outputDirectory`'s results.jsonl
     ///   (an earlier run of the same study and options) instead of training; the file is kept.
-    public init(group: any ProcessGroup, train: Dataset, test: Dataset, outputDirectory: String, dataDescription: String,
-                reportOnly: Bool = false, log: @escaping (String) -> Void) throws
+    public init(group: any ProcessGroup, train: Dataset, test: Dataset, outputDirectory: String,
+                dataDescription: String, reportOnly: Bool = false, log: @escaping (String) -> Void) throws
     {
         self.group = group
         self.train = train
@@ -57,11 +57,14 @@ public final class StudyContext {
         recorded = nil
         if group.rank == 0 {
             do {
-                try FileManager.default.createDirectory(atPath: outputDirectory + "/figures", withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(atPath: outputDirectory + "/figures",
+                                                        withIntermediateDirectories: true)
             } catch {
-                throw TrainingError("cannot create output directory \(outputDirectory): \((error as NSError).localizedDescription)")
+                throw TrainingError(
+                    "cannot create output directory \(outputDirectory): \((error as NSError).localizedDescription)")
             }
-            guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            guard FileManager.default.createFile(atPath: path, contents: nil),
+                  let handle = FileHandle(forWritingAtPath: path) else {
                 throw TrainingError("cannot write \(path)")
             }
             results = handle
@@ -107,8 +110,9 @@ public final class StudyContext {
             let result = RunResult(study: study, name: name, mode: mode, ranks: group.worldSize, config: c,
                                    summary: summary)
             results?.write(Data((result.jsonLine + "\n").utf8))
-            log(String(format: "  %@%@: test accuracy %.2f%%, %d steps, %.1f s", name, seeds > 1 ? " (seed \(c.seed))" : "",
-                       result.testAccuracy * 100, result.steps, result.trainingSeconds))
+            log(String(format: "  %@%@: test accuracy %.2f%%, %d steps, %.1f s", name,
+                       seeds > 1 ? " (seed \(c.seed))" : "", result.testAccuracy * 100, result.steps,
+                       result.trainingSeconds))
             return result
         }
     }

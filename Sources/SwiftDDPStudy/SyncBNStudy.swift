@@ -80,8 +80,8 @@ public struct SyncBNStudy: Sendable {
                     guard batch * W >= 2 else { continue }
                     if let solo {
                         let c = configuration(batch: batch * W, norm: .bn, ranks: 1, data: context)
-                        results += try context.run(c, seeds: seeds, study: "syncbn", name: "batch \(batch * W) × 1: 1 process",
-                                                   mode: label, on: solo)
+                        results += try context.run(c, seeds: seeds, study: "syncbn",
+                                                   name: "batch \(batch * W) × 1: 1 process", mode: label, on: solo)
                     }
                     try group.barrier()
                 }
@@ -101,7 +101,8 @@ public struct SyncBNStudy: Sendable {
                 switch mode {
                 case .local: r.norm == "bn" && r.ranks == W && r.batchPerRank == batch
                 case .sync: r.norm == "syncbn" && r.ranks == W && r.syncBNGroupSize == W && r.batchPerRank == batch
-                case .subgroups: r.norm == "syncbn" && r.syncBNGroupSize == groupSize && r.ranks == W && r.batchPerRank == batch
+                case .subgroups: r.norm == "syncbn" && r.syncBNGroupSize == groupSize && r.ranks == W
+                    && r.batchPerRank == batch
                 case .single: r.ranks == 1 && r.globalBatch == batch * W
                 }
             }
@@ -113,13 +114,15 @@ public struct SyncBNStudy: Sendable {
         let accuracy = Figure(name: "syncbn_accuracy", title: "Test accuracy vs per-rank batch (\(W) ranks)",
                               xLabel: "per-rank batch (1 process: batch × \(W))", yLabel: "test accuracy", logX: true,
                               series: labels, rows: rows { $0.testAccuracy }).draw(in: fig)
-        let noise = Figure(name: "syncbn_noise", title: "Noise of the statistics BN normalizes with (vs the global batch)",
+        let noise = Figure(name: "syncbn_noise",
+                           title: "Noise of the statistics BN normalizes with (vs the global batch)",
                            xLabel: "per-rank batch", yLabel: "RMS (mu_used - mu)/sigma", logY: true, logX: true,
                            series: labels, rows: rows { $0.bnNoiseMean.flatMap { $0 > 0 ? $0 : nil } }).draw(in: fig)
         let spread = Figure(name: "syncbn_loss_spread", title: "Training-loss spread (std over the last 20% of steps)",
                             xLabel: "per-rank batch", yLabel: "loss std", logX: true, series: labels,
                             rows: rows { $0.lossSpread }).draw(in: fig)
-        let comm = Figure(name: "syncbn_communication", title: "Time per step: SyncBN collectives and gradient all-reduce",
+        let comm = Figure(name: "syncbn_communication",
+                          title: "Time per step: SyncBN collectives and gradient all-reduce",
                           xLabel: "per-rank batch", yLabel: "milliseconds per step", logX: true,
                           series: labels.flatMap { ["\($0): SyncBN", "\($0): step"] },
                           rows: batchesPerRank.map { b in
@@ -136,7 +139,9 @@ public struct SyncBNStudy: Sendable {
             batch on a one-rank sub-communicator. Results: `results.jsonl`.
 
             \(StudyContext.studiedLine(runs, varying: "the per-rank batch and the normalization"))
-            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); figures and tables show their means, test accuracy ± its standard deviation over the seeds; \"diverged\" if any seed did.\n" : "")
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); "
+                + "figures and tables show their means, test accuracy ± its standard deviation over the seeds; "
+                + "\"diverged\" if any seed did.\n" : "")
 
             BN statistics noise: RMS over channels of (μ_used − μ_global)/σ_global for the statistics each
             BN layer normalized with, averaged over layers, ranks and diagnostic steps (SyncBN over all
@@ -158,7 +163,8 @@ public struct SyncBNStudy: Sendable {
                     [String(b), r.mode, String(r.globalBatch), String(r.steps), Markdown.accuracy(r),
                      Markdown.number(r.lossSpread), Markdown.diverged(r), Markdown.number(r.bnNoiseMean),
                      Markdown.number(r.rankNoiseMean), Markdown.number(r.syncBNSecondsPerStep * 1000, "%.3f"),
-                     Markdown.number(r.gradSyncSecondsPerStep * 1000, "%.3f"), Markdown.number(r.stepSeconds * 1000, "%.3f")]
+                     Markdown.number(r.gradSyncSecondsPerStep * 1000, "%.3f"),
+                     Markdown.number(r.stepSeconds * 1000, "%.3f")]
                 }
             })
         try context.writeReport("report.md", md)

@@ -51,16 +51,17 @@ public struct VanishingStudy: Sendable {
     public func run(_ context: StudyContext) throws -> [RunResult] {
         var results: [RunResult] = []
         let total = depths.count * activations.count * norms.count * inits.count
-        context.log("study vanishing: \(total) configurations\(seeds > 1 ? " × \(seeds) seeds" : "") on \(context.group.worldSize) ranks, \(context.dataDescription)")
+        context.log("study vanishing: \(total) configurations\(seeds > 1 ? " × \(seeds) seeds" : "") on "
+                    + "\(context.group.worldSize) ranks, \(context.dataDescription)")
         for depth in depths {
             for activation in activations {
                 for norm in norms {
                     for initScheme in inits {
                         let name = "depth \(depth) \(activation.rawValue) \(norm.rawValue) \(initScheme.rawValue)"
-                        let config = configuration(depth: depth, activation: activation, norm: norm, initScheme: initScheme,
-                                                   data: context)
-                        results += try context.run(config, seeds: seeds, study: "vanishing", name: name, mode: norm.rawValue,
-                                                   on: context.group)
+                        let config = configuration(depth: depth, activation: activation, norm: norm,
+                                                   initScheme: initScheme, data: context)
+                        results += try context.run(config, seeds: seeds, study: "vanishing", name: name,
+                                                   mode: norm.rawValue, on: context.group)
                     }
                 }
             }
@@ -81,7 +82,9 @@ public struct VanishingStudy: Sendable {
             diagnostics every \(diagnosticsEvery) steps from step 0 (initialization). Results: `results.jsonl`.
 
             \(StudyContext.studiedLine(runs, varying: "depth, activation, normalization and initialization"))
-            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); figures and tables show their means (gradient norms and ratios geometric), test accuracy ± its standard deviation over the seeds.\n" : "")
+            \(seeds > 1 ? "Every configuration ran with \(seeds) seeds (\(seed)…\(seed &+ UInt64(seeds &- 1))); "
+                + "figures and tables show their means (gradient norms and ratios geometric), "
+                + "test accuracy ± its standard deviation over the seeds.\n" : "")
 
             Definitions (see `Diagnostics`): gradient norms are ‖∂L/∂W‖ of each Linear layer's weight;
             the ratio is first layer over last; saturation is the fraction of hidden units whose
@@ -101,7 +104,8 @@ public struct VanishingStudy: Sendable {
                 (0..<layers).map { l in [Double(l + 1)] + subset.map { r in l < pick(r).count ? pick(r)[l] : nil } }
             }
             let initFigure = Figure(name: "grad_profile_init_depth\(depth)",
-                                    title: "Weight-gradient norm per layer at initialization, depth \(depth), init \(defaultInit.rawValue)",
+                                    title: "Weight-gradient norm per layer at initialization, depth \(depth), "
+                                           + "init \(defaultInit.rawValue)",
                                     xLabel: "Linear layer (1 = input side)", yLabel: "||dL/dW||", logY: true,
                                     series: series, rows: profile(\.gradNormInit)).draw(in: fig)
             let trainFigure = Figure(name: "grad_profile_train_depth\(depth)",
@@ -109,7 +113,8 @@ public struct VanishingStudy: Sendable {
                                      xLabel: "Linear layer (1 = input side)", yLabel: "||dL/dW||", logY: true,
                                      series: series, rows: profile(\.gradNormTrain)).draw(in: fig)
             let maxPoints = subset.map(\.lossCurve.count).max() ?? 0
-            let lossFigure = Figure(name: "loss_depth\(depth)", title: "Training loss, depth \(depth), init \(defaultInit.rawValue)",
+            let lossFigure = Figure(name: "loss_depth\(depth)",
+                                    title: "Training loss, depth \(depth), init \(defaultInit.rawValue)",
                                     xLabel: "step", yLabel: "loss", series: series,
                                     rows: (0..<maxPoints).map { i in
                                         [subset.first { i < $0.lossCurve.count }.map { $0.lossCurve[i][0] }]
@@ -146,10 +151,11 @@ public struct VanishingStudy: Sendable {
             }
             let shiftFigure = Figure(name: "distribution_shift_depth\(deepest)",
                                      title: "Input distribution shift per layer (mean over training), depth \(deepest)",
-                                     xLabel: "Linear layer (2 = first hidden-to-hidden)", yLabel: "shift / std", logY: true,
-                                     series: series, rows: shiftRows).draw(in: fig)
+                                     xLabel: "Linear layer (2 = first hidden-to-hidden)", yLabel: "shift / std",
+                                     logY: true, series: series, rows: shiftRows).draw(in: fig)
             let icsFigure = Figure(name: "gradient_ics_depth\(deepest)",
-                                   title: "Gradient ICS (Santurkar et al.) per layer, mean over training, depth \(deepest)",
+                                   title: "Gradient ICS (Santurkar et al.) per layer, mean over training, "
+                                          + "depth \(deepest)",
                                    xLabel: "Linear layer", yLabel: "||G - G'|| / ||G||", logY: true, series: series,
                                    rows: icsRows).draw(in: fig)
             md += "\n## Internal covariate shift, depth \(deepest)\n\n"

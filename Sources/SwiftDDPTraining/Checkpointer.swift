@@ -54,7 +54,8 @@ public final class Checkpointer {
         for (k, v) in trainer.model.stateDict() { tensors["model." + k] = v }
         for (k, v) in trainer.optimizer.stateDict() { tensors["optimizer." + k] = v }
         if !rng.isEmpty {
-            tensors["trainer.dropout_rng"] = TensorData(int64s: rng, shape: [group.worldSize, rng.count / group.worldSize])
+            tensors["trainer.dropout_rng"] = TensorData(
+                int64s: rng, shape: [group.worldSize, rng.count / group.worldSize])
         }
         var metadata = ["format": Checkpointer.format, "config": Checkpointer.resumeFingerprintJSON(trainer.config),
                         "world_size": String(group.worldSize), "step": String(point.step),
@@ -72,7 +73,9 @@ public final class Checkpointer {
     /// which writes and prunes, reads them.
     public func adoptExisting(for trainer: Trainer) {
         guard trainer.group.rank == 0 else { return }
-        let mine = Checkpointer.checkpointSteps(in: directory).filter { (try? Checkpointer.load(path(step: $0), for: trainer)) != nil }
+        let mine = Checkpointer.checkpointSteps(in: directory).filter {
+            (try? Checkpointer.load(path(step: $0), for: trainer)) != nil
+        }
         owned = Array(Set(owned + mine))
     }
 
@@ -208,7 +211,8 @@ public final class Checkpointer {
     /// are skipped with a warning; if every checkpoint there is intact but from another job
     /// (other options or rank count), it throws instead of starting over, because training
     /// from step 0 would soon write over that job's checkpoints.
-    public static func resume(_ trainer: Trainer, from directory: String, warn: (String) -> Void) throws -> ResumePoint? {
+    public static func resume(_ trainer: Trainer, from directory: String,
+                              warn: (String) -> Void) throws -> ResumePoint? {
         let group = trainer.group
         let noneValid: Int64 = -1, onlyOtherJobs: Int64 = -2
         var chosen: [Int64] = [noneValid]
@@ -231,13 +235,15 @@ public final class Checkpointer {
         try group.broadcast(&chosen, root: 0)
         if chosen[0] == onlyOtherJobs {
             throw TrainingError(
-                "--resume: no checkpoint in \(directory) belongs to this job (\(mismatch?.message ?? "another job's")); "
+                "--resume: no checkpoint in \(directory) belongs to this job "
+                    + "(\(mismatch?.message ?? "another job's")); "
                     + "resume with the same options (on any number of ranks with the same global batch), start a new "
                     + "job from one with --init-from (the model only), or use another --checkpoint-dir",
                 agreed: true)
         }
         guard chosen[0] >= 0 else { return nil }
-        let (file, point) = try load(directory + String(format: "/checkpoint-%08d.safetensors", Int(chosen[0])), for: trainer)
+        let (file, point) = try load(directory + String(format: "/checkpoint-%08d.safetensors", Int(chosen[0])),
+                                     for: trainer)
         try trainer.model.loadStateDict(part(of: file, "model."))
         try trainer.optimizer.loadStateDict(part(of: file, "optimizer."))
         if let rng = file.tensors["trainer.dropout_rng"], file.metadata["world_size"] == String(group.worldSize) {
@@ -260,7 +266,9 @@ public final class Checkpointer {
 
     static func restoreDropoutState(_ model: Model, _ state: [Int64]) throws {
         let layers = model.leaves.compactMap { $0 as? Dropout }
-        guard state.count == 4 * layers.count else { throw TrainingError("checkpoint dropout state does not match the model") }
+        guard state.count == 4 * layers.count else {
+            throw TrainingError("checkpoint dropout state does not match the model")
+        }
         for (i, d) in layers.enumerated() {
             let s = state[4 * i..<4 * i + 4].map { UInt64(bitPattern: $0) }
             d.generator = SeededGenerator(state: (s[0], s[1], s[2], s[3]))
@@ -294,7 +302,8 @@ public final class Checkpointer {
             ("--syncbn-group-size", { $0.syncBNGroupSize.map(String.init) ?? "all ranks" }),
             ("--no-broadcast-buffers", { flag(!$0.broadcastBuffers) }),
             ("--data", { $0.dataDirectory ?? "synthetic" }),
-            ("--synthetic-train", { "\($0.syntheticTrainCount)" }), ("--synthetic-test", { "\($0.syntheticTestCount)" }),
+            ("--synthetic-train", { "\($0.syntheticTrainCount)" }),
+            ("--synthetic-test", { "\($0.syntheticTestCount)" }),
         ]
         var differences = fields.compactMap { field -> String? in
             let a = field.value(theirs), b = field.value(ours)

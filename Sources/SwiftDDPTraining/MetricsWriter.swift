@@ -12,7 +12,9 @@ public final class MetricsWriter {
                 throw TrainingError("cannot create metrics file \(path)")
             }
         }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot open metrics file \(path)") }
+        guard let h = FileHandle(forWritingAtPath: path) else {
+            throw TrainingError("cannot open metrics file \(path)")
+        }
         handle = h
         if append { h.seekToEndOfFile() }
     }
@@ -21,7 +23,9 @@ public final class MetricsWriter {
 
     /// Writes one record; keys are sorted so files diff cleanly.
     public func write(_ record: [String: Any]) {
-        guard let data = try? JSONSerialization.data(withJSONObject: sanitize(record), options: [.sortedKeys]) else { return }
+        guard let data = try? JSONSerialization.data(withJSONObject: sanitize(record), options: [.sortedKeys]) else {
+            return
+        }
         handle.write(data + Data([0x0A]))
     }
 

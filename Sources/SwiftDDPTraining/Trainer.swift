@@ -155,8 +155,9 @@ public final class Trainer {
         let fingerprint = customModel.map { Trainer.fingerprint(config, $0) } ?? config.fingerprint
         let fingerprints = try group.allGather([fingerprint])
         if let odd = fingerprints.firstIndex(where: { $0 != fingerprints[0] }) {
-            throw TrainingError("the configuration of rank \(odd) differs from rank 0's: every rank must get the same options",
-                                agreed: true)
+            throw TrainingError(
+                "the configuration of rank \(odd) differs from rank 0's: every rank must get the same options",
+                agreed: true)
         }
 
         // 2. SyncBN groups: the whole world, or consecutive blocks of G ranks.
@@ -252,7 +253,9 @@ public final class Trainer {
 
     public var stepsPerEpoch: Int { (sampler.samplesPerRank + config.batchSize - 1) / config.batchSize }
 
-    public var totalSteps: Int { Trainer.totalSteps(config: config, datasetSize: train.count, worldSize: group.worldSize) }
+    public var totalSteps: Int {
+        Trainer.totalSteps(config: config, datasetSize: train.count, worldSize: group.worldSize)
+    }
 
     /// Optimizer steps of a run: all epochs, or `maxSteps` if that is fewer.
     public static func totalSteps(config: TrainingConfiguration, datasetSize: Int, worldSize: Int) -> Int {

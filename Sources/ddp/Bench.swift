@@ -32,7 +32,8 @@ func median(_ values: [Double]) -> Double {
 struct TrainBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Training throughput and step-time breakdown (forward, backward, gradient sync, SyncBN, optimizer) with the GEMM floor.")
+        abstract: "Training throughput and step-time breakdown (forward, backward, gradient sync, SyncBN, optimizer) "
+            + "with the GEMM floor.")
 
     @Option(help: "Model: mlp, cnn, resnet, plain (as ddp train's --model).") var model = Architecture.mlp
     @Option(help: "mlp: hidden layers (default 4); resnet, plain: 6n+2 layers (default 20).") var depth: Int?
@@ -45,7 +46,8 @@ struct TrainBench: ParsableCommand {
     @Option(help: "Measured steps per repeat.") var steps = 200
     @Option(help: "Warm-up steps per repeat (not measured).") var warmup = 20
     @Option(help: "Repeats (the median is reported).") var repeats = 3
-    @Option(help: "Gradient averaging: sharded, shared, flat or bucketed (see ddp train --help).") var gradSync = GradientSyncMode.sharded
+    @Option(help: "Gradient averaging: sharded, shared, flat or bucketed (see ddp train --help).")
+    var gradSync = GradientSyncMode.sharded
     @Option(help: "Ranks per SyncBN group, consecutive ranks (default: all ranks).") var syncbnGroupSize: Int?
     @Option(help: "Fashion-MNIST directory (synthetic data if missing).") var data = "/usr/share/datasets/fashion-mnist"
     @Option(help: "Write the JSON here instead of stdout.") var json: String?
@@ -57,7 +59,9 @@ struct TrainBench: ParsableCommand {
     }
 
     func validate() throws {
-        if steps < 1 || warmup < 0 || repeats < 1 || batchSize < 1 { throw ValidationError("steps, repeats and batch size must be positive") }
+        if steps < 1 || warmup < 0 || repeats < 1 || batchSize < 1 {
+            throw ValidationError("steps, repeats and batch size must be positive")
+        }
         if model == .cnn, depth != nil { throw ValidationError("--depth does not apply to --model cnn") }
         if let json { try checkWritable(json, option: "--json") }
     }
@@ -122,11 +126,13 @@ struct TrainBench: ParsableCommand {
             // Each rank's phases, to show imbalance (time one rank spends waiting for another
             // appears in the phase holding the collective it waits in).
             let phaseNames = ["data", "forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]
-            let mine = [best.data, best.forward, best.backward, best.gradientSync, best.syncBNCommunication, best.optimizer].map(perStep)
+            let mine = [best.data, best.forward, best.backward, best.gradientSync, best.syncBNCommunication,
+                        best.optimizer].map(perStep)
             let everyRank = try group.allGather(mine)
             guard group.rank == 0 else { return }
             let perRank = (0..<group.worldSize).map { r in
-                Dictionary(uniqueKeysWithValues: zip(phaseNames, everyRank[r * phaseNames.count..<(r + 1) * phaseNames.count]))
+                Dictionary(uniqueKeysWithValues: zip(phaseNames,
+                                                     everyRank[r * phaseNames.count..<(r + 1) * phaseNames.count]))
             }
             let stepMs = perStep(best.total)
             let convolutions = lastTrainer.model.leaves.compactMap { $0 as? Conv2d }
@@ -134,21 +140,25 @@ struct TrainBench: ParsableCommand {
                 "benchmark": "train", "world_size": group.worldSize,
                 "model": "\(modelConfiguration.summary) \(norm.rawValue) \(activation.rawValue)",
                 "batch_per_rank": batchSize, "steps": steps, "warmup": warmup, "repeats": repeats,
-                "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed, "grad_sync_sharded_update": shardedUpdate,
+                "grad_sync": gradSync.rawValue, "grad_sync_shared_memory": sharedMemoryUsed,
+                "grad_sync_sharded_update": shardedUpdate,
                 "grad_sync_hierarchical": hierarchical,
                 "small_collectives": smallCollectivesPath(group),
                 "rank_round_trip_ns": ["before": roundTripBefore.map { $0 as Any } ?? NSNull(),
                                        "after": roundTripAfter.map { $0 as Any } ?? NSNull()],
-                "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount, "openblas_core": BLAS.coreName,
+                "syncbn_group_size": syncbnGroupSize ?? group.worldSize, "openblas_threads": BLAS.threadCount,
+                "openblas_core": BLAS.coreName,
                 "elementwise_kernels": elementwiseKernelLevel,
                 "conv_layers": convolutions.count,
                 "conv_winograd_weight_gradients": convolutions.filter { $0.usesWinograd(batch: batchSize) }.count,
                 "onednn_avx512": Conv2d.oneDNNUsesAVX512,
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
-                "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward), "backward": perStep(best.backward),
-                                 "gradient_sync": perStep(best.gradientSync), "syncbn_communication": perStep(best.syncBNCommunication),
-                                 "optimizer": perStep(best.optimizer), "buffer_broadcast": perStep(best.bufferBroadcast)],
+                "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward),
+                                 "backward": perStep(best.backward), "gradient_sync": perStep(best.gradientSync),
+                                 "syncbn_communication": perStep(best.syncBNCommunication),
+                                 "optimizer": perStep(best.optimizer),
+                                 "buffer_broadcast": perStep(best.bufferBroadcast)],
                 "breakdown_ms_per_rank": perRank,
                 // rank 0's leaves by kind; normalization includes its SyncBN communication
                 "layers_ms": ["forward": layers.forward.mapValues(perStep),
@@ -233,7 +243,8 @@ extension StepTimings {
 struct AllReduceBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allreduce",
-        abstract: "All-reduce bandwidth, 4 KB to 64 MB: SwiftDDP's gradient averaging (one all-reduce, and through shared memory) vs a bare MPI_Allreduce of the same bytes.")
+        abstract: "All-reduce bandwidth, 4 KB to 64 MB: SwiftDDP's gradient averaging (one all-reduce, and through "
+            + "shared memory) vs a bare MPI_Allreduce of the same bytes.")
 
     @Option(parsing: .upToNextOption, help: "Message sizes in bytes (default 4 KiB × 4^k up to 64 MiB).")
     var sizes: [Int] = []
@@ -246,7 +257,8 @@ struct AllReduceBench: ParsableCommand {
 
     func validate() throws {
         if let bad = sizes.first(where: { $0 < 4 || $0 % 4 != 0 || $0 > Self.largestSize }) {
-            throw ValidationError("--sizes are bytes of float32 values: multiples of 4 from 4 to \(Self.largestSize), got \(bad)")
+            throw ValidationError(
+                "--sizes are bytes of float32 values: multiples of 4 from 4 to \(Self.largestSize), got \(bad)")
         }
         if !(seconds > 0) || repeats < 1 { throw ValidationError("--seconds and --repeats must be positive") }
         if let json { try checkWritable(json, option: "--json") }
@@ -305,11 +317,13 @@ struct AllReduceBench: ParsableCommand {
                 let mpiTime = median(mpiSamples), oursTime = median(oursSamples), sharedTime = median(sharedSamples)
                 // bus bandwidth as the NCCL tests define it: 2(W−1)/W × bytes / time
                 let factor = W > 1 ? 2 * Double(W - 1) / Double(W) : 1
-                rows.append(["bytes": count * 4, "mpi_allreduce_us": mpiTime * 1e6, "ddp_gradient_sync_us": oursTime * 1e6,
+                rows.append(["bytes": count * 4, "mpi_allreduce_us": mpiTime * 1e6,
+                             "ddp_gradient_sync_us": oursTime * 1e6,
                              "mpi_bus_gbps": factor * Double(count * 4) / mpiTime / 1e9,
                              "ddp_bus_gbps": factor * Double(count * 4) / oursTime / 1e9,
                              "ddp_over_mpi_bandwidth": mpiTime / oursTime,
-                             "ddp_shared_sync_us": sharedTime * 1e6, "ddp_shared_uses_shared_memory": sharedSync.usesSharedMemory,
+                             "ddp_shared_sync_us": sharedTime * 1e6,
+                             "ddp_shared_uses_shared_memory": sharedSync.usesSharedMemory,
                              "ddp_shared_over_mpi_bandwidth": mpiTime / sharedTime])
             }
             if group.rank == 0 {

@@ -8,7 +8,8 @@ import SwiftDDPTraining
 /// A quick check that a hostfile or Slurm allocation gives the layout you expect.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the MPI world (ranks per host), the MPI library, each rank's BLAS threads and kernels, how far apart ranks 0 and 1 sit (cache-line round trip), and the path the default gradient sync takes.")
+        abstract: "Print the MPI world (ranks per host), the MPI library, each rank's BLAS threads and kernels, "
+            + "how far apart ranks 0 and 1 sit (cache-line round trip), and the path the default gradient sync takes.")
 
     func run() throws {
         try MPIRuntime.withRuntime { level in
@@ -31,9 +32,11 @@ struct Info: ParsableCommand {
             }
             // Where the ranks sit: tens of ns share a cache; hundreds cross dies or sockets.
             if let roundTrip {
-                let reading = roundTrip < 150 ? "likely one shared cache" : roundTrip < 2_000 ? "likely different dies or sockets"
+                let reading = roundTrip < 150 ? "likely one shared cache"
+                    : roundTrip < 2_000 ? "likely different dies or sockets"
                     : "likely sharing a CPU"
-                print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory (\(reading))")
+                print("ranks 0 and 1: cache-line round trip \(Int(roundTrip.rounded())) ns through shared memory "
+                      + "(\(reading))")
             } else if group.worldSize > 1 {
                 let why = Set(hosts).count > 1 ? "the ranks span hosts; the probe runs through one host's shared memory"
                     : "no shared memory for the probe, or a rank starved of CPU did not answer within 1 s"

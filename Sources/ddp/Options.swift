@@ -102,7 +102,11 @@ struct OptimizerOptions: ParsableArguments {
 
 /// How the ranks cooperate.
 struct DistributedOptions: ParsableArguments {
-    @Option(help: "Gradient averaging: sharded (through shared memory inside each host, each rank updating its 1/L of the host's one copy of the model; across hosts, 1/L per rank all-reduced between hosts), shared (the same sum, every rank updating the whole model), flat (one all-reduce) or bucketed (overlapped with backward).")
+    @Option(help: """
+        Gradient averaging: sharded (through shared memory inside each host, each rank updating its 1/L of the host's \
+        one copy of the model; across hosts, 1/L per rank all-reduced between hosts), shared (the same sum, every rank \
+        updating the whole model), flat (one all-reduce) or bucketed (overlapped with backward).
+        """)
     var gradSync = GradientSyncMode.sharded
 
     @Option(help: "Bucket size in MiB for --grad-sync bucketed.")
@@ -116,7 +120,9 @@ struct DistributedOptions: ParsableArguments {
 
     func validate() throws {
         // Checked before the conversion to bytes, which traps on NaN or overflow.
-        if !(0...1_048_576).contains(bucketMb) { throw ValidationError("--bucket-mb must be between 0 and 1048576, got \(bucketMb)") }
+        if !(0...1_048_576).contains(bucketMb) {
+            throw ValidationError("--bucket-mb must be between 0 and 1048576, got \(bucketMb)")
+        }
     }
 }
 
@@ -146,7 +152,10 @@ extension TrainingConfiguration {
 
 /// What to measure while training (the study features).
 struct DiagnosticsOptions: ParsableArguments {
-    @Option(help: "Record gradient norms, pre-activation statistics, saturation and BN statistics noise every N steps (from step 0) in the metrics file.")
+    @Option(help: """
+        Record gradient norms, pre-activation statistics, saturation and BN statistics noise every N steps \
+        (from step 0) in the metrics file.
+        """)
     var diagnosticsEvery: Int?
 
     @Flag(help: "At diagnostic steps, also measure internal covariate shift on a fixed probe batch.")

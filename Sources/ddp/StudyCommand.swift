@@ -30,7 +30,10 @@ struct StudyCommand: ParsableCommand {
         @Option(help: "Seed (of the first run of each configuration).")
         var seed: UInt64 = 0
 
-        @Option(help: "Runs per configuration, with seeds --seed, --seed + 1, …; the report shows means and the test accuracy's standard deviation.")
+        @Option(help: """
+            Runs per configuration, with seeds --seed, --seed + 1, …; the report shows means and the test accuracy's \
+            standard deviation.
+            """)
         var seeds = 1
 
         @Flag(help: """
@@ -132,7 +135,8 @@ struct StudyCommand: ParsableCommand {
 
     struct Vanishing: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Deep MLPs × {sigmoid, tanh, relu} × {none, bn, syncbn} × init: gradient profiles, saturation, covariate shift, accuracy.")
+            abstract: "Deep MLPs × {sigmoid, tanh, relu} × {none, bn, syncbn} × init: gradient profiles, saturation, "
+                + "covariate shift, accuracy.")
         @OptionGroup var common: Common
         @OptionGroup(title: "Every run (ddp train's options)") var runs: RunOptions
         @Option(parsing: .upToNextOption, help: "Depths (default 10 20).")
@@ -140,7 +144,9 @@ struct StudyCommand: ParsableCommand {
 
         func validate() throws {
             // Depth 0 has a single Linear layer: no gradient profile, nothing to vanish.
-            if depths.contains(where: { $0 < 1 }) { throw ValidationError("--depths must be at least 1 (hidden layers)") }
+            if depths.contains(where: { $0 < 1 }) {
+                throw ValidationError("--depths must be at least 1 (hidden layers)")
+            }
             try runs.refuse([(runs.depth != nil, "the depth", "give --depths"),
                              (runs.activation != nil, "the activation", "it runs sigmoid, tanh and relu"),
                              (runs.`init` != nil, "the initialization", "it runs default and kaiming")],
@@ -164,7 +170,8 @@ struct StudyCommand: ParsableCommand {
     struct SyncBN: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "syncbn",
-            abstract: "Per-rank batches × {local BN, SyncBN, SyncBN subgroups, 1 process}: accuracy, stability, statistics noise, communication.")
+            abstract: "Per-rank batches × {local BN, SyncBN, SyncBN subgroups, 1 process}: accuracy, stability, "
+                + "statistics noise, communication.")
         @OptionGroup var common: Common
         @Option(parsing: .upToNextOption, help: "Per-rank batch sizes (default 2 4 8 16 32).")
         var batches: [Int] = []
@@ -175,7 +182,9 @@ struct StudyCommand: ParsableCommand {
 
         func validate() throws {
             // Local BN, one of the compared configurations, needs two samples per rank.
-            if batches.contains(where: { $0 < 2 }) { throw ValidationError("--batches must be at least 2 (local BatchNorm needs two samples per rank)") }
+            if batches.contains(where: { $0 < 2 }) {
+                throw ValidationError("--batches must be at least 2 (local BatchNorm needs two samples per rank)")
+            }
             if let samples, samples < 1 { throw ValidationError("--samples must be at least 1, got \(samples)") }
             if samples != nil, runs.epochs != nil { throw ValidationError("give --samples or --epochs, not both") }
             try runs.refuse([(runs.batchSize != nil, "the per-rank batch", "give --batches")], study: "syncbn")

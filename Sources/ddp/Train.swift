@@ -108,8 +108,12 @@ struct Train: ParsableCommand {
         if batchSize != nil && globalBatchSize != nil {
             throw ValidationError("give --batch-size (per rank) or --global-batch-size, not both")
         }
-        if data.synthetic && data.syntheticTrain < 1 { throw ValidationError("--synthetic-train must be at least 1, got \(data.syntheticTrain)") }
-        if data.synthetic && data.syntheticTest < 0 { throw ValidationError("--synthetic-test must be ≥ 0, got \(data.syntheticTest)") }
+        if data.synthetic && data.syntheticTrain < 1 {
+            throw ValidationError("--synthetic-train must be at least 1, got \(data.syntheticTrain)")
+        }
+        if data.synthetic && data.syntheticTest < 0 {
+            throw ValidationError("--synthetic-test must be ≥ 0, got \(data.syntheticTest)")
+        }
         if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be at least 1, got \(n)") }
     }
 
@@ -162,7 +166,9 @@ struct Train: ParsableCommand {
             if let save { try checkWritable(save, option: "--save") }
             if let saveOptimizer { try checkWritable(saveOptimizer, option: "--save-optimizer") }
             if let metrics { try checkWritable(metrics, option: "--metrics") }
-            if checkpointEvery != nil && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
+            if checkpointEvery != nil && checkpointDir == nil {
+                throw ValidationError("--checkpoint-every needs --checkpoint-dir")
+            }
             if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
             if let checkpointDir { _ = try Checkpointer(directory: checkpointDir, every: checkpointEvery ?? Int.max) }
             if overwriteCheckpoints && (checkpointDir == nil || resume) {
@@ -193,7 +199,9 @@ struct Train: ParsableCommand {
                                            isRoot: group.rank == 0)
                     try group.barrier()
                 }
-                if let every = checkpointEvery { trainer.checkpointer = try Checkpointer(directory: checkpointDir, every: every) }
+                if let every = checkpointEvery {
+                    trainer.checkpointer = try Checkpointer(directory: checkpointDir, every: every)
+                }
                 if resume {
                     let warn: (String) -> Void = { FileHandle.standardError.write(Data(("ddp: " + $0 + "\n").utf8)) }
                     trainer.resumePoint = try Checkpointer.resume(trainer, from: checkpointDir, warn: warn)
@@ -223,14 +231,19 @@ struct Train: ParsableCommand {
                     if line.hasPrefix("\r") { print(line, terminator: ""); fflush(nil) } else { print(line) }
                 }
                 print("SwiftDDP train: world size \(group.worldSize) on \(hosts)")
-                print("data: \(config.dataDirectory ?? "synthetic") (\(trainer.train.count) train, \(trainer.test.count) test)")
+                print("data: \(config.dataDirectory ?? "synthetic") "
+                      + "(\(trainer.train.count) train, \(trainer.test.count) test)")
                 print("model: \(config.model.summary), \(config.model.activation), norm \(config.model.norm.rawValue)"
                       + (trainer.syncBNGroup.map { " over groups of \($0.worldSize)" } ?? "")
                       + ", init \(config.model.initialization); \(trainer.model.store.parameterCount) parameters")
-                print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), schedule \(config.schedule.rawValue)")
-                let sync = syncDescription(trainer.gradientSync, optimizer: trainer.optimizer, worldSize: group.worldSize)
+                print("optimizer: \(config.optimizer.rawValue) lr \(config.learningRate) momentum \(config.momentum)"
+                      + "\(config.nesterov ? " nesterov" : "") weight decay \(config.weightDecay), "
+                      + "schedule \(config.schedule.rawValue)")
+                let sync = syncDescription(trainer.gradientSync, optimizer: trainer.optimizer,
+                                           worldSize: group.worldSize)
                 print("batch: \(config.batchSize) per rank × \(group.worldSize) ranks = "
-                      + "\(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; gradient sync \(sync)")
+                      + "\(config.batchSize * group.worldSize) global; \(trainer.totalSteps) steps; "
+                      + "gradient sync \(sync)")
             }
             let summary = try trainer.run()
             try trace?.finish(trainer)
@@ -338,7 +351,8 @@ func syncDescription(_ sync: any GradientSync, optimizer: any Optimizer, worldSi
             "sharded (\(through); each rank updates 1/\(sync.ranksPerHost) of "
                 + "\(sync.isHierarchical ? "its host's" : "the") model)"
         } else if sync.usesSharedMemory && mode == .sharded {
-            "sharded → shared (\(through); every rank updates the whole model because --covariate-shift rewrites parameters on each rank)"
+            "sharded → shared (\(through); every rank updates the whole model because --covariate-shift rewrites "
+                + "parameters on each rank)"
         } else if sync.usesSharedMemory {
             "shared (\(through))"
         } else if let reason = sync.sharedMemoryUnavailable {

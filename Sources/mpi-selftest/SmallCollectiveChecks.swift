@@ -10,7 +10,8 @@ func checkSmallCollectives(_ c: Checks, group: MPIProcessGroup, world: Communica
     // The group above already ran small collectives, which decided the path.
     let expected: Bool? = size == 1 ? nil : !forcedMPI
     c.expect(group.smallCollectivesUseSharedMemory == expected,
-             "small collectives path: \(String(describing: group.smallCollectivesUseSharedMemory)), expected \(String(describing: expected))")
+             "small collectives path: \(String(describing: group.smallCollectivesUseSharedMemory)), "
+                 + "expected \(String(describing: expected))")
 
     func checkType<T: MPIScalar>(_ type: T.Type, _ name: String) throws {
         for (call, n) in [1, 7, 300, 2].enumerated() {
@@ -41,7 +42,9 @@ func checkSmallCollectives(_ c: Checks, group: MPIProcessGroup, world: Communica
             allRight = allRight && buffer.allSatisfy { $0 == Double(call * 1000 + size - 1) }
         case 1:
             let gathered = try group.allGather([Double](repeating: value, count: n))
-            allRight = allRight && (0..<size).allSatisfy { m in gathered[(m * n)..<((m + 1) * n)].allSatisfy { $0 == Double(call * 1000 + m) } }
+            allRight = allRight && (0..<size).allSatisfy { m in
+                gathered[(m * n)..<((m + 1) * n)].allSatisfy { $0 == Double(call * 1000 + m) }
+            }
         default:
             let root = call % size
             var buffer = [Double](repeating: rank == root ? value : -1, count: n)

@@ -27,7 +27,8 @@ func checkSyncBatchNorm(_ c: Checks, group: MPIProcessGroup) throws {
             try bn.forward(Matrix(base: $0.baseAddress!, rows: rows.count, cols: C), training: true).toArray()
         }
         let dx = try grad.withUnsafeMutableBufferPointer {
-            try bn.backward(Matrix(base: $0.baseAddress!, rows: rows.count, cols: C), needsInputGradient: true)!.toArray()
+            try bn.backward(Matrix(base: $0.baseAddress!, rows: rows.count, cols: C),
+                            needsInputGradient: true)!.toArray()
         }
         func read(_ p: UnsafeMutablePointer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: p, count: C)) }
         return (y, dx, read(store.buffer(bn.runningMeanSlot!)), read(store.buffer(bn.runningVarSlot!)),

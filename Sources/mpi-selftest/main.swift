@@ -95,10 +95,12 @@ func runChecks(_ c: Checks, world: Communicator) throws {
     let gathered = try world.allgather([Int32(rank), Int32(rank * rank)])
     c.expect(gathered == (0..<size).flatMap { [Int32($0), Int32($0 * $0)] }, "allgather")
     let varying = try world.allgatherv([Float](repeating: Float(rank), count: rank + 1))
-    c.expect(varying.count == size && (0..<size).allSatisfy { varying[$0] == [Float](repeating: Float($0), count: $0 + 1) },
+    c.expect(varying.count == size
+                 && (0..<size).allSatisfy { varying[$0] == [Float](repeating: Float($0), count: $0 + 1) },
              "allgatherv with per-rank lengths")
     let empty = try world.allgatherv(rank % 2 == 0 ? [Int64]() : [Int64(rank)])
-    c.expect((0..<size).allSatisfy { empty[$0] == ($0 % 2 == 0 ? [] : [Int64($0)]) }, "allgatherv with empty contributions")
+    c.expect((0..<size).allSatisfy { empty[$0] == ($0 % 2 == 0 ? [] : [Int64($0)]) },
+             "allgatherv with empty contributions")
     let root = size - 1
     let atRoot = try world.gather([Double(rank) + 0.5], root: root)
     c.expect(rank == root ? atRoot == (0..<size).map { Double($0) + 0.5 } : atRoot.isEmpty, "gather at root")

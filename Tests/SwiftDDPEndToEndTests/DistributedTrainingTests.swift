@@ -173,7 +173,8 @@ struct DistributedTrainingTests {
     @Test("bucketed gradient sync equals flat under mpirun, bit for bit")
     func bucketed() throws {
         let flat = try Self.train(np: 4, batch: 8, ["--norm", "syncbn", "--grad-sync", "flat"])
-        let bucketed = try Self.train(np: 4, batch: 8, ["--norm", "syncbn", "--grad-sync", "bucketed", "--bucket-mb", "0.002"])
+        let bucketed = try Self.train(np: 4, batch: 8,
+                                      ["--norm", "syncbn", "--grad-sync", "bucketed", "--bucket-mb", "0.002"])
         // Every element is summed in rank order whatever the buckets: the same bits.
         #expect(try Self.floats(bucketed.state) == Self.floats(flat.state))
         #expect(bucketed.losses == flat.losses)
@@ -186,8 +187,9 @@ struct DistributedTrainingTests {
         let shared = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn", "--grad-sync", "shared"])
         let sharded = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn"])
         #expect(shared.output.contains("gradient sync shared (through shared memory)"), "\(shared.output)")
-        #expect(sharded.output.contains("gradient sync sharded (through shared memory; each rank updates 1/\(np) of the model)"),
-                "\(sharded.output)")
+        #expect(sharded.output.contains(
+            "gradient sync sharded (through shared memory; each rank updates 1/\(np) of the model)"),
+            "\(sharded.output)")
         // The pairwise all-reduce and the shared memory both add in rank order: the same bits.
         #expect(try Self.floats(shared.state) == Self.floats(flat.state), "shared and flat: the same bits")
         #expect(shared.losses == flat.losses)
@@ -195,7 +197,8 @@ struct DistributedTrainingTests {
         #expect(sharded.losses == shared.losses)
         // SyncBN's statistics and the loss through MPI instead of the shared-memory mailbox:
         // the same sums (bit for bit with 2 ranks; another order of additions with 4).
-        let overMPI = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn"], exporting: ["SWIFTDDP_SMALL_COLLECTIVES=mpi"])
+        let overMPI = try Self.train(np: np, batch: 32 / np, ["--norm", "syncbn"],
+                                     exporting: ["SWIFTDDP_SMALL_COLLECTIVES=mpi"])
         if np == 2 {
             #expect(try Self.floats(overMPI.state) == Self.floats(sharded.state),
                     "small collectives over MPI: the same bits")
@@ -214,7 +217,9 @@ struct DistributedTrainingTests {
         try SafeTensors.write(first.state, to: start)
         // zero steps of learning (lr tiny) from the saved state keeps the weights
         let resumed = try Self.train(np: 2, batch: 16, ["--norm", "syncbn", "--init-from", start, "--lr", "1e-30"])
-        let weightsOnly: Set<String> = Set(first.state.keys.filter { $0.hasSuffix("running_mean") || $0.hasSuffix("running_var") })
+        let weightsOnly: Set<String> = Set(first.state.keys.filter {
+            $0.hasSuffix("running_mean") || $0.hasSuffix("running_var")
+        })
         #expect(try relativeError(Self.floats(resumed.state, excluding: weightsOnly),
                                   Self.floats(first.state, excluding: weightsOnly)) < 1e-6)
         #expect(try resumed.state["1.num_batches_tracked"]?.int64s() == [24], "12 + 12 batches tracked")
@@ -306,8 +311,9 @@ struct DistributedTrainingTests {
         ["--norm", "none"],
     ])
     func oneSampleTail(arguments: [String]) throws {
-        let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--synthetic", "--synthetic-train", "6", "--batch-size", "2",
-                                                           "--epochs", "1"] + arguments, timeout: 60)
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--synthetic", "--synthetic-train", "6",
+                                                           "--batch-size", "2", "--epochs", "1"] + arguments,
+                                             timeout: 60)
         #expect(outcome.status == 0, "\(outcome.output)")
     }
 
@@ -328,7 +334,8 @@ struct DistributedTrainingTests {
     func missingData() throws {
         let outcome = try Executables.mpirun(np: 2, "ddp", ["train", "--data", "/nonexistent/data"], timeout: 120)
         expectEnded(outcome, status: ExitStatus.failure)
-        #expect(outcome.output.split(separator: "\n").filter { $0.contains("/nonexistent/data") && $0.contains("does not exist") }.count == 1,
+        #expect(outcome.output.split(separator: "\n")
+                    .filter { $0.contains("/nonexistent/data") && $0.contains("does not exist") }.count == 1,
                 "\(outcome.output)")
     }
 }
@@ -361,9 +368,11 @@ struct TorchInteropTests {
     @Test("torch.nn.Sequential loads ddp's checkpoint and ddp loads torch's")
     func roundTrip() throws {
         let dir = TemporaryDirectory()
-        let ours = dir.path + "/ours.safetensors", metrics = dir.path + "/m.jsonl", theirs = dir.path + "/torch.safetensors"
-        let trained = try Executables.mpirun(np: 2, "ddp", ["train", "--epochs", "1", "--max-steps", "200", "--width", "64",
-                                                            "--save", ours, "--metrics", metrics], timeout: 300)
+        let ours = dir.path + "/ours.safetensors", metrics = dir.path + "/m.jsonl",
+            theirs = dir.path + "/torch.safetensors"
+        let trained = try Executables.mpirun(np: 2, "ddp", ["train", "--epochs", "1", "--max-steps", "200",
+                                                            "--width", "64", "--save", ours, "--metrics", metrics],
+                                             timeout: 300)
         expectEnded(trained, status: 0)
         let summary = try #require(try jsonLines(metrics).last)
         let check = try Executables.run(Executables.python, [Executables.packageFile("scripts/torch_interop.py"), ours,
@@ -373,7 +382,8 @@ struct TorchInteropTests {
         #expect(try report.int("loaded_keys") == 16)
         #expect(abs(try report.double("test_accuracy") - summary.double("test_accuracy")) < 1e-9,
                 "torch evaluates the checkpoint to ddp's accuracy")
-        let fromTorch = try Executables.mpirun(np: 2, "ddp", ["train", "--width", "64", "--max-steps", "5", "--init-from", theirs],
+        let fromTorch = try Executables.mpirun(np: 2, "ddp", ["train", "--width", "64", "--max-steps", "5",
+                                                              "--init-from", theirs],
                                                timeout: 300)
         expectEnded(fromTorch, status: 0)
     }
@@ -457,7 +467,8 @@ struct StudyTests {
         let accuracies: [Double] = try records.map { try $0.value("testAccuracy") }
         let report = try String(contentsOfFile: dir.path + "/report.md", encoding: .utf8)
         #expect(report.contains("| --- |"))
-        let pngs = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/figures").filter { $0.hasSuffix(".png") }
+        let pngs = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/figures")
+            .filter { $0.hasSuffix(".png") }
         #expect(pngs.count >= 4, "figures drawn by gnuplot: \(pngs)")
         for png in pngs { #expect(report.contains("figures/\(png)")) }
         if study == "syncbn" {
@@ -585,7 +596,8 @@ struct StudyTests {
             let std = accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }.squareRoot()  // sample std, n − 1 = 1
             seedsMattered = seedsMattered || accuracies[0] != accuracies[1]
             let mode: String = try runs[0].value("mode")
-            #expect(report.contains("| \(mode) | ") && report.contains(String(format: "%.2f%% ± %.2f", mean * 100, std * 100)),
+            #expect(report.contains("| \(mode) | ")
+                        && report.contains(String(format: "%.2f%% ± %.2f", mean * 100, std * 100)),
                     "\(name): \(accuracies)\n\(report)")
         }
         #expect(seedsMattered, "different seeds train differently")
@@ -646,10 +658,12 @@ struct StudyTests {
     ])
     func badOptions(arguments: [String], message: String) throws {
         let dir = TemporaryDirectory()
-        let outcome = try Executables.mpirun(np: 2, "ddp", ["study"] + arguments + ["--synthetic", "--quick", "--out", dir.path + "/out"],
+        let outcome = try Executables.mpirun(np: 2, "ddp", ["study"] + arguments
+                                                 + ["--synthetic", "--quick", "--out", dir.path + "/out"],
                                              timeout: 120)
         expectEnded(outcome, status: ExitStatus.usage, "\(arguments)")
-        #expect(outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }.count == 1, "\(outcome.output)")
+        #expect(outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }.count == 1,
+                "\(outcome.output)")
         #expect(!outcome.output.contains("Swift runtime failure") && !outcome.output.contains("Fatal error"))
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
     }
@@ -728,13 +742,15 @@ struct BenchOutputTests {
     @Test("bench train and bench allreduce write JSON with their fields")
     func json() throws {
         let dir = TemporaryDirectory()
-        let train = try Executables.mpirun(np: 2, "ddp", ["bench", "train", "--depth", "1", "--width", "16", "--steps", "3",
-                                                          "--warmup", "1", "--repeats", "1", "--json", dir.path + "/t.json"])
+        let train = try Executables.mpirun(np: 2, "ddp", ["bench", "train", "--depth", "1", "--width", "16",
+                                                          "--steps", "3", "--warmup", "1", "--repeats", "1",
+                                                          "--json", dir.path + "/t.json"])
         expectEnded(train, status: 0)
         let t = try jsonFile(dir.path + "/t.json")
         #expect(try t.int("world_size") == 2 && t.double("samples_per_second") > 0)
         let breakdown: [String: Double] = try t.value("breakdown_ms")
-        #expect(Set(breakdown.keys).isSuperset(of: ["forward", "backward", "gradient_sync", "syncbn_communication", "optimizer"]))
+        #expect(Set(breakdown.keys).isSuperset(of: ["forward", "backward", "gradient_sync", "syncbn_communication",
+                                                    "optimizer"]))
         #expect(try t.double("gemm_floor_ms") > 0)
         #expect(["x86-64-v4", "x86-64-v3", "baseline"].contains(try t.string("elementwise_kernels")), "\(t)")
         #expect(try t.string("grad_sync") == "sharded" && t.bool("grad_sync_shared_memory")
@@ -745,8 +761,9 @@ struct BenchOutputTests {
         let roundTrip: [String: Any] = try t.value("rank_round_trip_ns")
         #expect(Set(roundTrip.keys) == ["before", "after"], "\(t)")
         #expect(roundTrip.values.allSatisfy { $0 is NSNull || ($0 as? Double ?? 0) > 0 }, "\(t)")
-        let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536", "--repeats", "1",
-                                                           "--seconds", "0.01", "--json", dir.path + "/a.json"])
+        let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536",
+                                                           "--repeats", "1", "--seconds", "0.01",
+                                                           "--json", dir.path + "/a.json"])
         expectEnded(reduce, status: 0)
         let results: [[String: Any]] = try jsonFile(dir.path + "/a.json").value("results")
         #expect(results.map { $0["bytes"] as? Int } == [4096, 65536])
@@ -785,7 +802,8 @@ struct BenchOutputTests {
     }
 
     @Test("bench options that make no sense: one clear line before any work", arguments: [
-        (["train", "--json", "/nonexistent/t.json"], "directory /nonexistent does not exist"),  // an NSError after the run before
+        // an NSError after the run before
+        (["train", "--json", "/nonexistent/t.json"], "directory /nonexistent does not exist"),
         (["allreduce", "--sizes", "4096", "3"], "multiples of 4"),  // floored to 0 floats before
         (["allreduce", "--sizes", "100000000000"], "multiples of 4 from 4 to"),  // a failed allocation's crash before
         (["allreduce", "--seconds", "0"], "--seconds and --repeats must be positive"),
@@ -793,7 +811,8 @@ struct BenchOutputTests {
     func badOptions(arguments: [String], message: String) throws {
         let outcome = try Executables.mpirun(np: 2, "ddp", ["bench"] + arguments, timeout: 120)
         expectEnded(outcome, status: ExitStatus.usage, "\(arguments)")
-        #expect(outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }.count == 1, "\(outcome.output)")
+        #expect(outcome.output.split(separator: "\n").filter { $0.contains("rror") && $0.contains(message) }.count == 1,
+                "\(outcome.output)")
         #expect(!outcome.output.contains("Fatal error") && !outcome.output.contains("NSCocoaErrorDomain"))
     }
 }

@@ -10,13 +10,16 @@ struct MPISelfTestTests {
         // Small collectives go through shared memory on one host unless told to use MPI;
         // the checks expect whichever path the environment asks for.
         let outcome = try Executables.mpirun(np: np, "mpi-selftest",
-                                             exporting: smallCollectivesOverMPI ? ["SWIFTDDP_SMALL_COLLECTIVES=mpi"] : [],
+                                             exporting: smallCollectivesOverMPI
+                                                 ? ["SWIFTDDP_SMALL_COLLECTIVES=mpi"] : [],
                                              timeout: 180)
         #expect(!outcome.timedOut, "mpirun -np \(np) timed out:\n\(outcome.output)")
         #expect(outcome.status == 0, "mpirun -np \(np) exited \(outcome.status):\n\(outcome.output)")
         #expect(outcome.output.contains("world size \(np)"), "\(outcome.output)")
         // Each rank runs the same checks, so the total scales with the world size.
-        let summary = outcome.output.split(separator: "\n").first { $0.hasPrefix("mpi-selftest:") && $0.contains("passed") }
+        let summary = outcome.output.split(separator: "\n").first {
+            $0.hasPrefix("mpi-selftest:") && $0.contains("passed")
+        }
         let passed = summary.flatMap { line in
             line.split(separator: " ").firstIndex(of: "passed,").flatMap { Int(line.split(separator: " ")[$0 - 1]) }
         }

@@ -5,7 +5,8 @@ import Testing
 /// Whether this machine lets the tests create network namespaces (root and `ip netns`).
 private let namespacesPermitted: Bool = {
     guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") else { return false }
-    let probe = try? Executables.run("/bin/sh", ["-c", "ip netns add ddpprobe$$ && ip netns delete ddpprobe$$"], timeout: 30)
+    let probe = try? Executables.run("/bin/sh", ["-c", "ip netns add ddpprobe$$ && ip netns delete ddpprobe$$"],
+                                     timeout: 30)
     return probe?.status == 0
 }()
 
@@ -21,8 +22,8 @@ private var repositoryRoot: URL {
        .enabled(if: namespacesPermitted, "network namespaces are not permitted here (needs root and ip netns)"))
 struct MultiNodeTests {
     /// The 4-rank SyncBN run that the hostfile and Slurm paths both compare with one node.
-    static let fourRankTrain =
-        "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 --batch-size 8 --width 32 --no-eval"
+    static let fourRankTrain = "train --synthetic --synthetic-train 1024 --norm syncbn --max-steps 12 --seed 3 "
+        + "--batch-size 8 --width 32 --no-eval"
     static let launcher = repositoryRoot.appendingPathComponent("scripts/launch.sh").path
 
     /// mpirun notices a vanished host by its daemon's keepalives: after 300 s of silence by
@@ -80,9 +81,12 @@ struct MultiNodeTests {
         let state = dir.path + "/netns"
         let multi = try Executables.run("/bin/bash", ["-c", """
             export DDP_NETNS_STATE=\(state)
-            \(script) run 2 -- bash -c 'DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 $(cat \(state)/mpirun-args) -- info && \
-            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors && \
-            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --grad-sync flat --save \(dir.path)/nodes-flat.safetensors && \
+            \(script) run 2 -- bash -c 'DDP_BIN_DIR=\(Executables.binDirectory.path) \
+            \(launcher) -np 4 $(cat \(state)/mpirun-args) -- info && \
+            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) \
+            --save \(dir.path)/nodes.safetensors && \
+            mpirun $(cat \(state)/mpirun-args) -np 4 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) \
+            --grad-sync flat --save \(dir.path)/nodes-flat.safetensors && \
             mpirun $(cat \(state)/mpirun-args) -np 3 -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --synthetic-train 96'
             """], timeout: 300)
         expectEnded(multi, status: 0)
@@ -90,14 +94,17 @@ struct MultiNodeTests {
                 "ranks placed on both simulated nodes:\n\(multi.output)")
         #expect(multi.output.contains("cache-line round trip not measured (the ranks span hosts"),
                 "no shared-memory probe across nodes:\n\(multi.output)")
-        #expect(multi.output.contains("gradient sync: sharded (through shared memory on each host"), "ddp info tells the path:\n\(multi.output)")
+        #expect(multi.output.contains("gradient sync: sharded (through shared memory on each host"),
+                "ddp info tells the path:\n\(multi.output)")
         // The default (sharded) is hierarchical across nodes: shared memory inside each node.
         #expect(multi.output.contains(
-            "gradient sync sharded (through shared memory on each host, then one all-reduce of 1/2 per rank between hosts; each rank updates 1/2 of its host's model)"),
+            "gradient sync sharded (through shared memory on each host, then one all-reduce of 1/2 per rank "
+                + "between hosts; each rank updates 1/2 of its host's model)"),
             "\(multi.output)")
         // 3 ranks on 2 nodes (2 + 1): no common part size, so one all-reduce, and the line says why.
-        #expect(multi.output.contains("gradient sync sharded → one all-reduce (hosts run different numbers of ranks, 1 to 2)"),
-                "\(multi.output)")
+        #expect(multi.output.contains(
+            "gradient sync sharded → one all-reduce (hosts run different numbers of ranks, 1 to 2)"),
+            "\(multi.output)")
         #expect(multi.output.contains("torn down"))
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")
         try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["nodes", "nodes-flat"])
@@ -119,15 +126,17 @@ struct MultiNodeTests {
                 echo "status of $fault: $?"
             done'
             """], timeout: 300)
-        #expect(outcome.output.contains("gradient sync sharded (through shared memory on each host"), "\(outcome.output)")
+        #expect(outcome.output.contains("gradient sync sharded (through shared memory on each host"),
+                "\(outcome.output)")
         // exact lines: "status of throw: 124" would be a hang cut short by `timeout`
         let lines = outcome.output.split(separator: "\n").map(String.init)
         expectEnded(outcome, status: 0)
         #expect(lines.contains("status of throw: 1") && outcome.output.contains("rank 3: injected failure at step 20"),
                 "\(outcome.output)")
         #expect(lines.contains("status of nan: 1")
-                && outcome.output.split(separator: "\n").filter { $0.contains("non-finite gradients at step 20") }.count == 1,
-                "NaN on rank 3 reaches every rank through the cross-node all-reduce: one agreed message\n\(outcome.output)")
+                && outcome.output.split(separator: "\n")
+                    .filter { $0.contains("non-finite gradients at step 20") }.count == 1,
+            "NaN on rank 3 reaches every rank through the cross-node all-reduce: one agreed message\n\(outcome.output)")
     }
 
     @Test("emulated links add the configured delay, and training across them equals the one-node run",
@@ -135,7 +144,8 @@ struct MultiNodeTests {
     func emulatedLinks() throws {
         let dir = TemporaryDirectory()
         let ddp = Executables.path("ddp")
-        let train = "train --synthetic --synthetic-train 512 --norm syncbn --grad-sync bucketed --bucket-mb 0.002 --max-steps 8 --seed 5 --batch-size 8 --width 32 --no-eval"
+        let train = "train --synthetic --synthetic-train 512 --norm syncbn --grad-sync bucketed --bucket-mb 0.002 "
+            + "--max-steps 8 --seed 5 --batch-size 8 --width 32 --no-eval"
         let script = repositoryRoot.appendingPathComponent("scripts/netns-cluster.sh").path
         let state = dir.path + "/netns"
         // A TCP ping-pong between the nodes: 20 round trips of 8 bytes, median in ms.
@@ -151,7 +161,8 @@ struct MultiNodeTests {
                     except OSError: time.sleep(0.1)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); rtts = []
                 for _ in range(20):
-                    t = time.perf_counter(); s.sendall(b"12345678"); s.recv(64); rtts.append((time.perf_counter() - t) * 1e3)
+                    t = time.perf_counter(); s.sendall(b"12345678"); s.recv(64); \
+            rtts.append((time.perf_counter() - t) * 1e3)
                 print(f"median rtt ms {statistics.median(rtts):.3f}")
             """
         try pingPong.write(toFile: dir.path + "/pingpong.py", atomically: true, encoding: .utf8)
@@ -160,7 +171,8 @@ struct MultiNodeTests {
             \(script) run 2 --emulate "delay 5ms rate 1gbit" -- bash -c '
                 ip netns exec ddpnode2 python3 \(dir.path)/pingpong.py serve & 
                 ip netns exec ddpnode1 python3 \(dir.path)/pingpong.py connect; wait
-                mpirun $(cat \(state)/mpirun-args) -np 2 --map-by ppr:1:node -x OPENBLAS_NUM_THREADS=1 \(ddp) \(train) --save \(dir.path)/nodes.safetensors'
+                mpirun $(cat \(state)/mpirun-args) -np 2 --map-by ppr:1:node -x OPENBLAS_NUM_THREADS=1 \
+            \(ddp) \(train) --save \(dir.path)/nodes.safetensors'
             """], timeout: 300)
         expectEnded(multi, status: 0)
         let rtt = multi.output.split(separator: "\n").first { $0.hasPrefix("median rtt ms ") }
@@ -209,13 +221,16 @@ struct MultiNodeTests {
             \(script) run 2 -- bash -c '
                 set -e
                 sinfo
-                setsid -w salloc -N 2 -n 4 env DDP_BIN_DIR=\(Executables.binDirectory.path) \(launcher) -np 4 -- \(train) --save \(dir.path)/salloc.safetensors
+                setsid -w salloc -N 2 -n 4 env DDP_BIN_DIR=\(Executables.binDirectory.path) \
+            \(launcher) -np 4 -- \(train) --save \(dir.path)/salloc.safetensors
                 bash \(srun) --mpi=pmix -N 2 -n 4 \(ddp) info
                 bash \(srun) --mpi=pmix -N 2 -n 4 \(ddp) \(train) --save \(dir.path)/srun.safetensors'
             """], timeout: 300)
         expectEnded(outcome, status: 0)
-        #expect(outcome.output.contains("ddpnode[1-2]"), "both simulated nodes joined the Slurm cluster:\n\(outcome.output)")
-        #expect(!outcome.output.contains("--oversubscribe"), "the launcher counts the allocation's 4 tasks as slots:\n\(outcome.output)")
+        #expect(outcome.output.contains("ddpnode[1-2]"),
+                "both simulated nodes joined the Slurm cluster:\n\(outcome.output)")
+        #expect(!outcome.output.contains("--oversubscribe"),
+                "the launcher counts the allocation's 4 tasks as slots:\n\(outcome.output)")
         #expect(outcome.output.contains("rank 0: host ddpnode1") && outcome.output.contains("rank 3: host ddpnode2"),
                 "srun placed ranks on both nodes:\n\(outcome.output)")
         #expect(!FileManager.default.fileExists(atPath: state), "teardown removed the cluster state")

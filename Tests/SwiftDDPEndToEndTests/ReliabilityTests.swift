@@ -6,8 +6,8 @@ import Testing
 @Suite("Reliability under mpirun", .serialized)
 struct ReliabilityTests {
     static let common = ["train", "--synthetic", "--synthetic-train", "2048", "--depth", "2", "--width", "32",
-                         "--dropout", "0.1", "--batch-size", "16", "--epochs", "2", "--seed", "4", "--log-every", "1000",
-                         "--no-eval"]
+                         "--dropout", "0.1", "--batch-size", "16", "--epochs", "2", "--seed", "4",
+                         "--log-every", "1000", "--no-eval"]
 
     func ddp(np: Int = 2, _ arguments: [String], timeout: TimeInterval = 120) throws -> Executables.Outcome {
         try Executables.mpirun(np: np, "ddp", arguments, timeout: timeout)
@@ -31,8 +31,8 @@ struct ReliabilityTests {
         #expect(kept == ["checkpoint-00000050.safetensors", "checkpoint-00000060.safetensors"],
                 "the two newest are kept")
         // the resumed run finishes epoch 1 from its middle, then reshuffles for epoch 2
-        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--resume",
-                                             "--save", dir.path + "/resumed.safetensors"])
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                             "--resume", "--save", dir.path + "/resumed.safetensors"])
         expectEnded(resumed, status: 0)
         #expect(resumed.output.contains("resuming from step 60 (epoch 1)"), "\(resumed.output)")
         let a = try SafeTensors.read(dir.path + "/full.safetensors").tensors
@@ -155,13 +155,15 @@ struct ReliabilityTests {
     @Test("a corrupt newest checkpoint is reported and the previous one is used")
     func corruptCheckpoint() throws {
         let dir = TemporaryDirectory()
-        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "20", "--max-steps", "40"])
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "20",
+                                           "--max-steps", "40"])
         expectEnded(first, status: 0)
         let newest = dir.path + "/checkpoint-00000040.safetensors"
         var bytes = [UInt8](try #require(FileManager.default.contents(atPath: newest)))
         bytes[bytes.count - 100] ^= 0xFF  // flip bits in the data: only the checksum can tell
         replaceFile(newest, with: Data(bytes))
-        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "20", "--resume", "--max-steps", "50"])
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "20", "--resume",
+                                             "--max-steps", "50"])
         expectEnded(resumed, status: 0)
         #expect(resumed.output.contains("skipping checkpoint") && resumed.output.contains("checksum mismatch"))
         #expect(resumed.output.contains("resuming from step 20"))
@@ -177,7 +179,8 @@ struct ReliabilityTests {
     @Test("--resume refuses checkpoints of another job (rank count, options) instead of starting over, and leaves them")
     func resumeOtherJob() throws {
         let dir = TemporaryDirectory()
-        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                           "--max-steps", "20"])
         expectEnded(first, status: 0)
         let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         for (np, extra, reason) in [(1, [String](), "was written by 2 ranks with a global batch of 32; this job's is "
@@ -190,14 +193,17 @@ struct ReliabilityTests {
                                     (2, ["--drop-last", "--bucket-mb", "2"],
                                      "different configuration: --drop-last given (checkpoint: not given); "
                                         + "--bucket-mb 2.0 (checkpoint: 1.0)")] {
-            let outcome = try ddp(np: np, Self.common + extra + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+            let outcome = try ddp(np: np, Self.common + extra + ["--checkpoint-dir", dir.path,
+                                                                 "--checkpoint-every", "10",
                                                                  "--resume", "--max-steps", "30"])
             expectEnded(outcome, status: ExitStatus.failure)
-            #expect(errorLines(outcome, containing: "no checkpoint in \(dir.path) belongs to this job") == 1, "\(outcome.output)")
+            #expect(errorLines(outcome, containing: "no checkpoint in \(dir.path) belongs to this job") == 1,
+                    "\(outcome.output)")
             #expect(outcome.output.contains(reason), "\(outcome.output)")
             #expect(!outcome.output.contains("MPI_ABORT"), "an agreed error, not an abort: \(outcome.output)")
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before, "the checkpoints are left as they were")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before,
+                "the checkpoints are left as they were")
     }
 
     @Test("a new job refuses a --checkpoint-dir holding another job's checkpoints, deletes them only when told")
@@ -235,7 +241,8 @@ struct ReliabilityTests {
     @Test("--resume in a directory shared with another job prunes only its own checkpoints; --precise-bn may be added")
     func resumeAmongOtherJobs() throws {
         let dir = TemporaryDirectory()
-        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "20"])
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                           "--max-steps", "20"])
         expectEnded(first, status: 0)
         // another job (another learning rate) whose checkpoints end up in the same directory
         let other = try ddp(Self.common + ["--lr", "0.2", "--checkpoint-dir", dir.path + "/other", "--checkpoint-every",
@@ -246,8 +253,8 @@ struct ReliabilityTests {
         }
         // precise BN changes only the end of the run, so it does not make the checkpoints another job's;
         // with --no-eval it still recomputes the statistics (for --save)
-        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10", "--max-steps", "40",
-                                             "--resume", "--precise-bn", "256"])
+        let resumed = try ddp(Self.common + ["--checkpoint-dir", dir.path, "--checkpoint-every", "10",
+                                             "--max-steps", "40", "--resume", "--precise-bn", "256"])
         expectEnded(resumed, status: 0)
         #expect(resumed.output.contains("resuming from step 20"), "\(resumed.output)")
         #expect(resumed.output.contains("precise BN: running statistics recomputed over 256 training samples"),
@@ -290,15 +297,17 @@ struct ReliabilityTests {
     @Test("--init-from takes the model out of a checkpoint: the same run as from the saved model; a corrupt one is refused")
     func initFromCheckpoint() throws {
         let dir = TemporaryDirectory()
-        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10", "--max-steps", "10",
-                                           "--save", dir.path + "/model.safetensors"])
+        let first = try ddp(Self.common + ["--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10",
+                                           "--max-steps", "10", "--save", dir.path + "/model.safetensors"])
         expectEnded(first, status: 0)
         let checkpoint = dir.path + "/ck/checkpoint-00000010.safetensors"
         for (source, output) in [(checkpoint, "a"), (dir.path + "/model.safetensors", "b")] {
-            let next = try ddp(Self.common + ["--init-from", source, "--max-steps", "3", "--save", dir.path + "/\(output).safetensors"])
+            let next = try ddp(Self.common + ["--init-from", source, "--max-steps", "3",
+                                              "--save", dir.path + "/\(output).safetensors"])
             expectEnded(next, status: 0)
         }
-        #expect(try SafeTensors.read(dir.path + "/a.safetensors").tensors == SafeTensors.read(dir.path + "/b.safetensors").tensors)
+        #expect(try SafeTensors.read(dir.path + "/a.safetensors").tensors
+                    == SafeTensors.read(dir.path + "/b.safetensors").tensors)
         var bytes = [UInt8](try #require(FileManager.default.contents(atPath: checkpoint)))
         bytes[bytes.count - 100] ^= 0xFF
         replaceFile(checkpoint, with: Data(bytes))
@@ -308,7 +317,8 @@ struct ReliabilityTests {
     /// "Promptly": the job ends by itself (seconds, printed) rather than at the test's timeout.
     @Test("a rank killed with SIGKILL ends the whole job promptly, naming the rank")
     func killedRank() throws {
-        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "kill", "--debug-fail-rank", "2", "--debug-fail-step", "5"],
+        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "kill", "--debug-fail-rank", "2",
+                                                    "--debug-fail-step", "5"],
                               timeout: 120)
         expectEnded(outcome, status: ExitStatus.killed)
         #expect(outcome.output.contains("rank 2") && outcome.output.contains("signal 9"), "\(outcome.output)")
@@ -320,16 +330,20 @@ struct ReliabilityTests {
         // fails the set-up on the host's first rank, and every rank must fall back alike.
         let dir = TemporaryDirectory()
         let missing = dir.path + "/no-such-dir"
-        let outcome = try Executables.run(Executables.mpirunPath, ["-np", "2", "--oversubscribe"] + Executables.localJobArguments
+        let outcome = try Executables.run(Executables.mpirunPath, ["-np", "2", "--oversubscribe"]
+            + Executables.localJobArguments
             + ["-x", "OPENBLAS_NUM_THREADS", "-x", "SWIFTDDP_SHM_DIR=\(missing)", Executables.path("ddp"), "train",
                "--synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--depth", "2", "--width", "32",
                "--max-steps", "3", "--grad-sync", "shared"], timeout: 120)
         expectEnded(outcome, status: 0)
-        #expect(outcome.output.contains("gradient sync shared → one all-reduce (shared memory for the ranks on this host could not be set up (create): open(\(missing)/swiftddp-"),
+        #expect(outcome.output.contains("gradient sync shared → one all-reduce (shared memory for the ranks "
+                                        + "on this host could not be set up (create): open(\(missing)/swiftddp-"),
                 "\(outcome.output)")
-        #expect(outcome.output.contains("No such file or directory") && outcome.output.contains("done: 3 steps"), "\(outcome.output)")
+        #expect(outcome.output.contains("No such file or directory") && outcome.output.contains("done: 3 steps"),
+                "\(outcome.output)")
         // and with SWIFTDDP_SHM_DIR pointing somewhere usable, the job uses it and leaves nothing there
-        let usable = try Executables.run(Executables.mpirunPath, ["-np", "2", "--oversubscribe"] + Executables.localJobArguments
+        let usable = try Executables.run(Executables.mpirunPath, ["-np", "2", "--oversubscribe"]
+            + Executables.localJobArguments
             + ["-x", "OPENBLAS_NUM_THREADS", "-x", "SWIFTDDP_SHM_DIR=\(dir.path)", Executables.path("ddp"), "train",
                "--synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--depth", "2", "--width", "32",
                "--max-steps", "3"], timeout: 120)
@@ -340,10 +354,12 @@ struct ReliabilityTests {
 
     @Test("a rank that throws ends the whole job promptly with its rank and message")
     func throwingRank() throws {
-        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "throw", "--debug-fail-rank", "3", "--debug-fail-step", "5"],
+        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "throw", "--debug-fail-rank", "3",
+                                                    "--debug-fail-step", "5"],
                               timeout: 120)
         expectEnded(outcome, status: ExitStatus.failure)
-        #expect(errorLines(outcome, containing: "ddp: error: rank 3: injected failure at step 5") == 1, "\(outcome.output)")
+        #expect(errorLines(outcome, containing: "ddp: error: rank 3: injected failure at step 5") == 1,
+                "\(outcome.output)")
     }
 
     @Test("non-finite gradients on one rank: all ranks stop with one message; no checkpoint holds NaN")
@@ -358,7 +374,8 @@ struct ReliabilityTests {
                 "the checkpoints before the NaN, none after")
         for name in names {
             let tensors = try SafeTensors.read(dir.path + "/" + name).tensors
-            let finite = try tensors.values.filter { $0.dtype == .f32 }.allSatisfy { try $0.floats().allSatisfy(\.isFinite) }
+            let finite = try tensors.values.filter { $0.dtype == .f32 }
+                .allSatisfy { try $0.floats().allSatisfy(\.isFinite) }
             #expect(finite, "\(name) holds non-finite values")
         }
     }
@@ -410,7 +427,8 @@ struct ReliabilityTests {
     {
         let outcome = try ddp(np: np, arguments, timeout: 120)
         expectEnded(outcome, status: ExitStatus.failure, "\(arguments)", sourceLocation: sourceLocation)
-        #expect(errorLines(outcome, containing: message) == 1, "expected one line with \"\(message)\":\n\(outcome.output)")
+        #expect(errorLines(outcome, containing: message) == 1,
+                "expected one line with \"\(message)\":\n\(outcome.output)")
         #expect(!outcome.output.contains("Fatal error") && !outcome.output.contains("Stack dump") &&
                 !outcome.output.contains("MPI_ABORT"), "\(outcome.output)")
     }
@@ -444,7 +462,9 @@ struct ReliabilityTests {
     }
 
     @Test("wrong IDX magic bytes") func wrongMagicBytes() throws {
-        let dir = dataDirectory { d in _ = d.write("t10k-labels-idx1-ubyte.gz", gzipCompress([0x12, 0x34, 8, 1, 0, 0, 0, 1, 3])) }
+        let dir = dataDirectory { d in
+            _ = d.write("t10k-labels-idx1-ubyte.gz", gzipCompress([0x12, 0x34, 8, 1, 0, 0, 0, 1, 3]))
+        }
         try expectCleanFailure(["train", "--data", dir.path], "bad IDX magic")
     }
 
@@ -456,12 +476,16 @@ struct ReliabilityTests {
     }
 
     @Test("image and label counts differ") func countsDiffer() throws {
-        let dir = dataDirectory { d in writeSplit(d, prefix: "t10k", count: 16, labels: [UInt8](repeating: 1, count: 15), rows: 28, cols: 28) }
+        let dir = dataDirectory { d in
+            writeSplit(d, prefix: "t10k", count: 16, labels: [UInt8](repeating: 1, count: 15), rows: 28, cols: 28)
+        }
         try expectCleanFailure(["train", "--data", dir.path], "16 images but 15 labels")
     }
 
     @Test("labels out of range") func labelsOutOfRange() throws {
-        let dir = dataDirectory { d in writeSplit(d, prefix: "train", count: 64, labels: [UInt8](repeating: 11, count: 64), rows: 28, cols: 28) }
+        let dir = dataDirectory { d in
+            writeSplit(d, prefix: "train", count: 64, labels: [UInt8](repeating: 11, count: 64), rows: 28, cols: 28)
+        }
         try expectCleanFailure(["train", "--data", dir.path], "label 11")
     }
 
@@ -481,8 +505,11 @@ struct ReliabilityTests {
         case "past-end": _ = dir.write("bad.safetensors", [200, 0, 0, 0, 0, 0, 0, 0] + Array("{}".utf8))
         case "absurd": _ = dir.write("bad.safetensors", [0, 0, 0, 0, 0, 1, 0, 0] + [UInt8](repeating: 32, count: 16))
         case "overlap":
-            _ = dir.write("bad.safetensors", header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: 8))
-        case "range": _ = dir.write("bad.safetensors", header(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: 8))
+            _ = dir.write("bad.safetensors",
+                          header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":"#
+                                 + #"{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: 8))
+        case "range": _ = dir.write("bad.safetensors",
+                                    header(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: 8))
         default:
             // a valid file of the right keys with one tensor of the wrong dtype or shape
             let good = dir.path + "/good.safetensors"
@@ -513,8 +540,10 @@ struct ReliabilityTests {
         let launcher = Executables.packageFile("scripts/launch.sh")
         // SLURM_* from a surrounding allocation must not leak into the cases without one.
         let unset = ProcessInfo.processInfo.environment.keys.filter { $0.hasPrefix("SLURM_") }.flatMap { ["-u", $0] }
-        let args = [launcher, "--dry-run", "-np", String(np)] + extra.map { $0 == "HOSTS" ? hostfile : $0 } + ["--", "info"]
-        let outcome = try Executables.run("/usr/bin/env", unset + ["/bin/bash"] + args, environment: environment, timeout: 60)
+        let args = [launcher, "--dry-run", "-np", String(np)] + extra.map { $0 == "HOSTS" ? hostfile : $0 }
+            + ["--", "info"]
+        let outcome = try Executables.run("/usr/bin/env", unset + ["/bin/bash"] + args, environment: environment,
+                                          timeout: 60)
         expectEnded(outcome, status: 0)
         #expect(outcome.output.contains("+ mpirun -np \(np) "), "\(outcome.output)")
         #expect(outcome.output.contains("--oversubscribe") == oversubscribed, "\(outcome.output)")
@@ -525,7 +554,8 @@ struct ReliabilityTests {
         let dir = TemporaryDirectory()
         let hostfile = dir.write("hosts", Array("localhost slots=2\nnode2 slots=two\n".utf8))
         let launcher = Executables.packageFile("scripts/launch.sh")
-        let outcome = try Executables.run("/bin/bash", [launcher, "-np", "2", "--hostfile", hostfile, "--", "info"], timeout: 120)
+        let outcome = try Executables.run("/bin/bash", [launcher, "-np", "2", "--hostfile", hostfile, "--", "info"],
+                                          timeout: 120)
         expectEnded(outcome, status: ExitStatus.launcher)
         #expect(errorLines(outcome, containing: "hosts:2: cannot parse \"slots=two\" (a host line is: NAME [slots=N]")
                 == 1, "\(outcome.output)")
@@ -539,7 +569,8 @@ struct ReliabilityTests {
         let outcome = try Executables.run("/bin/bash", [launcher, "-np", "3", "--hostfile", hostfile, "--", "info"],
                                           environment: ["DDP_BIN_DIR": Executables.binDirectory.path], timeout: 60)
         expectEnded(outcome, status: ExitStatus.launcher)
-        #expect(errorLines(outcome, containing: "host 'no-such-host.invalid' does not resolve") == 1, "\(outcome.output)")
+        #expect(errorLines(outcome, containing: "host 'no-such-host.invalid' does not resolve") == 1,
+                "\(outcome.output)")
         #expect(!outcome.output.contains("+ mpirun"), "nothing started:\n\(outcome.output)")
     }
 
@@ -549,10 +580,10 @@ struct ReliabilityTests {
           arguments: [
               // (failure, exit status, the last line's text)
               (["--data", "/no/such/dir"], ExitStatus.failure, "ddp: error:"),
-              (["--synthetic", "--debug-fail", "throw", "--debug-fail-rank", "1", "--debug-fail-step", "2"], ExitStatus.failure,
-               "ddp: error: rank 1: injected failure at step 2"),
-              (["--synthetic", "--debug-fail", "kill", "--debug-fail-rank", "1", "--debug-fail-step", "2"], ExitStatus.killed,
-               "launch: rank 1 on node"),
+              (["--synthetic", "--debug-fail", "throw", "--debug-fail-rank", "1", "--debug-fail-step", "2"],
+               ExitStatus.failure, "ddp: error: rank 1: injected failure at step 2"),
+              (["--synthetic", "--debug-fail", "kill", "--debug-fail-rank", "1", "--debug-fail-step", "2"],
+               ExitStatus.killed, "launch: rank 1 on node"),
           ])
     func launcherKeepsErrorLast(failure: [String], status: Int32, last: String) throws {
         let launcher = Executables.packageFile("scripts/launch.sh")
@@ -560,12 +591,15 @@ struct ReliabilityTests {
                                             + ["--", "train", "--max-steps", "4"] + failure,
                                           environment: ["DDP_BIN_DIR": Executables.binDirectory.path], timeout: 120)
         expectEnded(outcome, status: status)
-        let lines = outcome.output.split(separator: "\n").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        let lines = outcome.output.split(separator: "\n").map(String.init)
+            .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         #expect(lines.last?.contains(last) == true, "last line:\n\(outcome.output)")
         for noise in ["Primary job", "mpirun detected", "MPI_ABORT was invoked", "sent help message", "-----",
                       "ORTE_ERROR_LOG"] {
             #expect(!outcome.output.contains(noise), "\(noise):\n\(outcome.output)")
         }
-        if status == ExitStatus.killed { #expect(lines.last?.contains("exited on signal 9") == true, "\(outcome.output)") }
+        if status == ExitStatus.killed {
+            #expect(lines.last?.contains("exited on signal 9") == true, "\(outcome.output)")
+        }
     }
 }

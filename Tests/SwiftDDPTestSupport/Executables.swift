@@ -109,7 +109,8 @@ enum Executables {
                        timeout: TimeInterval = 300) throws -> Outcome
     {
         return try run(mpirunPath, ["-np", String(np), "--oversubscribe", "--bind-to", "none"] + localJobArguments
-                           + ["-x", "OPENBLAS_NUM_THREADS"] + exporting.flatMap { ["-x", $0] } + [path(name)] + arguments,
+                           + ["-x", "OPENBLAS_NUM_THREADS"] + exporting.flatMap { ["-x", $0] } + [path(name)]
+                           + arguments,
                        timeout: timeout)
     }
 

@@ -63,7 +63,8 @@ func writeSplit(_ dir: TemporaryDirectory, prefix: String, count: Int, labels: [
                 rows: Int = 2, cols: Int = 3)
 {
     let images = idxBytes(dimensions: [count, rows, cols], values: (0..<count * rows * cols).map { UInt8($0 % 256) })
-    let labelBytes = idxBytes(dimensions: [labels?.count ?? count], values: labels ?? (0..<count).map { UInt8($0 % 10) })
+    let labelBytes = idxBytes(dimensions: [labels?.count ?? count],
+                              values: labels ?? (0..<count).map { UInt8($0 % 10) })
     let suffix = gzip ? ".gz" : ""
     _ = dir.write("\(prefix)-images-idx3-ubyte\(suffix)", gzip ? gzipCompress(images) : images)
     _ = dir.write("\(prefix)-labels-idx1-ubyte\(suffix)", gzip ? gzipCompress(labelBytes) : labelBytes)

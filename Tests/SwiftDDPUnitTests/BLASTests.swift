@@ -64,10 +64,14 @@ struct BLASTests {
         var y = rng.array(n)
         let y0 = y
         x.withUnsafeBufferPointer { px in
-            y.withUnsafeMutableBufferPointer { py in BLAS.saxpy(n, alpha: -1.5, x: px.baseAddress!, y: py.baseAddress!) }
+            y.withUnsafeMutableBufferPointer { py in
+                BLAS.saxpy(n, alpha: -1.5, x: px.baseAddress!, y: py.baseAddress!)
+            }
         }
         for i in 0..<n { #expect(abs(y[i] - (y0[i] - 1.5 * x[i])) < 1e-6) }
-        let dot = x.withUnsafeBufferPointer { px in y0.withUnsafeBufferPointer { BLAS.sdot(n, x: px.baseAddress!, y: $0.baseAddress!) } }
+        let dot = x.withUnsafeBufferPointer { px in
+            y0.withUnsafeBufferPointer { BLAS.sdot(n, x: px.baseAddress!, y: $0.baseAddress!) }
+        }
         let naiveDot = zip(x, y0).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         #expect(abs(Double(dot) - naiveDot) < 1e-5)
         let norm = x.withUnsafeBufferPointer { BLAS.snrm2(n, x: $0.baseAddress!) }
@@ -76,7 +80,9 @@ struct BLASTests {
         z.withUnsafeMutableBufferPointer { BLAS.sscal(n, alpha: 2, x: $0.baseAddress!) }
         #expect(z == x.map { $0 * 2 })
         var copy = [Float](repeating: 0, count: n)
-        x.withUnsafeBufferPointer { px in copy.withUnsafeMutableBufferPointer { BLAS.scopy(n, x: px.baseAddress!, y: $0.baseAddress!) } }
+        x.withUnsafeBufferPointer { px in
+            copy.withUnsafeMutableBufferPointer { BLAS.scopy(n, x: px.baseAddress!, y: $0.baseAddress!) }
+        }
         #expect(copy == x)
         // gemv: 3×4 matrix times vector, both orientations
         let a = rng.array(12), v4 = rng.array(4), v3 = rng.array(3)
@@ -85,7 +91,8 @@ struct BLASTests {
             v4.withUnsafeBufferPointer { pv in out3.withUnsafeMutableBufferPointer {
                 BLAS.sgemv(m: 3, n: 4, a: pa.baseAddress!, lda: 4, x: pv.baseAddress!, y: $0.baseAddress!) } }
             v3.withUnsafeBufferPointer { pv in out4.withUnsafeMutableBufferPointer {
-                BLAS.sgemv(trans: .transpose, m: 3, n: 4, a: pa.baseAddress!, lda: 4, x: pv.baseAddress!, y: $0.baseAddress!) } }
+                BLAS.sgemv(trans: .transpose, m: 3, n: 4, a: pa.baseAddress!, lda: 4, x: pv.baseAddress!,
+                           y: $0.baseAddress!) } }
         }
         for i in 0..<3 { #expect(abs(out3[i] - (0..<4).reduce(0) { $0 + a[i * 4 + $1] * v4[$1] }) < 1e-5) }
         for j in 0..<4 { #expect(abs(out4[j] - (0..<3).reduce(0) { $0 + a[$1 * 4 + j] * v3[$1] }) < 1e-5) }

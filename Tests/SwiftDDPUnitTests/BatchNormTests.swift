@@ -18,7 +18,8 @@ struct BatchNormTests {
             try bn.forward(Matrix(base: $0.baseAddress!, rows: rows, cols: features), training: true).toArray()
         }
         let dx = try grad.withUnsafeMutableBufferPointer {
-            try bn.backward(Matrix(base: $0.baseAddress!, rows: rows, cols: features), needsInputGradient: true)!.toArray()
+            try bn.backward(Matrix(base: $0.baseAddress!, rows: rows, cols: features),
+                            needsInputGradient: true)!.toArray()
         }
         return (y, dx, bn, store)
     }
@@ -66,7 +67,8 @@ struct BatchNormTests {
         let variance = batches.map(unbiased).reduce(0, +) / 3
         #expect(abs(Double(store.buffer(bn.runningMeanSlot!)[0]) - mean) < 1e-6)
         #expect(abs(Double(store.buffer(bn.runningVarSlot!)[0]) - variance) < 1e-5)
-        #expect(store.counters[bn.batchesTrackedIndex!] == 4, "every training batch counts (fvcore's update_bn_stats; swa_utils.update_bn resets it)")
+        #expect(store.counters[bn.batchesTrackedIndex!] == 4,
+                "every training batch counts (fvcore's update_bn_stats; swa_utils.update_bn resets it)")
         bn.endPreciseStatistics()
         try feed([10, 12])  // momentum 0.1 again
         #expect(abs(Double(store.buffer(bn.runningMeanSlot!)[0]) - (0.9 * mean + 0.1 * 11)) < 1e-5)
@@ -97,7 +99,9 @@ struct BatchNormTests {
         bn.resetParameters()
         for batch in [[Float(0), 2], [4, 6]] {
             var x = batch
-            _ = try x.withUnsafeMutableBufferPointer { try bn.forward(Matrix(base: $0.baseAddress!, rows: 2, cols: 1), training: true) }
+            _ = try x.withUnsafeMutableBufferPointer {
+                try bn.forward(Matrix(base: $0.baseAddress!, rows: 2, cols: 1), training: true)
+            }
         }
         #expect(store.buffer(bn.runningMeanSlot!)[0] == 3, "mean of the batch means 1 and 5")
     }
@@ -147,12 +151,15 @@ struct BatchNormTests {
         let refMean = Array(UnsafeBufferPointer(start: reference.store.buffer(reference.bn.runningMeanSlot!), count: C))
         let refVar = Array(UnsafeBufferPointer(start: reference.store.buffer(reference.bn.runningVarSlot!), count: C))
         for r in 0..<4 {
-            #expect(relativeError(results[r].2.map(Double.init), refMean.map(Double.init)) < 1e-5, "rank \(r) running mean")
-            #expect(relativeError(results[r].3.map(Double.init), refVar.map(Double.init)) < 1e-5, "rank \(r) running var (global unbiased)")
+            #expect(relativeError(results[r].2.map(Double.init), refMean.map(Double.init)) < 1e-5,
+                    "rank \(r) running mean")
+            #expect(relativeError(results[r].3.map(Double.init), refVar.map(Double.init)) < 1e-5,
+                    "rank \(r) running var (global unbiased)")
         }
         // dγ is local; the sum over ranks equals the single-process dγ
         let dGammaSum = (0..<C).map { c in results.reduce(0.0) { $0 + Double($1.4[c]) } }
-        let refDGamma = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.weightSlot!), count: C)).map(Double.init)
+        let refDGamma = Array(UnsafeBufferPointer(start: reference.store.gradient(reference.bn.weightSlot!), count: C))
+            .map(Double.init)
         #expect(relativeError(dGammaSum, refDGamma) < 1e-5)
         // so is dβ (Σ dy per channel)
         let dBetaSum = (0..<C).map { c in results.reduce(0.0) { $0 + Double($1.5[c]) } }
@@ -207,7 +214,8 @@ struct BatchNormTests {
             try g.withUnsafeMutableBufferPointer { gb in
                 let input = Matrix(base: xb.baseAddress!, rows: rows, cols: 19)
                 let y = try model.forward(input, training: true).toArray()
-                let dx = try model.backward(Matrix(base: gb.baseAddress!, rows: rows, cols: 5), needsInputGradient: true)!
+                let dx = try model.backward(Matrix(base: gb.baseAddress!, rows: rows, cols: 5),
+                                            needsInputGradient: true)!
                 return (y, dx.toArray())
             }
         }
@@ -240,7 +248,8 @@ struct BatchNormTests {
             try Self.fusionRun(.relu, width: 37, rows: 6 + group.rank, fused: false, group: group, rank: group.rank)
         }
         for rank in 0..<3 {
-            #expect(fused[rank].map { $0.map(\.bitPattern) } == separate[rank].map { $0.map(\.bitPattern) }, "rank \(rank)")
+            #expect(fused[rank].map { $0.map(\.bitPattern) } == separate[rank].map { $0.map(\.bitPattern) },
+                    "rank \(rank)")
         }
     }
 }

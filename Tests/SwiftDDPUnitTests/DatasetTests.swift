@@ -33,7 +33,9 @@ struct DatasetTests {
 
     @Test("wrong IDX magic, type or dimension count is reported") func badMagic() throws {
         #expect { try IDX.parse([1, 2, 8, 1, 0, 0, 0, 0], expectedDimensions: 1) } throws: { "\($0)".contains("magic") }
-        #expect { try IDX.parse(idxBytes(dimensions: [1], values: [0, 0, 0, 0], type: 0x0D), expectedDimensions: 1) } throws: {
+        #expect {
+            try IDX.parse(idxBytes(dimensions: [1], values: [0, 0, 0, 0], type: 0x0D), expectedDimensions: 1)
+        } throws: {
             "\($0)".contains("not unsigned byte")
         }
         #expect { try IDX.parse(idxBytes(dimensions: [1, 1], values: [0]), expectedDimensions: 3) } throws: {
@@ -65,7 +67,9 @@ struct DatasetTests {
     }
 
     @Test("a missing directory is reported") func missingDirectory() {
-        #expect { try FashionMNIST.load(directory: "/nonexistent/fashion") } throws: { "\($0)".contains("does not exist") }
+        #expect { try FashionMNIST.load(directory: "/nonexistent/fashion") } throws: {
+            "\($0)".contains("does not exist")
+        }
     }
 
     @Test("the installed Fashion-MNIST loads with the published shapes")

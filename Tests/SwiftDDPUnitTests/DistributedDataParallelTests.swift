@@ -140,7 +140,8 @@ struct CustomTrainerTests {
         var config = TrainingConfiguration()
         config.evaluate = false
         let model = try DistributedDataParallelTests.model(seed: 1)  // takes 6 features
-        #expect { try Trainer(config: config, group: LocalProcessGroup.single(), train: data, test: data, model: model) }
-            throws: { "\($0)".contains("the model takes samples of shape [6], the data has [5]") }
+        #expect {
+            try Trainer(config: config, group: LocalProcessGroup.single(), train: data, test: data, model: model)
+        } throws: { "\($0)".contains("the model takes samples of shape [6], the data has [5]") }
     }
 }

@@ -24,7 +24,8 @@ struct GradientSyncTests {
             try LocalProcessGroup.run(worldSize: 3) { group in
                 let model = try Self.model()
                 let sync = try mode.make(model: model, group: group).sync
-                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
+                _ = model.store.gradients.update(
+                    fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
                 try sync.finish(wholeGradients: true)
                 return Array(model.store.gradients)
             }
@@ -104,7 +105,8 @@ struct GradientSyncTests {
             let n = model.store.parameterCount
             // two steps: the second proves the buffers are reusable after the final barrier
             for step in 0..<2 {
-                _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
+                _ = model.store.gradients.update(
+                    fromContentsOf: Self.gradients(rank: group.rank, count: n).map { $0 * Float(step + 1) })
                 try sync.finish(wholeGradients: true)
             }
             return (sync.usesSharedMemory, sync.isHierarchical, sync.ranksPerHost, Array(model.store.gradients))
@@ -119,9 +121,11 @@ struct GradientSyncTests {
     }
 
     @Test("sharded: each rank updates its part of one shared copy per host, the same bits on every rank; a non-finite part stops every rank",
-          arguments: [(3, 3, 1), (4, 2, 3)])  // one host (NaN in rank 0's part); 2 hosts × 2 (summed by rank 2, updated by ranks 0 and 2)
+          arguments: [(3, 3, 1),  // one host (NaN in rank 0's part)
+                      (4, 2, 3)])  // 2 hosts × 2 (summed by rank 2, updated by ranks 0 and 2)
     func shardedUpdate(worldSize: Int, ranksPerHost: Int, poisonedRank: Int) throws {
-        let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group -> (parameters: [Float], finite: [Bool]) in
+        let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) {
+            group -> (parameters: [Float], finite: [Bool]) in
             let model = try Self.model()
             let sgd = try SGD(store: model.store, learningRate: 0.5, momentum: 0.9)
             let (sync, stepped) = try GradientSyncMode.sharded.make(model: model, group: group, optimizer: sgd)
@@ -151,7 +155,8 @@ struct GradientSyncTests {
             sgd.step()
         }
         for (rank, result) in results.enumerated() {
-            #expect(result.parameters.map(\.bitPattern) == Array(model.store.parameters).map(\.bitPattern), "rank \(rank)")
+            #expect(result.parameters.map(\.bitPattern) == Array(model.store.parameters).map(\.bitPattern),
+                    "rank \(rank)")
             #expect(result.finite == [true, true, false], "rank \(rank) agrees on the non-finite step")
         }
     }
@@ -163,7 +168,8 @@ struct GradientSyncTests {
             let model = try Self.model()
             let sync = try GradientSyncMode.sharded.make(model: model, group: group,
                                                          optimizer: try SGD(store: model.store, learningRate: 0.1)).sync
-            _ = model.store.gradients.update(fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
+            _ = model.store.gradients.update(
+                fromContentsOf: Self.gradients(rank: group.rank, count: model.store.parameterCount))
             try sync.finish(wholeGradients: true)
             return (sync.usesSharedMemory, sync.sharedMemoryUnavailable, Array(model.store.gradients))
         }
@@ -172,7 +178,11 @@ struct GradientSyncTests {
         let expected = (0..<n).map { i in all.dropFirst().reduce(all[0][i]) { $0 + $1[i] } }
         for (rank, (shared, why, values)) in results.enumerated() {
             #expect(!shared, "rank \(rank)")
-            if let reason { #expect(why?.contains(reason) == true, "rank \(rank): \(why ?? "no reason")") } else { #expect(why == nil) }
+            if let reason {
+                #expect(why?.contains(reason) == true, "rank \(rank): \(why ?? "no reason")")
+            } else {
+                #expect(why == nil)
+            }
             #expect(values.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank)")
         }
     }

@@ -123,7 +123,9 @@ struct LayerGradientTests {
         let labels: [Int32] = [0, 4, 2, 2]
         func value(_ z: inout [Float]) throws -> Double {
             try z.withUnsafeMutableBufferPointer { b in
-                try labels.withUnsafeBufferPointer { try loss.forward(logits: Matrix(base: b.baseAddress!, rows: 4, cols: 5), labels: $0).loss }
+                try labels.withUnsafeBufferPointer {
+                    try loss.forward(logits: Matrix(base: b.baseAddress!, rows: 4, cols: 5), labels: $0).loss
+                }
             }
         }
         let l = try value(&logits)

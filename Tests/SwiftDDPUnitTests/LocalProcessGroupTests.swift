@@ -83,7 +83,9 @@ struct LocalProcessGroupTests {
         #expect(try LocalProcessGroup.single().rankRoundTripNanoseconds() == nil)
         for size in [2, 3] {
             // Generous timeout: other suites may be using both cores.
-            let figures = try LocalProcessGroup.run(worldSize: size) { try $0.rankRoundTripNanoseconds(rounds: 1_000, timeoutSeconds: 60) }
+            let figures = try LocalProcessGroup.run(worldSize: size) {
+                try $0.rankRoundTripNanoseconds(rounds: 1_000, timeoutSeconds: 60)
+            }
             #expect(figures.allSatisfy { $0 != nil && $0! > 0 && $0 == figures[0] }, "\(figures)")
         }
     }
@@ -119,7 +121,9 @@ struct LocalProcessGroupTests {
             do { try group.broadcast(&w, root: 3) } catch { messages.append("\(error)") }
             var out = [Double](repeating: 0, count: 2)
             do {
-                try [1.0].withUnsafeBufferPointer { s in try out.withUnsafeMutableBufferPointer { try group.allGather(s, into: $0) } }
+                try [1.0].withUnsafeBufferPointer { s in
+                    try out.withUnsafeMutableBufferPointer { try group.allGather(s, into: $0) }
+                }
             } catch { messages.append("\(error)") }
             return messages
         }

@@ -71,7 +71,8 @@ struct OptimizerTests {
     @Test("AdamW decays decoupled from the gradient") func adamW() throws {
         // step 1: p = 1·(1 − 0.1·0.1) = 0.99, then − 0.1 → 0.89
         let s = store()
-        let p = try run(try Adam(store: s, learningRate: 0.1, weightDecay: 0.1, decoupledWeightDecay: true), s, steps: 1)
+        let p = try run(try Adam(store: s, learningRate: 0.1, weightDecay: 0.1, decoupledWeightDecay: true), s,
+                        steps: 1)
         #expect(close(p, [0.89], 1e-5))
     }
 

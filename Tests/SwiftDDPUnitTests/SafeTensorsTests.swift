@@ -68,7 +68,8 @@ struct SafeTensorsTests {
 
     @Test("overlapping offsets")
     func overlap() {
-        let h = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+        let h = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":"#
+            + #"{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
         #expect { try SafeTensors.decode(file(header: h, data: [UInt8](repeating: 0, count: 8))) } throws: {
             "\($0)".contains("overlaps")
         }
@@ -134,7 +135,9 @@ struct SafeTensorsTests {
         dict = m.stateDict()
         dict.removeValue(forKey: "1.running_var")
         dict["extra"] = TensorData(floats: [1], shape: [1])
-        #expect { try m.loadStateDict(dict) } throws: { "\($0)".contains("missing keys [\"1.running_var\"]") && "\($0)".contains("unexpected keys [\"extra\"]") }
+        #expect { try m.loadStateDict(dict) } throws: {
+            "\($0)".contains("missing keys [\"1.running_var\"]") && "\($0)".contains("unexpected keys [\"extra\"]")
+        }
         #expect(Array(m.store.parameters) == before)
     }
 
@@ -156,9 +159,11 @@ struct SafeTensorsTests {
             import numpy as np
             t = load_file('\(ours)')
             print(sorted(t.keys()))
-            print(t['0.weight'].dtype, t['0.weight'].shape, t['1.num_batches_tracked'].dtype, t['1.num_batches_tracked'].shape)
+            print(t['0.weight'].dtype, t['0.weight'].shape, \
+            t['1.num_batches_tracked'].dtype, t['1.num_batches_tracked'].shape)
             print(repr(float(t['0.weight'].astype(np.float64).sum())))
-            save_file({'0.weight': np.arange(24, dtype=np.float32).reshape(4, 6), 'n': np.array(5, dtype=np.int64)}, '\(dir.path)/theirs.safetensors', metadata={'format': 'pt'})
+            save_file({'0.weight': np.arange(24, dtype=np.float32).reshape(4, 6), 'n': np.array(5, dtype=np.int64)}, \
+            '\(dir.path)/theirs.safetensors', metadata={'format': 'pt'})
             """)
         expectEnded(read, status: 0)
         let lines = read.output.split(separator: "\n")

@@ -11,21 +11,27 @@ struct TrainerTests {
     @Test("sampler: PyTorch DistributedSampler semantics (padding, strided shards, shuffling)")
     func sampler() {
         // 10 samples, 4 ranks: 3 per rank, padded by wrapping: order 0...9, 0, 1
-        let shards = (0..<4).map { DistributedSampler(datasetSize: 10, worldSize: 4, rank: $0, shuffle: false).indices(epoch: 0) }
+        let shards = (0..<4).map {
+            DistributedSampler(datasetSize: 10, worldSize: 4, rank: $0, shuffle: false).indices(epoch: 0)
+        }
         #expect(shards == [[0, 4, 8], [1, 5, 9], [2, 6, 0], [3, 7, 1]])
         let dropped = (0..<4).map {
-            DistributedSampler(datasetSize: 10, worldSize: 4, rank: $0, shuffle: false, dropLast: true).indices(epoch: 0)
+            DistributedSampler(datasetSize: 10, worldSize: 4, rank: $0, shuffle: false, dropLast: true)
+                .indices(epoch: 0)
         }
         #expect(dropped == [[0, 4], [1, 5], [2, 6], [3, 7]])
         // shuffled: a permutation, identical on every rank, different per epoch
         let a = DistributedSampler(datasetSize: 1000, worldSize: 3, rank: 0, seed: 7)
         #expect(Set(a.globalOrder(epoch: 0).prefix(1000)) == Set(0..<1000))
-        #expect(a.globalOrder(epoch: 0) == DistributedSampler(datasetSize: 1000, worldSize: 3, rank: 2, seed: 7).globalOrder(epoch: 0))
+        #expect(a.globalOrder(epoch: 0)
+                    == DistributedSampler(datasetSize: 1000, worldSize: 3, rank: 2, seed: 7).globalOrder(epoch: 0))
         #expect(a.globalOrder(epoch: 0) != a.globalOrder(epoch: 1))
         // at step t the union of the ranks' batches is positions [t·B·W, (t+1)·B·W) of the order
         let W = 3, B = 4
         let order = a.globalOrder(epoch: 2)
-        let perRank = (0..<W).map { DistributedSampler(datasetSize: 1000, worldSize: W, rank: $0, seed: 7).indices(epoch: 2) }
+        let perRank = (0..<W).map {
+            DistributedSampler(datasetSize: 1000, worldSize: W, rank: $0, seed: 7).indices(epoch: 2)
+        }
         for t in 0..<5 {
             let union = Set((0..<W).flatMap { perRank[$0][t * B..<(t + 1) * B] })
             #expect(union == Set(order[t * B * W..<(t + 1) * B * W]))
@@ -73,8 +79,10 @@ struct TrainerTests {
         let ranks = try Self.train(worldSize: worldSize, Self.configuration(norm: .syncbn, batch: 8))
         #expect(single.losses.count == 12)
         for (r, outcome) in ranks.enumerated() {
-            #expect(relativeError(outcome.parameters.map(Double.init), single.parameters.map(Double.init)) < 1e-4, "rank \(r) parameters")
-            #expect(relativeError(outcome.buffers.map(Double.init), single.buffers.map(Double.init)) < 1e-4, "rank \(r) running statistics")
+            #expect(relativeError(outcome.parameters.map(Double.init), single.parameters.map(Double.init)) < 1e-4,
+                    "rank \(r) parameters")
+            #expect(relativeError(outcome.buffers.map(Double.init), single.buffers.map(Double.init)) < 1e-4,
+                    "rank \(r) running statistics")
             #expect(outcome.counters == single.counters)
             #expect(relativeError(outcome.losses, single.losses) < 1e-4, "rank \(r) losses")
         }
@@ -213,7 +221,9 @@ struct TrainerTests {
         grouped.syncBNGroupSize = 3
         let badGroup = grouped
         #expect {
-            _ = try LocalProcessGroup.run(worldSize: 4) { group in _ = try Trainer(config: badGroup, group: group, train: data, test: data) }
+            _ = try LocalProcessGroup.run(worldSize: 4) { group in
+                _ = try Trainer(config: badGroup, group: group, train: data, test: data)
+            }
         } throws: { "\($0)".contains("must divide the world size 4") }
         let c = Self.configuration(norm: .bn, batch: 0)
         #expect { _ = try Trainer(config: c, group: LocalProcessGroup.single(), train: data, test: data) } throws: {

@@ -126,7 +126,8 @@ public class BatchNorm: InitializableLayer {
 
     private func forwardConstants(slope: Float?) -> Kernels.BatchNormConstants {
         let C = features
-        return .init(mean: constants, inv: constants + C, gamma: constants + 2 * C, beta: constants + 3 * C, slope: slope)
+        return .init(mean: constants, inv: constants + C, gamma: constants + 2 * C, beta: constants + 3 * C,
+                     slope: slope)
     }
 
     public var description: String {
@@ -289,7 +290,9 @@ public class BatchNorm: InitializableLayer {
     public func endPreciseStatistics() { preciseBatches = nil }
 
     private func updateRunningStatistics(globalCount: Int) {
-        guard let meanSlot = runningMeanSlot, let varSlot = runningVarSlot, let idx = batchesTrackedIndex else { return }
+        guard let meanSlot = runningMeanSlot, let varSlot = runningVarSlot, let idx = batchesTrackedIndex else {
+            return
+        }
         store.counters[idx] += 1
         var factor = momentum ?? 1 / Double(store.counters[idx])
         if let k = preciseBatches {

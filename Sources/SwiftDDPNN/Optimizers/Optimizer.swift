@@ -52,12 +52,15 @@ func loadFlatState(_ dict: [String: TensorData], _ store: ParameterStore, _ what
         staged.append((slot, try t.floats()))
     }
     for (slot, v) in staged {
-        _ = UnsafeMutableBufferPointer(rebasing: values[slot.offset..<slot.offset + slot.count]).update(fromContentsOf: v)
+        _ = UnsafeMutableBufferPointer(rebasing: values[slot.offset..<slot.offset + slot.count])
+            .update(fromContentsOf: v)
     }
 }
 
 func int64State(_ dict: [String: TensorData], _ key: String) throws -> Int64 {
-    guard let t = dict[key], t.dtype == .i64, t.shape.isEmpty else { throw NNError("optimizer state is missing the I64 scalar \(key)") }
+    guard let t = dict[key], t.dtype == .i64, t.shape.isEmpty else {
+        throw NNError("optimizer state is missing the I64 scalar \(key)")
+    }
     return try t.int64s()[0]
 }
 
