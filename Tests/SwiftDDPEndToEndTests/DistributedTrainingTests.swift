@@ -507,8 +507,10 @@ struct StudyTests {
         for record in records {
             let norm = try record.string("norm"), accuracy = try record.double("testAccuracy")
             // chance is 10%; at batch 1 a SyncBN group of 2 normalizes the hidden BatchNorm1d over two
-            // samples (every feature becomes ±1), which learns poorly, and that is the point of the study
-            #expect(accuracy > (try record.int("batchPerRank") >= 4 ? 0.5 : 0.2), "\(record)")
+            // samples (every feature becomes ±1), which learns poorly, and that is the point of the study:
+            // it reached 15.6% on one machine and over 20% on another, so only "above chance" is asked
+            // (on 10,000 test images chance stays within 10 ± 1%)
+            #expect(accuracy > (try record.int("batchPerRank") >= 4 ? 0.5 : 0.12), "\(record)")
             #expect((record["testAccuracyEMA"] != nil) == (norm != "groupnorm"), "\(record)")
         }
         // SyncBN over 4 ranks × 4 trains what one process does with 16, float rounding apart (which
@@ -566,8 +568,10 @@ struct StudyTests {
     @Test("a study records a configuration whose loss blows up as diverged and goes on")
     func divergedRun() throws {
         let dir = TemporaryDirectory()
+        // lr 1e20 overflows on any CPU; with lr 1000 the runs overflowed on one machine and settled on a
+        // dead network (10%, finite loss) on another
         let outcome = try Executables.mpirun(np: 2, "ddp", ["study", "residual", "--quick", "--depths", "8", "--norms",
-                                                           "none", "syncbn", "--lr", "1000", "--out", dir.path],
+                                                           "none", "syncbn", "--lr", "1e20", "--out", dir.path],
                                              timeout: 300)
         expectEnded(outcome, status: 0)
         let records = try Self.records(dir)
