@@ -32,9 +32,6 @@ final class PairwiseAllReduce: PersistentCollective {
     private enum Phase { case idle, scattering, gathering }
     private var phase = Phase.idle
 
-    /// The elements part `m` of `W` holds: the split the shared-memory reduction uses.
-    static func part(_ m: Int, of n: Int, ranks W: Int) -> Range<Int> { (n * m / W)..<(n * (m + 1) / W) }
-
     /// Collective over `communicator`, which must carry no other messages with tags `tag` and
     /// `tag + 1`.
     init(buffer: UnsafeMutableBufferPointer<Float>, communicator: Communicator, tag: Int) throws {
@@ -46,7 +43,7 @@ final class PairwiseAllReduce: PersistentCollective {
         func slice(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Float> {
             UnsafeMutableBufferPointer(start: base + range.lowerBound, count: range.count)
         }
-        let mine = Self.part(r, of: n, ranks: W)
+        let mine = memberPart(r, of: n, members: W)
         let peers = (0..<W).filter { $0 != r }
         let received = UnsafeMutablePointer<Float>.allocate(capacity: max(1, mine.count * peers.count))
         let sources = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: W)
@@ -58,14 +55,14 @@ final class PairwiseAllReduce: PersistentCollective {
         self.received = received
         self.sources = sources
         // Empty parts (fewer elements than ranks) travel in neither direction, on both sides.
-        let scatterSends = peers.filter { !Self.part($0, of: n, ranks: W).isEmpty }
-            .map { (buffer: UnsafeBufferPointer(slice(Self.part($0, of: n, ranks: W))), to: $0) }
+        let scatterSends = peers.filter { !memberPart($0, of: n, members: W).isEmpty }
+            .map { (buffer: UnsafeBufferPointer(slice(memberPart($0, of: n, members: W))), to: $0) }
         let scatterReceives = mine.isEmpty ? [] : peers.enumerated().map { slot, peer in
             (buffer: UnsafeMutableBufferPointer(start: received + slot * mine.count, count: mine.count), from: peer)
         }
         let gatherSends = mine.isEmpty ? [] : peers.map { (buffer: UnsafeBufferPointer(slice(mine)), to: $0) }
-        let gatherReceives = peers.filter { !Self.part($0, of: n, ranks: W).isEmpty }
-            .map { (buffer: slice(Self.part($0, of: n, ranks: W)), from: $0) }
+        let gatherReceives = peers.filter { !memberPart($0, of: n, members: W).isEmpty }
+            .map { (buffer: slice(memberPart($0, of: n, members: W)), from: $0) }
         do {
             scatter = try communicator.persistentTransfers(sends: scatterSends, receives: scatterReceives, tag: tag)
             gather = try communicator.persistentTransfers(sends: gatherSends, receives: gatherReceives,
@@ -119,7 +116,7 @@ final class PairwiseAllReduce: PersistentCollective {
     /// Step 2, then starts step 3.
     private func sumAndGather() throws {
         phase = .idle  // if starting the gather fails, the run is over
-        let mine = Self.part(rank, of: buffer.count, ranks: ranks)
+        let mine = memberPart(rank, of: buffer.count, members: ranks)
         if !mine.isEmpty { ddp_sum_members(buffer.baseAddress! + mine.lowerBound, sources, Int32(ranks), mine.count) }
         try gather.start()
         phase = .gathering

@@ -63,6 +63,11 @@ public protocol SharedSegments: AnyObject {
     func synchronize() throws
 }
 
+/// The elements member `m` of `W` owns when `n` elements are split evenly in rank order: the part
+/// each member sums in the reduce-scatters (shared memory, `PairwiseAllReduce`) and updates when
+/// the optimizer is sharded.
+public func memberPart(_ m: Int, of n: Int, members W: Int) -> Range<Int> { (n * m / W)..<(n * (m + 1) / W) }
+
 extension ReductionOp {
     /// `a ∘ b`: the step of a reduction that the in-process and shared-memory collectives run
     /// themselves, member after member in rank order.

@@ -13,9 +13,6 @@ struct HostReduction {
     /// Rank k of every host (nil on one host): they all-reduce part k of the host sums.
     let peers: (any ProcessGroup)?
 
-    /// The elements rank `m` of `W` sums (and, sharded, updates).
-    static func chunk(_ m: Int, of n: Int, ranks W: Int) -> Range<Int> { (n * m / W)..<(n * (m + 1) / W) }
-
     /// Sets up the reduction for `floats` gradients per rank and `common(L)` shared floats (L:
     /// ranks on the host), or returns why it cannot be used (nil reason: one rank per host,
     /// nothing to share). Collective; every rank of `group` gets the same kind of answer, so all

@@ -24,7 +24,7 @@ public final class ShardedOptimizer: Optimizer {
         hostRank = reduction.host.rank
         hostRanks = reduction.host.worldSize
         let n = store.parameterCount
-        range = HostReduction.chunk(hostRank, of: n, ranks: hostRanks)
+        range = memberPart(hostRank, of: n, members: hostRanks)
         store.relocateParameters(to: memory.common, owner: memory, copyingValues: hostRank == 0)
         base.relocateState(to: memory.common + n, owner: memory, copyingValues: hostRank == 0)
         try memory.synchronize()

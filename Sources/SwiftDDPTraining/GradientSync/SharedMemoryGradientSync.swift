@@ -30,7 +30,7 @@ final class SharedMemoryGradientSync: GradientSync {
         sources = .allocate(capacity: host.worldSize)
         sources.initialize(repeating: nil, count: host.worldSize)
         store.relocateGradients(to: reduction.memory.segments[host.rank], owner: reduction.memory)
-        let mine = HostReduction.chunk(host.rank, of: store.parameterCount, ranks: host.worldSize)
+        let mine = memberPart(host.rank, of: store.parameterCount, members: host.worldSize)
         do {
             peerAllReduce = try reduction.peers?.persistentAllReduce(
                 UnsafeMutableBufferPointer(rebasing: store.gradients[mine]), op: .sum)
@@ -62,7 +62,7 @@ final class SharedMemoryGradientSync: GradientSync {
         let L = reduction.host.worldSize, r = reduction.host.rank, n = store.parameterCount
         let segments = shared.segments
         let own = segments[r]
-        func chunk(_ m: Int) -> Range<Int> { HostReduction.chunk(m, of: n, ranks: L) }
+        func chunk(_ m: Int) -> Range<Int> { memberPart(m, of: n, members: L) }
         try shared.synchronize()  // every rank's gradients are complete
         let mine = chunk(r)
         for m in 0..<L { sources[m] = UnsafePointer(segments[m] + mine.lowerBound) }
