@@ -16,8 +16,8 @@ public final class MPIProcessGroup: ProcessGroup {
     private enum MailboxState { case undecided, ready(HostMailbox), unavailable }
     // MPI runs funneled: only one thread makes the group's collectives.
     nonisolated(unsafe) private var mailboxState = MailboxState.undecided
-    nonisolated(unsafe) private var exchange: Communicator?
-    nonisolated(unsafe) private var exchangeTags = 0
+    nonisolated(unsafe) private var pairwiseCommunicator: Communicator?
+    nonisolated(unsafe) private var pairwiseTags = 0
 
     /// - Parameter communicator: the communicator to use. Pass a duplicate of the world (the
     ///   default) so the group's messages cannot interfere with anything else on the world.
@@ -47,20 +47,23 @@ public final class MPIProcessGroup: ProcessGroup {
         MPIPendingCollective(request: try communicator.iallreduce(buffer, op: op))
     }
 
-    /// Float sums (the gradients) run as `PairwiseAllReduce` on a communicator of their own,
-    /// small ones through the mailbox; set `SWIFTDDP_GRADIENT_ALLREDUCE=mpi` to use MPI's
-    /// persistent collective instead. Other types and operations always use MPI's.
+    /// Float sums (the gradients) run as `PairwiseAllReduce` on the group's pairwise
+    /// communicator, small ones through the mailbox at `start`; set
+    /// `SWIFTDDP_GRADIENT_ALLREDUCE=mpi` (on every rank) to use MPI's persistent collective
+    /// instead. Other types and operations always use MPI's. Members must complete their
+    /// all-reduces in the same order.
     public func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PersistentCollective
     {
+        try agreeOnPersistentAllReduce(count: buffer.count)
         if T.self == Float.self, op == .sum, worldSize > 1, !Self.gradientAllReduceUsesMPI {
             if try mailbox(bytes: buffer.count * MemoryLayout<T>.stride) != nil {
-                return BlockingAllReduce(group: self, buffer: buffer, op: op)
+                return MailboxAllReduce(group: self, buffer: buffer, op: op)
             }
             let floats = UnsafeMutableBufferPointer(
                 start: UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self),
                 count: buffer.count)
-            let (communicator, tag) = try nextExchange()
+            let (communicator, tag) = try nextPairwiseTags()
             return try PairwiseAllReduce(buffer: floats, communicator: communicator, tag: tag)
         }
         do {
@@ -71,21 +74,38 @@ public final class MPIProcessGroup: ProcessGroup {
         }
     }
 
+    /// Every member must take the same path with the same length: a mismatch would hang or sum
+    /// the wrong elements. Checked once per set-up, outside the step.
+    private func agreeOnPersistentAllReduce(count: Int) throws {
+        let usesMPI: Int64 = Self.gradientAllReduceUsesMPI ? 1 : 0
+        var agreed: [Int64] = [usesMPI, -usesMPI, Int64(count), -Int64(count)]
+        try communicator.allreduce(&agreed, op: .min)
+        if agreed[0] != -agreed[1] {
+            throw ProcessGroupError(
+                "SWIFTDDP_GRADIENT_ALLREDUCE differs between the ranks: export it to all (mpirun -x)")
+        }
+        if agreed[2] != -agreed[3] {
+            throw ProcessGroupError(
+                "persistent all-reduce: the ranks' buffers hold \(agreed[2]) to \(-agreed[3]) elements")
+        }
+    }
+
     /// `SWIFTDDP_GRADIENT_ALLREDUCE=mpi`: gradients through MPI's own persistent all-reduce.
     static let gradientAllReduceUsesMPI =
         (getenv("SWIFTDDP_GRADIENT_ALLREDUCE").map { String(cString: $0) } ?? "") == "mpi"
 
-    /// The communicator the pairwise all-reduces run on (a duplicate, so their messages cannot
-    /// match anyone else's), and the next pair of tags. Collective the first time: every member
-    /// sets its all-reduces up in the same order.
-    private func nextExchange() throws -> (Communicator, Int) {
+    /// The communicator the group's pairwise all-reduces share (a duplicate, so their messages
+    /// cannot match anyone else's), and the next pair of tags on it. Collective when it makes the
+    /// communicator (the first time, and past 16,383 all-reduces): every member sets its
+    /// all-reduces up in the same order.
+    private func nextPairwiseTags() throws -> (Communicator, Int) {
         // MPI guarantees tags up to 32767: past them, a fresh communicator
-        if exchangeTags + 1 > 32767 { exchange = nil }
-        if exchange == nil { exchangeTags = 0 }
-        let communicator = try exchange ?? self.communicator.duplicate()
-        exchange = communicator
-        defer { exchangeTags += 2 }
-        return (communicator, exchangeTags)
+        if pairwiseTags + 1 > 32767 { pairwiseCommunicator = nil }
+        if pairwiseCommunicator == nil { pairwiseTags = 0 }
+        let communicator = try pairwiseCommunicator ?? self.communicator.duplicate()
+        pairwiseCommunicator = communicator
+        defer { pairwiseTags += 2 }
+        return (communicator, pairwiseTags)
     }
 
     public func broadcast<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws {
@@ -100,7 +120,8 @@ public final class MPIProcessGroup: ProcessGroup {
         throws
     {
         // A wrong receive size goes to MPI, which reports it.
-        if receive.count == send.count * worldSize, let mailbox = try mailbox(bytes: send.count * MemoryLayout<T>.stride) {
+        if receive.count == send.count * worldSize,
+           let mailbox = try mailbox(bytes: send.count * MemoryLayout<T>.stride) {
             return try mailbox.allGather(send, into: receive)
         }
         try communicator.allgather(send, into: receive)
@@ -186,9 +207,10 @@ final class MPIPersistentCollective: PersistentCollective {
     func test() throws -> Bool { try request.test() }
 }
 
-/// A persistent all-reduce that runs, blocking, at `start`: for buffers the mailbox carries
-/// (small enough that overlapping them with backward would gain nothing).
-final class BlockingAllReduce<T: MPIScalar>: PersistentCollective {
+/// A persistent all-reduce that runs, blocking, at `start` through the mailbox: for buffers
+/// small enough that overlapping them with backward would gain little. Like SyncBatchNorm's
+/// exchanges, a small gradient bucket then waits for the slowest rank where it starts.
+final class MailboxAllReduce<T: MPIScalar>: PersistentCollective {
     private let group: any ProcessGroup
     private let buffer: UnsafeMutableBufferPointer<T>
     private let op: ReductionOp

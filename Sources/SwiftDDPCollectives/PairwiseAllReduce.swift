@@ -9,16 +9,22 @@ import SwiftDDPMPI
 /// 2. rank r sums part r over all ranks, in rank order, into its buffer;
 /// 3. all-gather: rank r sends its summed part to every rank and receives theirs in place.
 ///
+/// "Pairwise": every pair of ranks exchanges directly, all pairs at once (not Open MPI's
+/// pairwise-exchange algorithm of W−1 rounds).
+///
 /// Why not `MPI_Allreduce`: Open MPI's allocates temporaries on every call (its persistent
 /// variant too), and which algorithm it picks — hence the order of the additions — depends on
 /// the message size and the number of ranks. Here every run reuses the same requests and
-/// buffers (no heap allocation), and each element is summed rank 0 first, up to rank W−1,
-/// exactly as the shared-memory reduction and the mailbox do: every gradient-sync mode gives
-/// the same bits. Each rank sends and receives 2·(W−1)/W of the buffer, as a ring does, in
-/// two rounds of W−1 concurrent messages instead of 2·(W−1) rounds of one.
+/// buffers (no heap allocation once Open MPI's own free lists are warm), and each element is
+/// summed rank 0 first, up to rank W−1, exactly as the shared-memory reduction and the mailbox
+/// do: on one host every gradient-sync mode gives the same bits. Each rank sends and receives
+/// 2·(W−1)/W of the buffer, as a ring does, but in two rounds of W−1 concurrent messages
+/// instead of 2·(W−1) rounds of one; it keeps (W−1)/W of the buffer as scratch.
 ///
 /// `test` moves from the first round to the second when it sees the first complete, so a run
-/// started early (a gradient bucket) progresses while backward goes on.
+/// started early (a gradient bucket) progresses while backward goes on. Only `test` and `wait`
+/// on this object start its second round: members must complete their all-reduces in the same
+/// order (a member blocked on one waits for the others' second round of it).
 final class PairwiseAllReduce: PersistentCollective {
     private let buffer: UnsafeMutableBufferPointer<Float>
     private let rank: Int
@@ -39,6 +45,7 @@ final class PairwiseAllReduce: PersistentCollective {
         rank = communicator.rank
         ranks = communicator.size
         let n = buffer.count, W = ranks, r = rank
+        // An empty buffer sets up no transfers and sums nothing: the placeholder is never used.
         let base = buffer.baseAddress ?? UnsafeMutablePointer(bitPattern: 16)!
         func slice(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Float> {
             UnsafeMutableBufferPointer(start: base + range.lowerBound, count: range.count)
@@ -92,11 +99,11 @@ final class PairwiseAllReduce: PersistentCollective {
         switch phase {
         case .idle: return true
         case .scattering:
-            guard try scatter.test() else { return false }
+            guard try ending({ try scatter.test() }) else { return false }
             try sumAndGather()
-            return false
+            return try test()
         case .gathering:
-            guard try gather.test() else { return false }
+            guard try ending({ try gather.test() }) else { return false }
             phase = .idle
             return true
         }
@@ -104,7 +111,7 @@ final class PairwiseAllReduce: PersistentCollective {
 
     func wait() throws {
         if phase == .scattering {
-            try scatter.wait()
+            try ending { try scatter.wait() }
             try sumAndGather()
         }
         if phase == .gathering {
@@ -113,7 +120,16 @@ final class PairwiseAllReduce: PersistentCollective {
         }
     }
 
-    /// Step 2, then starts step 3.
+    /// A run whose transfers failed is over: nothing is summed or sent after it.
+    private func ending<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            phase = .idle
+            throw error
+        }
+    }
+
+    /// Step 2, then starts step 3. Its receives could not have been posted with step 1's: they
+    /// write the parts step 1's sends read.
     private func sumAndGather() throws {
         phase = .idle  // if starting the gather fails, the run is over
         let mine = memberPart(rank, of: buffer.count, members: ranks)

@@ -21,9 +21,10 @@ public protocol ProcessGroup: AnyObject, Sendable {
     func startAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PendingCollective
     /// Sets up an all-reduce of `buffer` that runs once per `start()`, for a buffer reduced every
-    /// step. Collective: every member sets its ones up in the same order, and starts them in the
-    /// same order. Over MPI it is a persistent collective, whose runs skip the set-up and its
-    /// heap allocations. `buffer` must stay valid while the collective exists.
+    /// step. Collective: every member sets its ones up, starts them and completes them in the same
+    /// order. Over MPI its runs skip the set-up and
+    /// allocate nothing (`MPIProcessGroup.persistentAllReduce`). `buffer` must stay valid while
+    /// the collective exists.
     func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PersistentCollective
     /// Copies `buffer` from `root` to every member.

@@ -35,7 +35,8 @@ public final class PersistentTransfers: @unchecked Sendable {
     /// once if none is running.
     public func wait() throws(MPIError) {
         guard isActive else { return }
-        isActive = false  // a failed run is over too: its requests are inactive again
+        // A failed run is over too: Open MPI completes every request before it reports an error.
+        isActive = false
         try check(MPI_Waitall(Int32(count), handles, cmpi_statuses_ignore()), "MPI_Waitall")
     }
 
@@ -44,8 +45,9 @@ public final class PersistentTransfers: @unchecked Sendable {
     public func test() throws(MPIError) -> Bool {
         guard isActive else { return true }
         var flag: Int32 = 0
-        try check(MPI_Testall(Int32(count), handles, &flag, cmpi_statuses_ignore()), "MPI_Testall")
-        if flag != 0 { isActive = false }
+        let rc = MPI_Testall(Int32(count), handles, &flag, cmpi_statuses_ignore())
+        if flag != 0 || rc != MPI_SUCCESS { isActive = false }  // as in wait: a failed run is over
+        try check(rc, "MPI_Testall")
         return flag != 0
     }
 
@@ -70,6 +72,8 @@ extension Communicator {
     /// `receives` buffer is filled from its rank, all with `tag`. The buffers must stay valid
     /// while the transfers exist; the peers must set up the matching receives and sends. A
     /// send's buffer must not change, and a receive's must not be read, while a run is active.
+    /// `MPI_Startall` may start them in any order, so at most one send and one receive per peer
+    /// (two with one tag could match either way round).
     public func persistentTransfers<T: MPIScalar>(
         sends: [(buffer: UnsafeBufferPointer<T>, to: Int)],
         receives: [(buffer: UnsafeMutableBufferPointer<T>, from: Int)], tag: Int

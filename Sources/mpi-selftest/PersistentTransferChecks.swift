@@ -84,6 +84,17 @@ func checkPersistentTransfers(_ c: Checks, group: MPIProcessGroup, world: Commun
             }
         }
     }
+    // Ranks whose buffers differ in length all refuse, instead of summing the wrong elements.
+    if size > 1 {
+        var uneven = [Float](repeating: 1, count: rank == 0 ? 3 : 4)
+        var refused = false
+        try uneven.withUnsafeMutableBufferPointer { b in
+            do { _ = try group.persistentAllReduce(b, op: .sum) } catch let error as ProcessGroupError {
+                refused = error.message.contains("3 to 4 elements")
+            }
+        }
+        c.expect(refused, "persistent allReduce refuses buffers of different lengths on every rank")
+    }
     // Two in flight, as gradient buckets are: started in one order, completed in the other.
     var first = [Float](repeating: 0, count: 70_001), second = [Float](repeating: 0, count: 50_000)
     try first.withUnsafeMutableBufferPointer { a in

@@ -6,8 +6,9 @@ import SwiftDDPNN
 /// leaf backwards (roughly the order backward produces them). A bucket is a contiguous range of
 /// the flat buffer because leaves own consecutive slots; its non-blocking all-reduce starts
 /// when the backward of every leaf in it has run, in whatever order (a residual block runs its
-/// shortcut after its main branch). Sums the same values with the same collective as flat.
-/// Each bucket's all-reduce is set up once (persistent) and started every step.
+/// shortcut after its main branch). Each bucket's all-reduce is set up once (persistent) and
+/// started every step; every element is summed in rank order, as in flat, so the two give the
+/// same bits.
 public final class BucketedGradientSync: GradientSync {
     public var mode: GradientSyncMode { .bucketed }
     private let group: any ProcessGroup

@@ -3,8 +3,8 @@ import SwiftDDPCollectives
 /// Where the shared-memory modes sum, in two levels when the job spans hosts (hierarchical):
 /// the ranks of this host with their gradient buffers in memory they all map, and the ranks
 /// holding the same part on every other host, which all-reduce that part of the host sums —
-/// one MPI all-reduce of n/L elements per rank, so each host sends the gradient once, not once
-/// per rank.
+/// one all-reduce of n/L elements per rank (persistent, over MPI), so each host sends the
+/// gradient once, not once per rank.
 struct HostReduction {
     /// The ranks of this host (the group itself when it lives on one host).
     let host: any ProcessGroup
