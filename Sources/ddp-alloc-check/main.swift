@@ -2,8 +2,8 @@
 // by the whole process during steady-state training steps, with ordo-one's malloc interposer.
 // Run it under mpirun with the interposer preloaded:
 //   mpirun -np 2 -x LD_PRELOAD=.build/release/libMallocInterposerSwift.so .build/release/ddp-alloc-check
-// Options: --model mlp|cnn|resnet, --norm, --grad-sync, --batch, --warmup, --steps.
-// Prints one JSON line per rank and exits 1 if any step allocated.
+// Options: --model mlp|cnn|resnet, --norm, --grad-sync, --batch, --warmup, --steps, --local (--help).
+// Prints one JSON line per rank and exits 1 if any step allocated; a bad option exits 64.
 import SwiftDDPCollectives
 import SwiftDDPDatasets
 import Foundation
@@ -11,21 +11,54 @@ import MallocInterposerSwift
 import SwiftDDPMPI
 import SwiftDDPNN
 import SwiftDDPTraining
-let arguments = CommandLine.arguments
-func option(_ name: String, _ fallback: String) -> String {
-    arguments.firstIndex(of: name).flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil } ?? fallback
+let usage = """
+    usage: ddp-alloc-check [--model mlp|cnn|resnet] [--norm NORM] [--grad-sync MODE] [--batch N] [--warmup N]
+                           [--steps N] [--local]
+    Counts heap allocations per steady-state training step (preload libMallocInterposerSwift.so); one JSON line
+    per rank; exit 1 if any step allocated.
+    """
+/// Bad options: one line and the option parser's status, before MPI starts.
+func refuse(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("ddp-alloc-check: \(message)\n\(usage)\n".utf8))
+    exit(64)
 }
-let norm = NormKind(rawValue: option("--norm", "syncbn")) ?? .syncbn
-let gradSync = GradientSyncMode(rawValue: option("--grad-sync", "sharded")) ?? .sharded
-let architecture = Architecture(rawValue: option("--model", "mlp")) ?? .mlp
-let batch = Int(option("--batch", architecture == .mlp ? "128" : "16")) ?? 16
-let warmup = Int(option("--warmup", "20")) ?? 20
-let steps = Int(option("--steps", "50")) ?? 50
+/// The options' values by name, and whether --local was given.
+func parseArguments() -> (values: [String: String], local: Bool) {
+    let valued: Set = ["--model", "--norm", "--grad-sync", "--batch", "--warmup", "--steps"]
+    var values: [String: String] = [:], local = false
+    var rest = CommandLine.arguments.dropFirst()
+    while let name = rest.popFirst() {
+        if name == "--help" || name == "-h" {
+            print(usage)
+            exit(0)
+        } else if name == "--local" {
+            local = true
+        } else if valued.contains(name) {
+            guard let value = rest.popFirst() else { refuse("\(name) needs a value") }
+            values[name] = value
+        } else {
+            refuse("unknown option \(name)")
+        }
+    }
+    return (values, local)
+}
+let (values, local) = parseArguments()
+func parsed<T>(_ name: String, _ fallback: T, _ make: (String) -> T?) -> T {
+    guard let text = values[name] else { return fallback }
+    guard let value = make(text) else { refuse("\(name) \(text) is not valid") }
+    return value
+}
+let norm = parsed("--norm", NormKind.syncbn) { NormKind(rawValue: $0) }
+let gradSync = parsed("--grad-sync", GradientSyncMode.sharded) { GradientSyncMode(rawValue: $0) }
+let architecture = parsed("--model", Architecture.mlp) { Architecture(rawValue: $0) }
+let batch = parsed("--batch", architecture == .mlp ? 128 : 16) { Int($0).flatMap { $0 > 0 ? $0 : nil } }
+let warmup = parsed("--warmup", 20) { Int($0).flatMap { $0 >= 1 ? $0 : nil } }
+let steps = parsed("--steps", 50) { Int($0).flatMap { $0 > 0 ? $0 : nil } }
 
 do {
     try MPIRuntime.initialize()
     // --local: one rank through the in-process group, to tell SwiftDDP's allocations from MPI's
-    let group: any ProcessGroup = arguments.contains("--local") ? LocalProcessGroup.single() : try MPIProcessGroup.world()
+    let group: any ProcessGroup = local ? LocalProcessGroup.single() : try MPIProcessGroup.world()
     // one epoch holds every step, so the window sees no epoch boundary (a new permutation)
     let data = try SyntheticData.make(count: (warmup + steps + 2) * batch * group.worldSize, features: 784, seed: 1)
     var config = TrainingConfiguration()

@@ -702,6 +702,17 @@ struct AllocationTests {
         }
     }
 
+    @Test("ddp-alloc-check refuses options it does not know or values that make no sense", arguments: [
+        (["--model", "foo"], "--model foo is not valid"), (["--steps"], "--steps needs a value"),
+        (["--bogus"], "unknown option --bogus"), (["--batch", "0"], "--batch 0 is not valid"),
+    ])
+    func allocCheckOptions(arguments: [String], message: String) throws {
+        let outcome = try Executables.run(Executables.path("ddp-alloc-check"), arguments, timeout: 60)
+        expectEnded(outcome, status: ExitStatus.usage, "\(arguments)")
+        #expect(outcome.output.split(separator: "\n").filter { $0.hasPrefix("ddp-alloc-check: ") } == [
+            Substring("ddp-alloc-check: " + message)], "\(outcome.output)")
+    }
+
     /// oneDNN builds per-call bookkeeping inside every primitive execution with C++ `new`; the
     /// convolution wrapper serves it from a per-thread arena, which must cover all of it.
     @Test("conv nets: zero heap allocations per steady-state step, oneDNN's bookkeeping in the arena")
