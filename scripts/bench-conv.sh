@@ -4,7 +4,8 @@
 # PyTorch's SyncBatchNorm refuses CPU tensors), per-rank batch 64, 8 and 2; SGD momentum 0.9,
 # Fashion-MNIST 1×28×28, OPENBLAS_NUM_THREADS=1. Every configuration runs once per round (3 repeats,
 # median), rounds interleave the configurations, and figures are medians over ROUNDS (default 3).
-# One more 1-rank run per configuration with SWIFTDDP_CONV_WINOGRAD=0 measures what Winograd gives.
+# One more 1-rank run per configuration with the environment VARIANT measures what a kernel choice gives
+# (default SWIFTDDP_CONV_WINOGRAD=0: what Winograd gives; e.g. VARIANT=SWIFTDDP_CONV_BRGCONV=1).
 # Writes OUT/conv-*.rN.json (raw), OUT/conv-results.json and OUT/conv-table.md.
 #
 #   scripts/bench-conv.sh [OUT_DIR]          (default: runs/bench)
@@ -17,6 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/bench}"
 rounds="${ROUNDS:-3}"
+export VARIANT="${VARIANT:-SWIFTDDP_CONV_WINOGRAD=0}"
+variant="$VARIANT"
+[[ "$variant" == SWIFTDDP_*=* ]] || { echo "bench-conv: VARIANT is not SWIFTDDP_NAME=value: $variant" >&2; exit 2; }
 mkdir -p "$out"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -45,9 +49,9 @@ for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
         read -r name model batch steps warmup <<<"$c"
         common=(bench train --model "$model" --batch-size "$batch" --steps "$steps" --warmup "$warmup" --repeats 3)
         run scripts/launch.sh -np 1 -- "${common[@]}" --json "$out/conv-ddp-1-$name.r$round.json" 2>/dev/null
-        # the same without Winograd weight gradients (oneDNN's for every layer)
-        SWIFTDDP_CONV_WINOGRAD=0 run scripts/launch.sh -np 1 -- "${common[@]}" \
-            --json "$out/conv-ddp-1-onednn-$name.r$round.json" 2>/dev/null
+        # the same with the variant's kernel choice
+        run env "$variant" scripts/launch.sh -np 1 -- "${common[@]}" \
+            --json "$out/conv-ddp-1-variant-$name.r$round.json" 2>/dev/null
         run scripts/launch.sh -np 2 -- "${common[@]}" --json "$out/conv-ddp-2-syncbn-$name.r$round.json" 2>/dev/null
         run scripts/launch.sh -np 2 -- "${common[@]}" --norm bn \
             --json "$out/conv-ddp-2-bn-$name.r$round.json" 2>/dev/null
@@ -69,7 +73,8 @@ done
 $py - "$out" "${configs[@]}" <<'PY'
 import glob, json, os, re, statistics, sys
 out, names = sys.argv[1], [c.split()[0] for c in sys.argv[2:]]
-kinds = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "torch-1", "torch-ddp-2", "ddp-1-onednn"]
+kinds = ["ddp-1", "ddp-2-syncbn", "ddp-2-bn", "torch-1", "torch-ddp-2", "ddp-1-variant"]
+variant = os.environ["VARIANT"]
 def rounds(kind, name):
     files = glob.glob(f"{out}/conv-{kind}-{name}.r*.json")
     files.sort(key=lambda f: int(re.search(r"\.r(\d+)\.json$", f).group(1)))
@@ -114,15 +119,15 @@ for n in names:
                   f"| {f['normalization']:.2f} | {b['normalization']:.2f} | {f['pooling'] + b['pooling']:.2f} "
                   f"| {f['activation'] + b['activation']:.2f} | {rest:.2f} | {br['syncbn_communication']:.2f} "
                   f"| {br['gradient_sync']:.2f} | {br['optimizer']:.2f} | {r['step_ms']:.2f} |")
-md += ["", "Winograd weight gradients (1 rank): SwiftDDP as measured above against the same build with "
-       "SWIFTDDP_CONV_WINOGRAD=0 (oneDNN for every convolution pass):", "",
-       "| configuration | oneDNN only, samples/s | with Winograd | speed-up "
-       "| conv bwd ms, oneDNN only | with Winograd |",
-       "| --- | --- | --- | --- | --- | --- |"]
+md += ["", f"Kernel choice (1 rank): SwiftDDP as measured above against the same build with {variant}:", "",
+       f"| configuration | {variant}, samples/s | default | default / variant "
+       "| conv fwd ms, variant | default | conv bwd ms, variant | default |",
+       "| --- | --- | --- | --- | --- | --- | --- | --- |"]
 for n in names:
-    a, o = median_run("ddp-1", n), median_run("ddp-1-onednn", n)
+    a, o = median_run("ddp-1", n), median_run("ddp-1-variant", n)
     md.append(f"| {n} | {o['samples_per_second']:,.0f} | {a['samples_per_second']:,.0f} "
-              f"| {fmt(ratio('ddp-1', 'ddp-1-onednn', n))} | {o['layers_ms']['backward']['convolution']:.2f} "
+              f"| {fmt(ratio('ddp-1', 'ddp-1-variant', n))} | {o['layers_ms']['forward']['convolution']:.2f} "
+              f"| {a['layers_ms']['forward']['convolution']:.2f} | {o['layers_ms']['backward']['convolution']:.2f} "
               f"| {a['layers_ms']['backward']['convolution']:.2f} |")
 md += ["", "Layer floor (ms per step: every Conv2d and Linear alone, forward and backward, on the step's inputs):", "",
        "| configuration | convolutions | linear | floor |", "| --- | --- | --- | --- |"]

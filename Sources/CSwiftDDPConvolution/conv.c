@@ -51,6 +51,8 @@ static int g_threads = 1;
 static int g_winograd = 1;  // read and written with __atomic builtins: a setter may run beside training
 // Whether oneDNN runs AVX-512 kernels here: its weight gradients then beat Winograd on OpenBLAS (Docs/performance.md).
 static int g_onednn_avx512 = 0;
+// SWIFTDDP_CONV_BRGCONV=1: forward convolutions by oneDNN's brgconv kernels where it ranks them first (passed_over).
+static int g_brgconv = 0;
 // Beyond this a layer's weight gradient goes to oneDNN: the workspace (≈ 4·N·H·W·(C+O) floats) stays allocated.
 enum { WINOGRAD_MAX_WORKSPACE_BYTES = 256 << 20 };
 static pthread_key_t g_workspace_key;  // each thread's Winograd workspace
@@ -80,6 +82,8 @@ static void global_init(void) {
   dnnl_status_t s = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
   const char *env = getenv("SWIFTDDP_CONV_WINOGRAD");
   if (env && strcmp(env, "0") == 0) __atomic_store_n(&g_winograd, 0, __ATOMIC_RELAXED);
+  env = getenv("SWIFTDDP_CONV_BRGCONV");
+  g_brgconv = env && strcmp(env, "1") == 0;
   g_onednn_avx512 = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
   if (s == dnnl_success &&
       (pthread_key_create(&g_stream_key, destroy_stream) != 0 ||
@@ -333,17 +337,28 @@ fail:
   return -1;
 }
 
-// A convolution primitive descriptor: oneDNN's first choice, except for backward weights (bwd_weights = 1) of a
-// 1x1 kernel with a stride > 1, where the "jit_1x1" implementations are skipped. oneDNN 2.6's ones copy the strided
-// input into a per-thread workspace in the scratchpad, booked as OH·OW·C floats for NHWC but indexed as if each
-// pixel held a whole channel block (8 or 16 floats): with fewer channels (the tests' 2- and 4-channel projections)
-// they write past the scratchpad, i.e. corrupt the heap, and with 2+ threads into the next thread's part (wrong dw).
+enum pass { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS };
+
+// Whether an implementation oneDNN offers is passed over (the next one in its order is taken):
+//   - forward by "brgconv" (oneDNN 2.6's first choice with AVX-512): inside training steps its kernels measured
+//     1.2-1.5x slower than the "jit" ones next in line, on every layer shape of the cnn and ResNet-20 (Zen 5;
+//     Docs/performance.md); SWIFTDDP_CONV_BRGCONV=1 keeps oneDNN's order;
+//   - backward weights of a 1x1 kernel with a stride > 1 by "jit_1x1": oneDNN 2.6's ones copy the strided input into
+//     a per-thread workspace in the scratchpad, booked as OH·OW·C floats for NHWC but indexed as if each pixel held a
+//     whole channel block (8 or 16 floats): with fewer channels (the tests' 2- and 4-channel projections) they write
+//     past the scratchpad, i.e. corrupt the heap, and with 2+ threads into the next thread's part (wrong dw).
+static int passed_over(const ddp_conv *c, enum pass pass, const char *impl) {
+  if (pass == PASS_FORWARD) return !g_brgconv && strncmp(impl, "brgconv", 7) == 0;
+  if (pass == PASS_BACKWARD_WEIGHTS) return c->kh == 1 && c->kw == 1 && (c->sh > 1 || c->sw > 1) && strstr(impl, "1x1");
+  return 0;
+}
+
+// A convolution primitive descriptor: the first implementation in oneDNN's order that is not passed over.
 static int create_pd(ddp_conv *c, dnnl_primitive_desc_t *pd, const void *d, const_dnnl_primitive_desc_t hint,
-                     int bwd_weights, const char *what) {
+                     enum pass pass) {
+  static const char *const names[] = {"forward", "backward data", "backward weights"};
   char buf[96];
-  snprintf(buf, sizeof buf, "dnnl_primitive_desc_create(%s)", what);
-  if (!(bwd_weights && c->kh == 1 && c->kw == 1 && (c->sh > 1 || c->sw > 1)))
-    return ok(c, dnnl_primitive_desc_create(pd, d, g_attr, g_engine, hint), buf);
+  snprintf(buf, sizeof buf, "dnnl_primitive_desc_create(%s)", names[pass]);
   dnnl_primitive_desc_iterator_t it;
   if (!ok(c, dnnl_primitive_desc_iterator_create(&it, d, g_attr, g_engine, hint), buf)) return 0;
   dnnl_status_t s = dnnl_success;
@@ -351,7 +366,7 @@ static int create_pd(ddp_conv *c, dnnl_primitive_desc_t *pd, const void *d, cons
     dnnl_primitive_desc_t p = dnnl_primitive_desc_iterator_fetch(it);  // a copy we own
     const char *impl = NULL;
     if (p && dnnl_primitive_desc_query(p, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
-        !strstr(impl, "1x1")) {
+        !passed_over(c, pass, impl)) {
       *pd = p;
       break;
     }
@@ -359,7 +374,7 @@ static int create_pd(ddp_conv *c, dnnl_primitive_desc_t *pd, const void *d, cons
   }
   dnnl_primitive_desc_iterator_destroy(it);
   if (*pd) return 1;
-  set_err(c, "%s: no oneDNN implementation other than jit_1x1 (%s)", buf, dnnl_status2str(s));
+  set_err(c, "%s: no oneDNN implementation left (%s)", buf, dnnl_status2str(s));
   return 0;
 }
 
@@ -380,7 +395,7 @@ static int build_fwd(ddp_conv *c, entry *e, int bias) {
   if (!ok(c, dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, x_md(e), &c->w_any,
                                                 bias ? &c->b_md : NULL, y_md(e), c->strides, c->pad_l, c->pad_r),
           "dnnl_convolution_forward_desc_init") ||
-      !create_pd(c, &pd, &d, NULL, 0, "forward") ||
+      !create_pd(c, &pd, &d, NULL, PASS_FORWARD) ||
       !prim_build(c, e, &e->fwd[bias], pd, "convolution forward"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0);
@@ -408,7 +423,7 @@ static int build_bwd_data(ddp_conv *c, entry *e) {
       !ok(c, dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, x_md(e), &c->w_any, y_md(e),
                                                       c->strides, c->pad_l, c->pad_r),
           "dnnl_convolution_backward_data_desc_init") ||
-      !create_pd(c, &pd, &d, h, 0, "backward data") ||
+      !create_pd(c, &pd, &d, h, PASS_BACKWARD_DATA) ||
       !prim_build(c, e, &e->bwd_data, pd, "convolution backward data"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0);
@@ -428,7 +443,7 @@ static int build_bwd_weights(ddp_conv *c, entry *e, int bias) {
                                                          bias ? &c->b_md : NULL, y_md(e), c->strides, c->pad_l,
                                                          c->pad_r),
           "dnnl_convolution_backward_weights_desc_init") ||
-      !create_pd(c, &pd, &d, h, 1, "backward weights") ||
+      !create_pd(c, &pd, &d, h, PASS_BACKWARD_WEIGHTS) ||
       !prim_build(c, e, &e->bwd_weights[bias], pd, "convolution backward weights"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0), 1);
@@ -539,6 +554,29 @@ int ddp_conv_uses_winograd(const ddp_conv *c, int N) {
 }
 
 int ddp_conv_onednn_avx512(void) { return global_ready() && g_onednn_avx512; }
+
+static const char *impl_of(const prim *p) {
+  const char *impl = NULL;
+  if (!p->p || dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success) return NULL;
+  return impl;
+}
+
+const char *ddp_conv_implementation(const ddp_conv *c, int N, int pass) {
+  if (!c || pass < 0 || pass > 2) return "";
+  if (pass == PASS_BACKWARD_WEIGHTS && ddp_conv_uses_winograd(c, N)) return "winograd";
+  for (int i = 0; i < CACHE_ENTRIES; i++) {
+    const entry *e = &c->cache[i];
+    if (e->N != N) continue;
+    const prim *first = pass == PASS_FORWARD ? &e->fwd[e->last_fwd > 0]
+                        : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights[0];
+    const prim *second = pass == PASS_FORWARD ? &e->fwd[e->last_fwd <= 0]
+                         : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights[1];
+    const char *impl = impl_of(first);
+    if (!impl) impl = impl_of(second);
+    return impl ? impl : "";
+  }
+  return "";
+}
 
 ddp_conv *ddp_conv_create(int C, int O, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw, char *err,
                           size_t errlen) {

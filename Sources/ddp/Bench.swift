@@ -152,6 +152,11 @@ struct TrainBench: ParsableCommand {
                 "conv_layers": convolutions.count,
                 "conv_winograd_weight_gradients": convolutions.filter { $0.usesWinograd(batch: batchSize) }.count,
                 "onednn_avx512": Conv2d.oneDNNUsesAVX512,
+                "conv_implementations": convolutions.map { conv -> [String: Any] in
+                    let used = conv.implementations(batch: batchSize)
+                    return ["layer": conv.description, "forward": used.forward, "backward_data": used.backwardData,
+                            "backward_weights": used.backwardWeights]
+                },
                 "samples_per_second": median(samplesPerSecond), "samples_per_second_all": samplesPerSecond,
                 "step_ms": stepMs,
                 "breakdown_ms": ["data": perStep(best.data), "forward": perStep(best.forward),

@@ -64,6 +64,10 @@ int ddp_conv_uses_winograd(const ddp_conv *conv, int N);
 /// Whether oneDNN dispatches to AVX-512 kernels on this CPU (then the automatic policy leaves weight gradients to it).
 int ddp_conv_onednn_avx512(void);
 
+/// The implementation that ran pass 0 (forward), 1 (backward data) or 2 (backward weights) for N images: oneDNN's
+/// name for it ("jit:avx512_core", ...) or "winograd"; "" where that pass has not run for N yet.
+const char *ddp_conv_implementation(const ddp_conv *conv, int N, int pass);
+
 /// This handle's Winograd policy: 0 never, 1 automatic (the default), 2 whenever the geometry allows.
 void ddp_conv_set_winograd_policy(ddp_conv *conv, int policy);
 

@@ -45,6 +45,15 @@ public final class Conv2d: InitializableLayer {
         handle.map { ddp_conv_uses_winograd($0, Int32(clamping: batch)) != 0 } ?? false
     }
 
+    /// The kernels that ran each pass for `batch` images: oneDNN's implementation names
+    /// ("jit:avx512_core", "brgconv:avx512_core", ...) or "winograd"; "" for a pass not run yet at that batch.
+    public func implementations(batch: Int) -> (forward: String, backwardData: String, backwardWeights: String) {
+        guard let handle else { return ("", "", "") }
+        let n = Int32(clamping: batch)
+        let name = { (pass: Int32) in String(cString: ddp_conv_implementation(handle, n, pass)) }
+        return (name(0), name(1), name(2))
+    }
+
     /// - Parameters:
     ///   - kernel, stride, padding: square sizes (PyTorch's ints); padding is zeros on both sides.
     ///   - bias: learn a per-channel bias (PyTorch's default; off before a BatchNorm in ResNets).
