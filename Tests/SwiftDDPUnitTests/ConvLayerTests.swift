@@ -99,6 +99,29 @@ struct ConvLayerTests {
         #expect(always.usesWinograd(batch: 2))
     }
 
+    @Test("each pass names its kernel once it ran; forward passes over oneDNN's brgconv")
+    func implementations() throws {
+        let conv = Conv2d(16, 16, kernel: 3, padding: 1, bias: false)
+        let shape = SampleShape.image(channels: 16, height: 8, width: 8)
+        let model = try LayerGradientTests.single(conv, input: shape)
+        #expect(conv.implementations(batch: 2) == ("", "", ""))
+        var input = [Float](repeating: 0.5, count: 2 * 16 * 64), grad = [Float](repeating: 1, count: 2 * 16 * 64)
+        try input.withUnsafeMutableBufferPointer { xb in
+            _ = try model.forward(Matrix(base: xb.baseAddress!, rows: 2, shape: shape), training: true)
+        }
+        let afterForward = conv.implementations(batch: 2)
+        #expect(!afterForward.forward.isEmpty && afterForward.backwardData.isEmpty)
+        // oneDNN 2.6 ranks brgconv first on AVX-512; SWIFTDDP_CONV_BRGCONV=1 (not set in tests) would keep it
+        #expect(!afterForward.forward.hasPrefix("brgconv"), "\(afterForward)")
+        if Conv2d.oneDNNUsesAVX512 { #expect(afterForward.forward == "jit:avx512_core") }
+        try grad.withUnsafeMutableBufferPointer { gb in
+            _ = try model.backward(Matrix(base: gb.baseAddress!, rows: 2, shape: shape), needsInputGradient: true)
+        }
+        let all = conv.implementations(batch: 2)
+        #expect(!all.backwardData.isEmpty && !all.backwardWeights.isEmpty, "\(all)")
+        #expect(conv.implementations(batch: 3) == ("", "", ""))
+    }
+
     /// The arena that takes oneDNN's per-call bookkeeping off the heap must never hand out memory still in use.
     @Test("the oneDNN arena: scopes allocate from it, live memory is not reused, all returned rewinds it")
     func arena() {
