@@ -128,10 +128,53 @@ static inline float activate(float v, int activation, float slope) {
 // (so the same bits), instead of being stored: one array less to write and to read back.
 static inline float normalized(float x, float mean, float inv) { return (x - mean) * inv; }
 
-CLONES void ddp_gradient_sums(const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
-                              const float *restrict mean, const float *restrict inv, const float *restrict gamma,
-                              const float *restrict beta, int activation, float slope, double *restrict s1,
-                              double *restrict s2) {
+// Where a row of the input sits in its max pooling's windows (ddp_pooled_gradient), stepped row by
+// row without divisions: pixel (y, x) of sample b, in window (py, px) at offset (ky, kx).
+typedef struct {
+    ptrdiff_t b, y, x, py, px, ky, kx;
+} pool_cursor;
+
+static inline __attribute__((always_inline)) void pool_cursor_step(pool_cursor *q, const ddp_pooled_gradient *p) {
+    q->x++;
+    if (++q->kx == p->k) {
+        q->kx = 0;
+        q->px++;
+    }
+    if (q->x < p->w) return;
+    q->x = q->kx = q->px = 0;
+    q->y++;
+    if (++q->ky == p->k) {
+        q->ky = 0;
+        q->py++;
+    }
+    if (q->y < p->h) return;
+    q->y = q->ky = q->py = 0;
+    q->b++;
+}
+
+// Columns c0 ..< c0 + width of the dense input gradient at the cursor's row, into out: the pooled
+// gradient where this input was its window's maximum, else 0 (what ddp_maxpool_backward writes).
+static inline __attribute__((always_inline)) const float *pooled_row(const ddp_pooled_gradient *p, ptrdiff_t cols, const pool_cursor *q, ptrdiff_t c0,
+                                      ptrdiff_t width, float *restrict out) {
+    if (q->py < p->oh && q->px < p->ow) {
+        const ptrdiff_t o = ((q->b * p->oh + q->py) * p->ow + q->px) * cols + c0;
+        const int32_t at = (int32_t)((q->y * p->w + q->x) * cols + c0);
+        const float *restrict g = p->g + o;
+        const int32_t *restrict index = p->index + o;
+        for (ptrdiff_t j = 0; j < width; j++) out[j] = index[j] == at + (int32_t)j ? g[j] : 0;
+    } else {
+        for (ptrdiff_t j = 0; j < width; j++) out[j] = 0;  // outside every window (floor mode)
+    }
+    return out;
+}
+
+// Columns per chunk when a pooled gradient is unpacked (a tile of PARTIAL_ROWS rows stays in L1).
+enum { ROW_CHUNK = 256 };
+
+static inline __attribute__((always_inline)) void gradient_sums_dense(const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
+                                const float *restrict mean, const float *restrict inv, const float *restrict gamma,
+                                const float *restrict beta, int activation, float slope, double *restrict s1,
+                                double *restrict s2) {
     for (ptrdiff_t c0 = 0; c0 < cols; c0 += BLOCK) {
         const ptrdiff_t width = cols - c0 < BLOCK ? cols - c0 : BLOCK;
         double d1[BLOCK] = {0}, d2[BLOCK] = {0};
@@ -181,6 +224,81 @@ CLONES void ddp_gradient_sums(const float *restrict g, const float *restrict x, 
     }
 }
 
+// The sums of gradient_sums_dense over the unpacked pooled gradient, with the same arithmetic per
+// column in the same order (float partial sums over the same groups of PARTIAL_ROWS rows, added
+// into Double in row order), so the same bits; the loops run a group of rows at a time instead of
+// a column block at a time, reading x once.
+static inline __attribute__((always_inline)) void gradient_sums_pooled(const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows,
+                                 ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
+                                 const float *restrict gamma, const float *restrict beta, int activation,
+                                 float slope, double *restrict s1, double *restrict s2) {
+    float tile[PARTIAL_ROWS * ROW_CHUNK];
+    for (ptrdiff_t c = 0; c < cols; c++) s1[c] = s2[c] = 0;
+    for (ptrdiff_t cc = 0; cc < cols; cc += ROW_CHUNK) {
+        const ptrdiff_t chunk = cols - cc < ROW_CHUNK ? cols - cc : ROW_CHUNK;
+        pool_cursor cursor = {0};
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
+            const ptrdiff_t n = rows - r0 < PARTIAL_ROWS ? rows - r0 : PARTIAL_ROWS;
+            for (ptrdiff_t t = 0; t < n; t++) {
+                pooled_row(pool, cols, &cursor, cc, chunk, tile + t * chunk);
+                pool_cursor_step(&cursor, pool);
+            }
+            for (ptrdiff_t c0 = cc; c0 < cc + chunk; c0 += BLOCK) {
+                const ptrdiff_t width = cc + chunk - c0 < BLOCK ? cc + chunk - c0 : BLOCK;
+                float p1[BLOCK] = {0}, p2[BLOCK] = {0}, m[BLOCK] = {0}, v[BLOCK] = {0}, w[BLOCK] = {0}, b[BLOCK] = {0};
+                for (ptrdiff_t j = 0; j < width; j++) {
+                    m[j] = mean[c0 + j];
+                    v[j] = inv[c0 + j];
+                    w[j] = gamma[c0 + j];
+                    b[j] = beta[c0 + j];
+                }
+                const float *restrict gt = tile + (c0 - cc), *restrict xt = x + r0 * cols + c0;
+                if (width == BLOCK && activation) {
+                    for (ptrdiff_t t = 0; t < n; t++) {
+                        for (int j = 0; j < BLOCK; j++) {
+                            float h = normalized(xt[t * cols + j], m[j], v[j]);
+                            float gv = activation_gradient(gt[t * chunk + j], w[j] * h + b[j], slope);
+                            p1[j] += gv;
+                            p2[j] += gv * h;
+                        }
+                    }
+                } else if (width == BLOCK) {
+                    for (ptrdiff_t t = 0; t < n; t++) {
+                        for (int j = 0; j < BLOCK; j++) {
+                            float h = normalized(xt[t * cols + j], m[j], v[j]);
+                            p1[j] += gt[t * chunk + j];
+                            p2[j] += gt[t * chunk + j] * h;
+                        }
+                    }
+                } else {
+                    for (ptrdiff_t t = 0; t < n; t++) {
+                        for (ptrdiff_t j = 0; j < width; j++) {
+                            float h = normalized(xt[t * cols + j], m[j], v[j]), g = gt[t * chunk + j];
+                            float gv = activation ? activation_gradient(g, w[j] * h + b[j], slope) : g;
+                            p1[j] += gv;
+                            p2[j] += gv * h;
+                        }
+                    }
+                }
+                for (ptrdiff_t j = 0; j < width; j++) {
+                    s1[c0 + j] += p1[j];
+                    s2[c0 + j] += p2[j];
+                }
+            }
+        }
+    }
+}
+
+CLONES void ddp_gradient_sums(const float *restrict g, const ddp_pooled_gradient *pool, const float *restrict x,
+                              ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
+                              const float *restrict gamma, const float *restrict beta, int activation, float slope,
+                              double *restrict s1, double *restrict s2) {
+    if (pool)
+        gradient_sums_pooled(pool, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+    else
+        gradient_sums_dense(g, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+}
+
 CLONES void ddp_batchnorm_forward(const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
                                   const float *restrict inv, const float *restrict gamma, const float *restrict beta,
                                   float *restrict y, int activation, float slope) {
@@ -202,10 +320,60 @@ CLONES void ddp_batchnorm_forward(const float *restrict x, ptrdiff_t rows, ptrdi
     }
 }
 
-CLONES void ddp_batchnorm_backward(const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
-                                   const float *restrict mean, const float *restrict inv, const float *restrict gamma,
-                                   const float *restrict beta, int activation, float slope, const float *restrict k,
-                                   const float *restrict a, const float *restrict s, float *restrict d) {
+// One window row of ddp_batchnorm_maxpool_forward for a constant `activation` (so each instance's
+// channel loop vectorizes): the values of k pixels, each as ddp_batchnorm_forward computes it,
+// into the running maxima in ddp_maxpool_forward's scan order and rules.
+static inline __attribute__((always_inline)) void normalized_window_row(
+    const float *restrict xv, ptrdiff_t k, ptrdiff_t c, int32_t at, int first, const float *restrict mean,
+    const float *restrict inv, const float *restrict gamma, const float *restrict beta, int activation, float slope,
+    float *restrict yo, int32_t *restrict io) {
+    for (ptrdiff_t kw = 0; kw < k; kw++, xv += c, at += (int32_t)c) {
+        for (ptrdiff_t ch = 0; ch < c; ch++) {
+            const float v = activate(gamma[ch] * normalized(xv[ch], mean[ch], inv[ch]) + beta[ch], activation, slope);
+            const int take = (first && kw == 0) || v > yo[ch] || v != v;
+            yo[ch] = take ? v : yo[ch];
+            io[ch] = take ? at + (int32_t)ch : io[ch];
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void batchnorm_maxpool_forward(
+    const float *restrict x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k, ptrdiff_t oh,
+    ptrdiff_t ow, const float *restrict mean, const float *restrict inv, const float *restrict gamma,
+    const float *restrict beta, int activation, float slope, float *restrict y, int32_t *restrict index) {
+    const ptrdiff_t in = h * w * c, out = oh * ow * c;
+    for (ptrdiff_t b = 0; b < n; b++) {
+        for (ptrdiff_t i = 0; i < oh; i++) {
+            for (ptrdiff_t j = 0; j < ow; j++) {
+                float *restrict yo = y + b * out + (i * ow + j) * c;
+                int32_t *restrict io = index + b * out + (i * ow + j) * c;
+                for (ptrdiff_t kh = 0; kh < k; kh++) {
+                    const ptrdiff_t at = ((i * k + kh) * w + j * k) * c;
+                    normalized_window_row(x + b * in + at, k, c, (int32_t)at, kh == 0, mean, inv, gamma, beta,
+                                          activation, slope, yo, io);
+                }
+            }
+        }
+    }
+}
+
+CLONES void ddp_batchnorm_maxpool_forward(const float *restrict x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
+                                          ptrdiff_t c, ptrdiff_t k, ptrdiff_t oh, ptrdiff_t ow,
+                                          const float *restrict mean, const float *restrict inv,
+                                          const float *restrict gamma, const float *restrict beta, int activation,
+                                          float slope, float *restrict y, int32_t *restrict index) {
+    // The same maxima, indices and bits as ddp_batchnorm_forward then ddp_maxpool_forward.
+    switch (activation) {
+    case 1: batchnorm_maxpool_forward(x, n, h, w, c, k, oh, ow, mean, inv, gamma, beta, 1, 0, y, index); break;
+    case 2: batchnorm_maxpool_forward(x, n, h, w, c, k, oh, ow, mean, inv, gamma, beta, 2, slope, y, index); break;
+    default: batchnorm_maxpool_forward(x, n, h, w, c, k, oh, ow, mean, inv, gamma, beta, 0, 0, y, index);
+    }
+}
+
+static inline __attribute__((always_inline)) void batchnorm_backward_dense(
+    const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
+    const float *restrict inv, const float *restrict gamma, const float *restrict beta, int activation, float slope,
+    const float *restrict k, const float *restrict a, const float *restrict s, float *restrict d) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const ptrdiff_t o = r * cols;
         if (activation) {
@@ -219,6 +387,56 @@ CLONES void ddp_batchnorm_backward(const float *restrict g, const float *restric
                 d[o + c] = k[c] * (g[o + c] - a[c] - normalized(x[o + c], mean[c], inv[c]) * s[c]);
         }
     }
+}
+
+// batchnorm_backward_dense over the unpacked pooled gradient, element by element the same
+// operations; the loops follow the windows, so each pixel finds its pooled gradient without a
+// division.
+static inline __attribute__((always_inline)) void batchnorm_backward_pooled(
+    const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
+    const float *restrict mean, const float *restrict inv, const float *restrict gamma, const float *restrict beta,
+    int activation, float slope, const float *restrict k, const float *restrict a, const float *restrict s,
+    float *restrict d) {
+    const ptrdiff_t h = pool->h, w = pool->w, kk = pool->k, oh = pool->oh, ow = pool->ow, n = rows / (h * w);
+    for (ptrdiff_t b = 0; b < n; b++) {
+        for (ptrdiff_t y = 0; y < h; y++) {
+            const ptrdiff_t py = y / kk;
+            for (ptrdiff_t px = 0; px * kk < w; px++) {
+                const int inside = py < oh && px < ow;  // else outside every window (floor mode): gradient 0
+                const ptrdiff_t po = ((b * oh + (inside ? py : 0)) * ow + (inside ? px : 0)) * cols;
+                const float *restrict gp = pool->g + po;
+                const int32_t *restrict ip = pool->index + po;
+                for (ptrdiff_t x0 = px * kk; x0 < (px + 1) * kk && x0 < w; x0++) {
+                    const ptrdiff_t o = ((b * h + y) * w + x0) * cols;
+                    const int32_t at = (int32_t)((y * w + x0) * cols);
+                    if (activation) {
+                        for (ptrdiff_t c = 0; c < cols; c++) {
+                            const float gc = inside && ip[c] == at + (int32_t)c ? gp[c] : 0;
+                            float hc = normalized(x[o + c], mean[c], inv[c]);
+                            float gv = activation_gradient(gc, gamma[c] * hc + beta[c], slope);
+                            d[o + c] = k[c] * (gv - a[c] - hc * s[c]);
+                        }
+                    } else {
+                        for (ptrdiff_t c = 0; c < cols; c++) {
+                            const float gc = inside && ip[c] == at + (int32_t)c ? gp[c] : 0;
+                            d[o + c] = k[c] * (gc - a[c] - normalized(x[o + c], mean[c], inv[c]) * s[c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+CLONES void ddp_batchnorm_backward(const float *restrict g, const ddp_pooled_gradient *pool, const float *restrict x,
+                                   ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
+                                   const float *restrict inv, const float *restrict gamma, const float *restrict beta,
+                                   int activation, float slope, const float *restrict k, const float *restrict a,
+                                   const float *restrict s, float *restrict d) {
+    if (pool)
+        batchnorm_backward_pooled(pool, x, rows, cols, mean, inv, gamma, beta, activation, slope, k, a, s, d);
+    else
+        batchnorm_backward_dense(g, x, rows, cols, mean, inv, gamma, beta, activation, slope, k, a, s, d);
 }
 
 CLONES void ddp_relu(const float *restrict x, float *restrict y, ptrdiff_t n, float slope) {

@@ -252,4 +252,103 @@ struct BatchNormTests {
                     "rank \(rank)")
         }
     }
+
+    /// Runs BatchNorm2d [+ activation] + MaxPool2d with the pooling fused into the BatchNorm or
+    /// not; returns the training output, input gradient, parameter gradients, buffers and an
+    /// evaluation output (evaluation never fuses the pooling).
+    static func poolFusionRun(activation: ActivationKind?, pool: Int, channels C: Int, height: Int, width: Int,
+                              rows: Int, fused: Bool, group: (any ProcessGroup)? = nil, rank: Int = 0) throws
+        -> [[Float]]
+    {
+        var layers: [any Layer] = [BatchNorm2d(channels: C, group: group)]
+        if let activation { layers.append(Activation(activation)) }
+        layers.append(MaxPool2d(kernel: pool))
+        let root = Sequential(layers)
+        let model = try Model(root, inputShape: .image(channels: C, height: height, width: width))
+        model.initialize(scheme: .default, seed: 9)
+        // γ and β away from 1 and 0, so the activation's mask and the pooling's choice depend on them
+        for case let bn as BatchNorm in root.layers {
+            for c in 0..<C {
+                model.store.parameter(bn.weightSlot!)[c] = 0.5 + Float(c % 5) * 0.3 * (c % 2 == 0 ? 1 : -1)
+                model.store.parameter(bn.biasSlot!)[c] = Float(c % 3) * 0.2 - 0.2
+            }
+        }
+        root.fusesBatchNormPooling = fused
+        let outShape = try root.outputShape(for: .image(channels: C, height: height, width: width))
+        var rng = TestRandom(seed: 70 + UInt64(rank))
+        var x = rng.normal(rows * C * height * width, mean: 0.5, std: 2)
+        var g = rng.normal(rows * outShape.count)
+        let (y, dx): ([Float], [Float]) = try x.withUnsafeMutableBufferPointer { xb in
+            try g.withUnsafeMutableBufferPointer { gb in
+                let input = Matrix(base: xb.baseAddress!, rows: rows, shape: .image(channels: C, height: height,
+                                                                                   width: width))
+                let y = try model.forward(input, training: true).toArray()
+                // the layers run inside the BatchNorm: the activation, and the pooling when fused
+                #expect(root.lastForwardCovered == (activation == nil ? 0 : 1) + (fused ? 1 : 0))
+                let dx = try model.backward(Matrix(base: gb.baseAddress!, rows: rows, shape: outShape),
+                                            needsInputGradient: true)!
+                return (y, dx.toArray())
+            }
+        }
+        let eval = try x.withUnsafeMutableBufferPointer { xb in
+            try model.forward(Matrix(base: xb.baseAddress!, rows: rows, shape: .image(channels: C, height: height,
+                                                                                      width: width)),
+                              training: false).toArray()
+        }
+        return [y, dx, Array(model.store.gradients), Array(model.store.buffers), eval]
+    }
+
+    static let poolFusionParts = ["output", "input gradient", "parameter gradients", "buffers", "evaluation output"]
+
+    @Test("BatchNorm2d + activation + MaxPool2d fused equals the separate layers bit for bit",
+          arguments: [ActivationKind.relu, .leakyReLU, nil], [2, 3])
+    func fusedPooling(activation: ActivationKind?, pool: Int) throws {
+        // 20 channels: a block of 16 and a remainder; 7×11 images: rows and columns outside every
+        // window (floor mode) with both window sizes
+        let fused = try Self.poolFusionRun(activation: activation, pool: pool, channels: 20, height: 7, width: 11,
+                                           rows: 3, fused: true)
+        let separate = try Self.poolFusionRun(activation: activation, pool: pool, channels: 20, height: 7, width: 11,
+                                              rows: 3, fused: false)
+        for (name, (a, b)) in zip(Self.poolFusionParts, zip(fused, separate)) {
+            #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(name) differs")
+        }
+        #expect(fused[1].contains { $0 != 0 } && fused[2].contains { $0 != 0 }, "no gradient flowed back")
+    }
+
+    @Test("SyncBN + ReLU + MaxPool2d fused equals the separate layers bit for bit")
+    func fusedPoolingSynchronized() throws {
+        let run = { (fused: Bool) in
+            try LocalProcessGroup.run(worldSize: 3) { group in
+                try Self.poolFusionRun(activation: .relu, pool: 2, channels: 17, height: 6, width: 8,
+                                       rows: 1 + group.rank, fused: fused, group: group, rank: group.rank)
+            }
+        }
+        let fused = try run(true), separate = try run(false)
+        for rank in 0..<3 {
+            for (name, (a, b)) in zip(Self.poolFusionParts, zip(fused[rank], separate[rank])) {
+                #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "rank \(rank): \(name) differs")
+            }
+        }
+    }
+
+    @Test("a MaxPool2d with overlapping windows is not fused, and the cnn fuses both of its pools")
+    func poolFusionPlan() throws {
+        let overlapping = Sequential([BatchNorm2d(channels: 3), Activation(.relu), MaxPool2d(kernel: 3, stride: 2)])
+        let model = try Model(overlapping, inputShape: .image(channels: 3, height: 7, width: 7))
+        var x = (0..<2 * 3 * 49).map { Float($0 % 7) }
+        _ = try x.withUnsafeMutableBufferPointer {
+            try model.forward(Matrix(base: $0.baseAddress!, rows: 2, shape: .image(channels: 3, height: 7, width: 7)),
+                              training: true)
+        }
+        #expect(overlapping.lastForwardCovered == 1)  // the ReLU only
+        let cnn = try ModelConfiguration(architecture: .cnn, inputShape: [1, 8, 8], width: 4, classes: 3, norm: .bn)
+            .build(seed: 1)
+        var images = (0..<2 * 64).map { Float($0 % 5) }
+        _ = try images.withUnsafeMutableBufferPointer {
+            try cnn.forward(Matrix(base: $0.baseAddress!, rows: 2, shape: .image(channels: 1, height: 8, width: 8)),
+                            training: true)
+        }
+        // two ReLUs and two pools in the conv blocks, one ReLU after the BatchNorm1d
+        #expect(try #require(cnn.root as? Sequential).lastForwardCovered == 5)
+    }
 }

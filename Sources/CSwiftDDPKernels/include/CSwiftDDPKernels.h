@@ -30,16 +30,34 @@ void ddp_shifted_moments(const float *x, ptrdiff_t rows, ptrdiff_t cols, const f
 void ddp_batchnorm_forward(const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean, const float *inv,
                            const float *gamma, const float *beta, float *y, int activation, float slope);
 
-/// Backward's per-column sums s1 = Σ g', s2 = Σ g'·x̂, where g' is the incoming gradient g times
-/// the fused activation's derivative at γ·x̂ + β.
-void ddp_gradient_sums(const float *g, const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean,
-                       const float *inv, const float *gamma, const float *beta, int activation, float slope,
-                       double *s1, double *s2);
+/// A max pooling's output gradient standing for the dense gradient of its input: the [rows, cols]
+/// input of a BatchNorm is the pooling's [n, h, w, cols] input; its gradient at (row, col) is g at
+/// the pooled output whose window chose it (index, as ddp_maxpool_forward writes it), else 0. The
+/// k×k windows must not overlap (stride k); rows outside every window (floor mode) get 0.
+typedef struct {
+    const float *g;        // [n, oh, ow, cols]
+    const int32_t *index;  // [n, oh, ow, cols]: offsets within a sample
+    ptrdiff_t h, w, k, oh, ow;
+} ddp_pooled_gradient;
 
-/// Input gradient d = k·(g' − a − x̂·s), with per-column k, a, s.
-void ddp_batchnorm_backward(const float *g, const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean,
-                            const float *inv, const float *gamma, const float *beta, int activation, float slope,
-                            const float *k, const float *a, const float *s, float *d);
+/// y [n, oh, ow, c] = max pooling (k×k windows, stride k) of act(γ·x̂ + β) for x [n, h, w, c], and
+/// index as ddp_maxpool_forward: the same bits as ddp_batchnorm_forward then ddp_maxpool_forward,
+/// without writing the full-size output.
+void ddp_batchnorm_maxpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k,
+                                   ptrdiff_t oh, ptrdiff_t ow, const float *mean, const float *inv, const float *gamma,
+                                   const float *beta, int activation, float slope, float *y, int32_t *index);
+
+/// Backward's per-column sums s1 = Σ g', s2 = Σ g'·x̂, where g' is the incoming gradient g times
+/// the fused activation's derivative at γ·x̂ + β. g is [rows, cols], or NULL with `pool` giving it.
+void ddp_gradient_sums(const float *g, const ddp_pooled_gradient *pool, const float *x, ptrdiff_t rows,
+                       ptrdiff_t cols, const float *mean, const float *inv, const float *gamma, const float *beta,
+                       int activation, float slope, double *s1, double *s2);
+
+/// Input gradient d = k·(g' − a − x̂·s), with per-column k, a, s; g (or pool) as in ddp_gradient_sums.
+void ddp_batchnorm_backward(const float *g, const ddp_pooled_gradient *pool, const float *x, ptrdiff_t rows,
+                            ptrdiff_t cols, const float *mean, const float *inv, const float *gamma,
+                            const float *beta, int activation, float slope, const float *k, const float *a,
+                            const float *s, float *d);
 
 /// y = x < 0 ? 0 : x   (slope 0)   or   y = x ≤ 0 ? slope·x : x   (LeakyReLU).
 void ddp_relu(const float *x, float *y, ptrdiff_t n, float slope);

@@ -81,23 +81,44 @@ enum Kernels {
         ddp_batchnorm_forward(x, rows, C, k.mean, k.inv, k.gamma, k.beta, y, k.activationCode, k.slope ?? 0)
     }
 
+    /// The gradient reaching a BatchNorm: dense over its [rows, C] output, or the output gradient
+    /// of a max pooling fused into it (`ddp_pooled_gradient`: zero except where an input was its
+    /// window's maximum), which the kernels unpack a row at a time instead of reading a
+    /// full-size array.
+    enum BatchNormGradient {
+        case dense(UnsafePointer<Float>)
+        case pooled(ddp_pooled_gradient)
+
+        func withDescriptor<R>(_ body: (UnsafePointer<Float>?, UnsafePointer<ddp_pooled_gradient>?) -> R) -> R {
+            switch self {
+            case let .dense(g): return body(g, nil)
+            case var .pooled(p): return withUnsafePointer(to: &p) { body(nil, $0) }
+            }
+        }
+    }
+
     /// BatchNorm backward's two per-channel sums, summed like `shiftedMoments`:
     /// s1[c] = Σ_r g'[r,c] and s2[c] = Σ_r g'[r,c]·x̂[r,c], where g' is the incoming gradient g
     /// times the fused activation's derivative (g itself without one).
-    static func batchNormGradientSums(g: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, cols C: Int,
+    static func batchNormGradientSums(g: BatchNormGradient, x: UnsafePointer<Float>, rows: Int, cols C: Int,
                                       _ k: BatchNormConstants, s1: UnsafeMutablePointer<Double>,
                                       s2: UnsafeMutablePointer<Double>)
     {
-        ddp_gradient_sums(g, x, rows, C, k.mean, k.inv, k.gamma, k.beta, k.activationCode, k.slope ?? 0, s1, s2)
+        g.withDescriptor { dense, pooled in
+            ddp_gradient_sums(dense, pooled, x, rows, C, k.mean, k.inv, k.gamma, k.beta, k.activationCode,
+                              k.slope ?? 0, s1, s2)
+        }
     }
 
     /// BatchNorm's input gradient d = scale·(g' − a − x̂·s) with per-channel scale, a and s, and
     /// g' as in `batchNormGradientSums`.
-    static func batchNormBackward(g: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, cols C: Int,
+    static func batchNormBackward(g: BatchNormGradient, x: UnsafePointer<Float>, rows: Int, cols C: Int,
                                   _ k: BatchNormConstants, scale: UnsafePointer<Float>, a: UnsafePointer<Float>,
                                   s: UnsafePointer<Float>, d: UnsafeMutablePointer<Float>)
     {
-        ddp_batchnorm_backward(g, x, rows, C, k.mean, k.inv, k.gamma, k.beta, k.activationCode, k.slope ?? 0, scale, a, s,
-                               d)
+        g.withDescriptor { dense, pooled in
+            ddp_batchnorm_backward(dense, pooled, x, rows, C, k.mean, k.inv, k.gamma, k.beta, k.activationCode,
+                                   k.slope ?? 0, scale, a, s, d)
+        }
     }
 }

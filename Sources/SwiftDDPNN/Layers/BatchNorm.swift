@@ -65,7 +65,7 @@ public class BatchNorm: InitializableLayer {
     /// The last forward: its input (x̂ is recomputed from it in backward), the global count and
     /// whether batch statistics and a fused activation were used.
     private var lastBatch: (input: Matrix, shape: SampleShape, globalCount: Int, usedBatchStats: Bool,
-                            activationSlope: Float?)?
+                            activationSlope: Float?, pool: MaxPool2d?)?
     private var gatheredCapacity: Int
 
     /// Batches averaged so far while recomputing precise statistics; nil while training normally.
@@ -210,7 +210,23 @@ public class BatchNorm: InitializableLayer {
     /// - Parameters:
     ///   - activation: `.relu`, `.leakyReLU` (see `canFuse`), or nil for BatchNorm alone.
     public func forward(_ batch: Matrix, training: Bool, fusing activation: ActivationKind?) throws -> Matrix {
+        try forward(batch, training: training, fusing: activation, pooling: nil)
+    }
+
+    /// Forward, then `activation`, then the max pooling `pool` in the same pass: only the pooled
+    /// output and its argmax are written (in `pool`'s buffers), not the full-size output; the
+    /// next `backward` takes the gradient with respect to the pooled output and reads it through
+    /// the argmax instead of spreading it into a full-size array first. Bit-identical to the
+    /// three layers one after the other. Training only: `pool` must have `fusesIntoBatchNorm`.
+    public func forward(_ batch: Matrix, training: Bool, fusing activation: ActivationKind?, pooling pool: MaxPool2d?)
+        throws -> Matrix
+    {
         try check(batch.shape)
+        if let pool {
+            guard training, pool.fusesIntoBatchNorm else {
+                throw NNError("\(name): a max pooling fuses only in training, with stride = kernel")
+            }
+        }
         let input = batch.channelRows
         let slope: Float?
         switch activation {
@@ -233,7 +249,6 @@ public class BatchNorm: InitializableLayer {
             }
             globalCount = input.rows
         }
-        let y = output.matrix(rows: input.rows, cols: features)  // the [N·H·W, C] view of the output
         let C = features
         // Float copies of the per-channel constants keep the inner loop in float32.
         let meanF = constants
@@ -244,8 +259,10 @@ public class BatchNorm: InitializableLayer {
             gammaF[c] = weightSlot.map { store.parameter($0)[c] } ?? 1
             betaF[c] = biasSlot.map { store.parameter($0)[c] } ?? 0
         }
+        lastBatch = (input, batch.shape, globalCount, useBatchStats, slope, pool)
+        if let pool { return try pool.forward(normalizing: batch, forwardConstants(slope: slope)) }
+        let y = output.matrix(rows: input.rows, cols: C)  // the [N·H·W, C] view of the output
         Kernels.batchNormForward(x: input.base, rows: input.rows, cols: C, forwardConstants(slope: slope), y: y.base)
-        lastBatch = (input, batch.shape, globalCount, useBatchStats, slope)
         return y.reshaped(rows: batch.rows, batch.shape)
     }
 
@@ -312,14 +329,19 @@ public class BatchNorm: InitializableLayer {
         guard let last = lastBatch else { throw NNError("\(name).backward called before forward") }
         let x = last.input, rows = x.rows
         let samples = rows / max(last.shape.positions, 1)
-        try checkGradient(gradBatch, rows: samples, shape: last.shape, layer: name)
-        let gradOutput = gradBatch.channelRows
+        let gradOutput: Kernels.BatchNormGradient
+        if let pool = last.pool {
+            gradOutput = .pooled(try pool.pooledGradient(gradBatch))
+        } else {
+            try checkGradient(gradBatch, rows: samples, shape: last.shape, layer: name)
+            gradOutput = .dense(gradBatch.channelRows.base)
+        }
         let C = features
         // With a fused activation, gradOutput is dL/d(activation output).
         let slope = last.activationSlope
         let k = forwardConstants(slope: slope)
         let s1 = gradSums.pointer, s2 = gradSums.pointer + C
-        Kernels.batchNormGradientSums(g: gradOutput.base, x: x.base, rows: rows, cols: C, k, s1: s1, s2: s2)
+        Kernels.batchNormGradientSums(g: gradOutput, x: x.base, rows: rows, cols: C, k, s1: s1, s2: s2)
         if let w = weightSlot { let dw = store.gradient(w); for c in 0..<C { dw[c] = Float(s2[c]) } }
         if let b = biasSlot { let db = store.gradient(b); for c in 0..<C { db[c] = Float(s1[c]) } }
 
@@ -341,7 +363,7 @@ public class BatchNorm: InitializableLayer {
                 coef[C + c] = Float(s1[c] * invN)
                 coef[2 * C + c] = Float(s2[c] * invN)
             }
-            Kernels.batchNormBackward(g: gradOutput.base, x: x.base, rows: rows, cols: C, k, scale: coef, a: coef + C,
+            Kernels.batchNormBackward(g: gradOutput, x: x.base, rows: rows, cols: C, k, scale: coef, a: coef + C,
                                       s: coef + 2 * C, d: dx.base)
         } else {
             // Running statistics are constants: dx = dy·γ·invstd (and the activation's
@@ -350,9 +372,10 @@ public class BatchNorm: InitializableLayer {
             for c in 0..<C {
                 coef[c] = (weightSlot.map { store.parameter($0)[c] } ?? 1) * Float(invStd.pointer[c])
             }
+            guard case let .dense(g) = gradOutput else { throw NNError("\(name): a fused pooling needs training") }
             let y = output.matrix(rows: rows, cols: C)
             for r in 0..<rows {
-                let g = gradOutput.row(r), d = dx.row(r), out = y.row(r)
+                let d = dx.row(r), out = y.row(r), g = g + r * C
                 for c in 0..<C {
                     let gc = slope.map { out[c] <= 0 ? g[c] * $0 : g[c] } ?? g[c]
                     d[c] = gc * coef[c]

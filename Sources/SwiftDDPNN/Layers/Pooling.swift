@@ -40,6 +40,36 @@ public final class MaxPool2d: Layer {
         return y
     }
 
+    /// Whether this pooling can run inside a BatchNorm's output pass: its windows must not
+    /// overlap (stride = kernel), so each input has at most one window to send its gradient to.
+    public var fusesIntoBatchNorm: Bool { stride == kernel }
+
+    /// This layer's forward applied to act(γ·x̂ + β) of a BatchNorm's input `input`, computed in
+    /// the BatchNorm's output pass: the same output and argmax as forward on the BatchNorm's
+    /// output, without that full-size array (`BatchNorm.forward(_:training:fusing:pooling:)`).
+    func forward(normalizing input: Matrix, _ k: Kernels.BatchNormConstants) throws -> Matrix {
+        precondition(fusesIntoBatchNorm, "MaxPool2d: overlapping windows do not fuse")
+        let out = try outputShape(for: input.shape)
+        let y = output.matrix(rows: input.rows, shape: out)
+        let index = argmax.elements(input.rows * out.count)
+        let x = input.shape
+        ddp_batchnorm_maxpool_forward(input.base, input.rows, x.height, x.width, x.channels, kernel, out.height,
+                                      out.width, k.mean, k.inv, k.gamma, k.beta, k.activationCode, k.slope ?? 0,
+                                      y.base, index)
+        last = (input.rows, input.shape, out)
+        return y
+    }
+
+    /// The gradient of the last forward's input, given `gradOutput`, as the kernels read it
+    /// without writing it out (valid while `gradOutput` and this layer's state are).
+    func pooledGradient(_ gradOutput: Matrix) throws -> ddp_pooled_gradient {
+        guard let last else { throw NNError("MaxPool2d.backward called before forward") }
+        try checkGradient(gradOutput, rows: last.rows, shape: last.output, layer: "MaxPool2d")
+        let x = last.input, out = last.output
+        return ddp_pooled_gradient(g: gradOutput.base, index: argmax.elements(last.rows * out.count),
+                                   h: x.height, w: x.width, k: kernel, oh: out.height, ow: out.width)
+    }
+
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         guard let last else { throw NNError("MaxPool2d.backward called before forward") }
         try checkGradient(gradOutput, rows: last.rows, shape: last.output, layer: "MaxPool2d")

@@ -38,17 +38,17 @@ public final class LayerRunner {
         return y
     }
 
-    /// A BatchNorm's forward with the following activation applied in its output pass (a fused
-    /// pair; the activation's own forward does not run).
+    /// A BatchNorm's forward with the following activation, and max pooling, applied in its
+    /// output pass (a fused group; the covered layers' own forwards do not run).
     @inline(__always)
-    public func forward(_ norm: BatchNorm, _ input: Matrix, training: Bool, fusing kind: ActivationKind) throws
-        -> Matrix
+    public func forward(_ norm: BatchNorm, _ input: Matrix, training: Bool, fusing kind: ActivationKind?,
+                        pooling pool: MaxPool2d? = nil) throws -> Matrix
     {
         guard let timer, let i = leafIndex[ObjectIdentifier(norm)] else {
-            return try norm.forward(input, training: training, fusing: kind)
+            return try norm.forward(input, training: training, fusing: kind, pooling: pool)
         }
         let start = monotonicSeconds()
-        let y = try norm.forward(input, training: training, fusing: kind)
+        let y = try norm.forward(input, training: training, fusing: kind, pooling: pool)
         timer.addForward(leaf: i, input: input, seconds: monotonicSeconds() - start)
         return y
     }

@@ -14,11 +14,25 @@ public final class Sequential: ContainerLayer {
     /// saving a pass over the activations each way. Bit-identical to running them separately;
     /// off while an observer is set, because observers see every layer's own output.
     public var fusesBatchNormActivation = true
-    /// fusableActivation[i]: the activation that layer i + 1 applies, when layer i is a
-    /// BatchNorm that can run it.
-    private let fusableActivation: [ActivationKind?]
-    /// Whether the last forward ran fused pairs (backward follows the same path).
-    public private(set) var lastForwardFused = false
+    /// In training, also run a MaxPool2d that follows such a pair (or a BatchNorm alone) inside
+    /// the BatchNorm, when its windows do not overlap: only the pooled output is written, and
+    /// backward reads the pooled gradient through the argmax instead of spreading it out first
+    /// (`BatchNorm.forward(_:training:fusing:pooling:)`). Bit-identical too; needs
+    /// `fusesBatchNormActivation`.
+    public var fusesBatchNormPooling = true
+    /// What can run inside the BatchNorm at index i: the activation and pooling after it.
+    private struct Fusion {
+        var activation: ActivationKind?
+        var pool: MaxPool2d?
+    }
+    private let fusions: [Fusion?]
+    /// coveredBy[i]: the BatchNorm that ran layer i inside its own passes in the last forward,
+    /// or -1 (backward skips covered layers: the BatchNorm's backward did their work).
+    private var coveredBy: [Int]
+    /// Whether the last forward ran any layers fused (backward follows the same path).
+    public var lastForwardFused: Bool { lastForwardCovered > 0 }
+    /// How many layers the last forward ran inside a BatchNorm's passes.
+    public private(set) var lastForwardCovered = 0
 
     public convenience init(_ layers: [any Layer]) {
         self.init(named: layers.enumerated().map { ("\($0.offset)", $0.element) })
@@ -30,11 +44,20 @@ public final class Sequential: ContainerLayer {
         self.layers = layers
         names = children.map(\.name)
         self.typeName = typeName
-        fusableActivation = layers.indices.map { i in
-            guard layers[i] is BatchNorm, i + 1 < layers.count, let next = layers[i + 1] as? Activation,
-                  BatchNorm.canFuse(next.kind) else { return nil }
-            return next.kind
+        fusions = layers.indices.map { i in
+            guard let bn = layers[i] as? BatchNorm else { return nil }
+            var next = i + 1
+            var fusion = Fusion()
+            if next < layers.count, let act = layers[next] as? Activation, BatchNorm.canFuse(act.kind) {
+                fusion.activation = act.kind
+                next += 1
+            }
+            if bn.kind == .images, next < layers.count, let pool = layers[next] as? MaxPool2d, pool.fusesIntoBatchNorm {
+                fusion.pool = pool
+            }
+            return fusion.activation == nil && fusion.pool == nil ? nil : fusion
         }
+        coveredBy = Array(repeating: -1, count: layers.count)
     }
 
     public var children: [(name: String, layer: any Layer)] { Array(zip(names, layers)) }
@@ -49,14 +72,21 @@ public final class Sequential: ContainerLayer {
 
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
         let fuse = fusesBatchNormActivation && !runner.isObserving
-        lastForwardFused = fuse
+        lastForwardCovered = 0
+        for i in coveredBy.indices { coveredBy[i] = -1 }
         var x = input
         var i = 0
         while i < layers.count {
-            if fuse, let kind = fusableActivation[i], let bn = layers[i] as? BatchNorm {
-                x = try runner.forward(bn, x, training: training, fusing: kind)
-                i += 2
-                continue
+            if fuse, let fusion = fusions[i], let bn = layers[i] as? BatchNorm {
+                let pool = fusesBatchNormPooling && training ? fusion.pool : nil
+                if fusion.activation != nil || pool != nil {
+                    x = try runner.forward(bn, x, training: training, fusing: fusion.activation, pooling: pool)
+                    let covered = (fusion.activation == nil ? 0 : 1) + (pool == nil ? 0 : 1)
+                    for j in i + 1...i + covered { coveredBy[j] = i }
+                    lastForwardCovered += covered
+                    i += 1 + covered
+                    continue
+                }
             }
             x = try runner.forward(layers[i], x, training: training)
             i += 1
@@ -68,10 +98,11 @@ public final class Sequential: ContainerLayer {
         var g = gradOutput
         var i = layers.count - 1
         while i >= 0 {
-            if lastForwardFused, i > 0, fusableActivation[i - 1] != nil {
-                // Layer i is the activation the BatchNorm at i − 1 ran; it has no parameters.
+            if coveredBy[i] >= 0 {
+                // An activation or pooling the BatchNorm before it ran; neither has parameters.
                 try runner.skipped(layers[i])
                 i -= 1
+                continue
             }
             let dx = try runner.backward(layers[i], g, needsInputGradient: i > 0 || needsInputGradient)
             if let dx { g = dx }
