@@ -22,6 +22,12 @@ export VARIANT="${VARIANT:-SWIFTDDP_CONV_WINOGRAD=0}"
 variant="$VARIANT"
 [[ "$variant" == SWIFTDDP_*=* ]] || { echo "bench-conv: VARIANT is not SWIFTDDP_NAME=value: $variant" >&2; exit 2; }
 mkdir -p "$out"
+# the variant runs' files do not name it: a resumed run must measure the same one
+if [ "${FIRST_ROUND:-1}" -gt 1 ] && [ "$(cat "$out/conv-variant.txt" 2>/dev/null)" != "$variant" ]; then
+    echo "bench-conv: $out was measured with VARIANT=$(cat "$out/conv-variant.txt" 2>/dev/null), not $variant" >&2
+    exit 2
+fi
+echo "$variant" > "$out/conv-variant.txt"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 scripts/setup.sh --torch >/dev/null

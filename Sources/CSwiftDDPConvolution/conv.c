@@ -172,6 +172,7 @@ struct ddp_conv {
   const char *op;  // the public function running, for messages
   int N;           // its batch size
   int winograd;    // ddp_conv_set_winograd_policy: 0 never, 1 automatic, 2 whenever the geometry allows
+  int bw_N, bw_winograd;  // the last backward weights: its batch size (-1: none yet) and whether Winograd ran it
   char err[ERR_LEN];
 };
 
@@ -341,8 +342,8 @@ enum pass { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS };
 
 // Whether an implementation oneDNN offers is passed over (the next one in its order is taken):
 //   - forward by "brgconv" (oneDNN 2.6's first choice with AVX-512): inside training steps its kernels measured
-//     1.2-1.5x slower than the "jit" ones next in line, on every layer shape of the cnn and ResNet-20 (Zen 5;
-//     Docs/performance.md); SWIFTDDP_CONV_BRGCONV=1 keeps oneDNN's order;
+//     slower than the "jit" ones next in line on the cnn's and ResNet-20's layers (Docs/performance.md, "Night
+//     run"); SWIFTDDP_CONV_BRGCONV=1 keeps oneDNN's order;
 //   - backward weights of a 1x1 kernel with a stride > 1 by "jit_1x1": oneDNN 2.6's ones copy the strided input into
 //     a per-thread workspace in the scratchpad, booked as OH·OW·C floats for NHWC but indexed as if each pixel held a
 //     whole channel block (8 or 16 floats): with fewer channels (the tests' 2- and 4-channel projections) they write
@@ -563,7 +564,7 @@ static const char *impl_of(const prim *p) {
 
 const char *ddp_conv_implementation(const ddp_conv *c, int N, int pass) {
   if (!c || pass < 0 || pass > 2) return "";
-  if (pass == PASS_BACKWARD_WEIGHTS && ddp_conv_uses_winograd(c, N)) return "winograd";
+  if (pass == PASS_BACKWARD_WEIGHTS && c->bw_N == N && c->bw_winograd) return "winograd";
   for (int i = 0; i < CACHE_ENTRIES; i++) {
     const entry *e = &c->cache[i];
     if (e->N != N) continue;
@@ -597,6 +598,7 @@ ddp_conv *ddp_conv_create(int C, int O, int H, int W, int kh, int kw, int sh, in
   } else {
     c->C = C, c->O = O, c->H = H, c->W = W, c->kh = kh, c->kw = kw, c->sh = sh, c->sw = sw, c->ph = ph, c->pw = pw;
     c->winograd = 1;
+    c->bw_N = -1;
     c->op = "create", c->N = 1;
     c->OH = (int)(((long long)H + 2LL * ph - kh) / sh + 1);
     c->OW = (int)(((long long)W + 2LL * pw - kw) / sw + 1);
@@ -711,7 +713,9 @@ int ddp_conv_backward_weights(ddp_conv *c, int N, const float *x, const float *d
     return 0;
   }
   if (null_arg(c, "x, dy, dw", x, dy, dw)) return -1;
-  if (ddp_conv_uses_winograd(c, N)) {
+  c->bw_N = N;
+  c->bw_winograd = ddp_conv_uses_winograd(c, N);
+  if (c->bw_winograd) {
     float *w = thread_workspace(c, ddp_wino_dw_workspace_floats(N, c->H, c->W, c->C, c->O));
     if (!w) return -1;
     ddp_wino_dw(N, c->H, c->W, c->C, c->O, x, dy, dw, dbias, w);

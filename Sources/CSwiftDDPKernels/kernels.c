@@ -5,6 +5,9 @@
 
 #include "clones.h"
 
+// Inlined into each exported kernel, so that every target_clones instance compiles it for its level.
+#define INLINE static inline __attribute__((always_inline))
+
 // Channels per block in the per-column reductions: one 64-byte cache line of floats.
 enum { BLOCK = 16 };
 // Rows summed in float32 before the partial sums go into the Double accumulators.
@@ -134,7 +137,7 @@ typedef struct {
     ptrdiff_t b, y, x, py, px, ky, kx;
 } pool_cursor;
 
-static inline __attribute__((always_inline)) void pool_cursor_step(pool_cursor *q, const ddp_pooled_gradient *p) {
+INLINE void pool_cursor_step(pool_cursor *q, const ddp_pooled_gradient *p) {
     q->x++;
     if (++q->kx == p->k) {
         q->kx = 0;
@@ -154,8 +157,8 @@ static inline __attribute__((always_inline)) void pool_cursor_step(pool_cursor *
 
 // Columns c0 ..< c0 + width of the dense input gradient at the cursor's row, into out: the pooled
 // gradient where this input was its window's maximum, else 0 (what ddp_maxpool_backward writes).
-static inline __attribute__((always_inline)) const float *pooled_row(const ddp_pooled_gradient *p, ptrdiff_t cols, const pool_cursor *q, ptrdiff_t c0,
-                                      ptrdiff_t width, float *restrict out) {
+INLINE const float *pooled_row(const ddp_pooled_gradient *p, ptrdiff_t cols, const pool_cursor *q, ptrdiff_t c0,
+                               ptrdiff_t width, float *restrict out) {
     if (q->py < p->oh && q->px < p->ow) {
         const ptrdiff_t o = ((q->b * p->oh + q->py) * p->ow + q->px) * cols + c0;
         const int32_t at = (int32_t)((q->y * p->w + q->x) * cols + c0);
@@ -171,7 +174,7 @@ static inline __attribute__((always_inline)) const float *pooled_row(const ddp_p
 // Columns per chunk when a pooled gradient is unpacked (a tile of PARTIAL_ROWS rows stays in L1).
 enum { ROW_CHUNK = 256 };
 
-static inline __attribute__((always_inline)) void gradient_sums_dense(const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
+INLINE void gradient_sums_dense(const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
                                 const float *restrict mean, const float *restrict inv, const float *restrict gamma,
                                 const float *restrict beta, int activation, float slope, double *restrict s1,
                                 double *restrict s2) {
@@ -228,10 +231,10 @@ static inline __attribute__((always_inline)) void gradient_sums_dense(const floa
 // column in the same order (float partial sums over the same groups of PARTIAL_ROWS rows, added
 // into Double in row order), so the same bits; the loops run a group of rows at a time instead of
 // a column block at a time, reading x once.
-static inline __attribute__((always_inline)) void gradient_sums_pooled(const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows,
+INLINE void gradient_sums_pooled(const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows,
                                  ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
-                                 const float *restrict gamma, const float *restrict beta, int activation,
-                                 float slope, double *restrict s1, double *restrict s2) {
+                                 const float *restrict gamma, const float *restrict beta, int activation, float slope,
+                                 double *restrict s1, double *restrict s2) {
     float tile[PARTIAL_ROWS * ROW_CHUNK];
     for (ptrdiff_t c = 0; c < cols; c++) s1[c] = s2[c] = 0;
     for (ptrdiff_t cc = 0; cc < cols; cc += ROW_CHUNK) {
@@ -323,21 +326,21 @@ CLONES void ddp_batchnorm_forward(const float *restrict x, ptrdiff_t rows, ptrdi
 // One window row of ddp_batchnorm_maxpool_forward for a constant `activation` (so each instance's
 // channel loop vectorizes): the values of k pixels, each as ddp_batchnorm_forward computes it,
 // into the running maxima in ddp_maxpool_forward's scan order and rules.
-static inline __attribute__((always_inline)) void normalized_window_row(
-    const float *restrict xv, ptrdiff_t k, ptrdiff_t c, int32_t at, int first, const float *restrict mean,
+INLINE void normalized_window_row(
+    const float *restrict xv, ptrdiff_t k, ptrdiff_t c, ptrdiff_t at, int first, const float *restrict mean,
     const float *restrict inv, const float *restrict gamma, const float *restrict beta, int activation, float slope,
     float *restrict yo, int32_t *restrict io) {
-    for (ptrdiff_t kw = 0; kw < k; kw++, xv += c, at += (int32_t)c) {
+    for (ptrdiff_t kw = 0; kw < k; kw++, xv += c, at += c) {
         for (ptrdiff_t ch = 0; ch < c; ch++) {
             const float v = activate(gamma[ch] * normalized(xv[ch], mean[ch], inv[ch]) + beta[ch], activation, slope);
             const int take = (first && kw == 0) || v > yo[ch] || v != v;
             yo[ch] = take ? v : yo[ch];
-            io[ch] = take ? at + (int32_t)ch : io[ch];
+            io[ch] = take ? (int32_t)(at + ch) : io[ch];
         }
     }
 }
 
-static inline __attribute__((always_inline)) void batchnorm_maxpool_forward(
+INLINE void batchnorm_maxpool_forward(
     const float *restrict x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k, ptrdiff_t oh,
     ptrdiff_t ow, const float *restrict mean, const float *restrict inv, const float *restrict gamma,
     const float *restrict beta, int activation, float slope, float *restrict y, int32_t *restrict index) {
@@ -349,7 +352,7 @@ static inline __attribute__((always_inline)) void batchnorm_maxpool_forward(
                 int32_t *restrict io = index + b * out + (i * ow + j) * c;
                 for (ptrdiff_t kh = 0; kh < k; kh++) {
                     const ptrdiff_t at = ((i * k + kh) * w + j * k) * c;
-                    normalized_window_row(x + b * in + at, k, c, (int32_t)at, kh == 0, mean, inv, gamma, beta,
+                    normalized_window_row(x + b * in + at, k, c, at, kh == 0, mean, inv, gamma, beta,
                                           activation, slope, yo, io);
                 }
             }
@@ -370,7 +373,7 @@ CLONES void ddp_batchnorm_maxpool_forward(const float *restrict x, ptrdiff_t n, 
     }
 }
 
-static inline __attribute__((always_inline)) void batchnorm_backward_dense(
+INLINE void batchnorm_backward_dense(
     const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
     const float *restrict inv, const float *restrict gamma, const float *restrict beta, int activation, float slope,
     const float *restrict k, const float *restrict a, const float *restrict s, float *restrict d) {
@@ -392,7 +395,7 @@ static inline __attribute__((always_inline)) void batchnorm_backward_dense(
 // batchnorm_backward_dense over the unpacked pooled gradient, element by element the same
 // operations; the loops follow the windows, so each pixel finds its pooled gradient without a
 // division.
-static inline __attribute__((always_inline)) void batchnorm_backward_pooled(
+INLINE void batchnorm_backward_pooled(
     const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
     const float *restrict mean, const float *restrict inv, const float *restrict gamma, const float *restrict beta,
     int activation, float slope, const float *restrict k, const float *restrict a, const float *restrict s,

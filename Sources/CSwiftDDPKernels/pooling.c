@@ -45,9 +45,18 @@ CLONES void ddp_maxpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdif
 CLONES void ddp_maxpool_backward(const float *g, const int32_t *index, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
                                  ptrdiff_t c, ptrdiff_t k, ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *d) {
     const ptrdiff_t in = h * w * c, out = oh * ow * c;
-    if (s == k && oh * k == h && ow * k == w) {
-        // The windows tile the input exactly: every input belongs to one window, so one pass
-        // writes each input (the gradient where it was the maximum, else 0), with no zeroing pass.
+    if (s == k) {
+        // The windows do not overlap: every input belongs to at most one window, so one pass writes
+        // each input of a window (the gradient where it was the maximum, else 0), and only the rows
+        // and columns outside every window (floor mode) are zeroed first.
+        if (oh * k < h || ow * k < w) {
+            for (ptrdiff_t b = 0; b < n; b++) {
+                for (ptrdiff_t y = 0; y < h; y++) {
+                    const ptrdiff_t from = y < oh * k ? ow * k : 0;
+                    memset(d + b * in + (y * w + from) * c, 0, (size_t)((w - from) * c) * sizeof(float));
+                }
+            }
+        }
         for (ptrdiff_t b = 0; b < n; b++) {
             for (ptrdiff_t i = 0; i < oh; i++) {
                 for (ptrdiff_t j = 0; j < ow; j++) {

@@ -96,7 +96,7 @@ struct ConvLayerTests {
         let always = Conv2d(32, 32, kernel: 3, padding: 1)
         always.weightGradientAlgorithm = .winograd
         try check(always, .image(channels: 32, height: 3, width: 4), rows: 2, "finite differences through Winograd")
-        #expect(always.usesWinograd(batch: 2))
+        #expect(always.usesWinograd(batch: 2) && always.implementations(batch: 2).backwardWeights == "winograd")
     }
 
     @Test("each pass names its kernel once it ran; forward passes over oneDNN's brgconv")
@@ -113,7 +113,7 @@ struct ConvLayerTests {
         #expect(!afterForward.forward.isEmpty && afterForward.backwardData.isEmpty)
         // oneDNN 2.6 ranks brgconv first on AVX-512; SWIFTDDP_CONV_BRGCONV=1 (not set in tests) would keep it
         #expect(!afterForward.forward.hasPrefix("brgconv"), "\(afterForward)")
-        if Conv2d.oneDNNUsesAVX512 { #expect(afterForward.forward == "jit:avx512_core") }
+        if Conv2d.oneDNNUsesAVX512 { #expect(afterForward.forward.hasPrefix("jit"), "\(afterForward)") }
         try grad.withUnsafeMutableBufferPointer { gb in
             _ = try model.backward(Matrix(base: gb.baseAddress!, rows: 2, shape: shape), needsInputGradient: true)
         }

@@ -30,19 +30,21 @@ void ddp_shifted_moments(const float *x, ptrdiff_t rows, ptrdiff_t cols, const f
 void ddp_batchnorm_forward(const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean, const float *inv,
                            const float *gamma, const float *beta, float *y, int activation, float slope);
 
-/// A max pooling's output gradient standing for the dense gradient of its input: the [rows, cols]
-/// input of a BatchNorm is the pooling's [n, h, w, cols] input; its gradient at (row, col) is g at
-/// the pooled output whose window chose it (index, as ddp_maxpool_forward writes it), else 0. The
-/// k×k windows must not overlap (stride k); rows outside every window (floor mode) get 0.
+/// A max pooling's output gradient standing for the dense gradient of its input, as
+/// ddp_maxpool_backward would write it: the [rows, cols] input of a BatchNorm is the pooling's
+/// [n, h, w, cols] input (rows = n·h·w); its gradient at (row, col) is g at the pooled output whose
+/// window chose it (index, as ddp_maxpool_forward writes it), else 0. The k×k windows must not
+/// overlap (stride k), with oh = h / k and ow = w / k (floor mode: the rest of the rows and
+/// columns belongs to no window and gets 0).
 typedef struct {
     const float *g;        // [n, oh, ow, cols]
     const int32_t *index;  // [n, oh, ow, cols]: offsets within a sample
     ptrdiff_t h, w, k, oh, ow;
 } ddp_pooled_gradient;
 
-/// y [n, oh, ow, c] = max pooling (k×k windows, stride k) of act(γ·x̂ + β) for x [n, h, w, c], and
-/// index as ddp_maxpool_forward: the same bits as ddp_batchnorm_forward then ddp_maxpool_forward,
-/// without writing the full-size output.
+/// y [n, oh, ow, c] = max pooling (k×k windows, stride k, oh = h / k, ow = w / k) of act(γ·x̂ + β)
+/// for x [n, h, w, c], and index as ddp_maxpool_forward: the same bits as ddp_batchnorm_forward
+/// then ddp_maxpool_forward, without writing the full-size output.
 void ddp_batchnorm_maxpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k,
                                    ptrdiff_t oh, ptrdiff_t ow, const float *mean, const float *inv, const float *gamma,
                                    const float *beta, int activation, float slope, float *y, int32_t *index);
@@ -78,7 +80,8 @@ void ddp_maxpool_forward(const float *x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, 
                          ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *y, int32_t *index);
 
 /// The gradient of max pooling: d [n, h, w, c] = 0, then d[index] += g per sample (g and index
-/// are [n, oh, ow, c], as ddp_maxpool_forward left them).
+/// are [n, oh, ow, c], as ddp_maxpool_forward left them); where the windows do not overlap
+/// (s == k), d[index] = g (each input gets at most one value, a −0 stays −0).
 void ddp_maxpool_backward(const float *g, const int32_t *index, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c,
                           ptrdiff_t k, ptrdiff_t s, ptrdiff_t oh, ptrdiff_t ow, float *d);
 

@@ -223,9 +223,10 @@ public class BatchNorm: InitializableLayer {
     {
         try check(batch.shape)
         if let pool {
-            guard training, pool.fusesIntoBatchNorm else {
-                throw NNError("\(name): a max pooling fuses only in training, with stride = kernel")
+            guard training, kind == .images, pool.fusesIntoBatchNorm else {
+                throw NNError("\(name): a max pooling fuses only into BatchNorm2d, in training, with stride = kernel")
             }
+            _ = try pool.outputShape(for: batch.shape)  // before any statistics are exchanged or updated
         }
         let input = batch.channelRows
         let slope: Float?
@@ -331,7 +332,7 @@ public class BatchNorm: InitializableLayer {
         let samples = rows / max(last.shape.positions, 1)
         let gradOutput: Kernels.BatchNormGradient
         if let pool = last.pool {
-            gradOutput = .pooled(try pool.pooledGradient(gradBatch))
+            gradOutput = .pooled(try pool.pooledGradient(gradBatch, input: last.shape, rows: samples))
         } else {
             try checkGradient(gradBatch, rows: samples, shape: last.shape, layer: name)
             gradOutput = .dense(gradBatch.channelRows.base)

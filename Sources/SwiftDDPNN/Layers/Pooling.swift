@@ -25,7 +25,11 @@ public final class MaxPool2d: Layer {
     }
 
     public func outputShape(for input: SampleShape) throws -> SampleShape {
-        try poolOutputShape("MaxPool2d", input, kernel: kernel, stride: stride)
+        // the argmax is an Int32 offset within a sample
+        guard input.count <= Int(Int32.max) else {
+            throw NNError("MaxPool2d: samples of \(input.count) values are more than its Int32 indices address")
+        }
+        return try poolOutputShape("MaxPool2d", input, kernel: kernel, stride: stride)
     }
 
     public func forward(_ input: Matrix, training: Bool) throws -> Matrix {
@@ -61,9 +65,12 @@ public final class MaxPool2d: Layer {
     }
 
     /// The gradient of the last forward's input, given `gradOutput`, as the kernels read it
-    /// without writing it out (valid while `gradOutput` and this layer's state are).
-    func pooledGradient(_ gradOutput: Matrix) throws -> ddp_pooled_gradient {
-        guard let last else { throw NNError("MaxPool2d.backward called before forward") }
+    /// without writing it out (valid while `gradOutput` and this layer's state are); `input` and
+    /// `rows` must be that forward's, else it throws (the pooling ran again since).
+    func pooledGradient(_ gradOutput: Matrix, input: SampleShape, rows: Int) throws -> ddp_pooled_gradient {
+        guard let last, last.input == input, last.rows == rows else {
+            throw NNError("MaxPool2d: its last forward was not the one fused into the BatchNorm now running backward")
+        }
         try checkGradient(gradOutput, rows: last.rows, shape: last.output, layer: "MaxPool2d")
         let x = last.input, out = last.output
         return ddp_pooled_gradient(g: gradOutput.base, index: argmax.elements(last.rows * out.count),
