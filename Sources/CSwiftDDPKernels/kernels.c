@@ -171,72 +171,77 @@ INLINE const float *pooled_row(const ddp_pooled_gradient *p, ptrdiff_t cols, con
     return out;
 }
 
-// Columns per chunk when a pooled gradient is unpacked (a tile of PARTIAL_ROWS rows stays in L1).
+// Columns per chunk when a pooled gradient is unpacked: a group of rows at a time, into a tile
+// that stays in L1.
 enum { ROW_CHUNK = 256 };
 
-INLINE void gradient_sums_dense(const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
-                                const float *restrict mean, const float *restrict inv, const float *restrict gamma,
-                                const float *restrict beta, int activation, float slope, double *restrict s1,
-                                double *restrict s2) {
-    for (ptrdiff_t c0 = 0; c0 < cols; c0 += BLOCK) {
-        const ptrdiff_t width = cols - c0 < BLOCK ? cols - c0 : BLOCK;
-        double d1[BLOCK] = {0}, d2[BLOCK] = {0};
-        float m[BLOCK] = {0}, v[BLOCK] = {0}, w[BLOCK] = {0}, b[BLOCK] = {0};
-        for (ptrdiff_t j = 0; j < width; j++) {
+// The gradient sums of one group of n ≤ PARTIAL_ROWS rows over `width` columns, added into s1, s2:
+// per column, float partial sums over the group's rows in order, then one add into the Double
+// sum. g and x are the group's first rows (row strides gs and xs); mean … s2 start at the same
+// column. Dense and pooled gradients both go through here, group after group in row order, so
+// they give the same bits.
+INLINE void group_sums(const float *restrict g, ptrdiff_t gs, const float *restrict x, ptrdiff_t xs, ptrdiff_t n,
+                       ptrdiff_t width, const float *restrict mean, const float *restrict inv,
+                       const float *restrict gamma, const float *restrict beta, int activation, float slope,
+                       double *restrict s1, double *restrict s2) {
+    for (ptrdiff_t c0 = 0; c0 < width; c0 += BLOCK) {
+        const ptrdiff_t bw = width - c0 < BLOCK ? width - c0 : BLOCK;
+        float p1[BLOCK] = {0}, p2[BLOCK] = {0}, m[BLOCK] = {0}, v[BLOCK] = {0}, w[BLOCK] = {0}, b[BLOCK] = {0};
+        for (ptrdiff_t j = 0; j < bw; j++) {
             m[j] = mean[c0 + j];
             v[j] = inv[c0 + j];
             w[j] = gamma[c0 + j];
             b[j] = beta[c0 + j];
         }
-        for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
-            const ptrdiff_t end = rows - r0 < PARTIAL_ROWS ? rows : r0 + PARTIAL_ROWS;
-            float p1[BLOCK] = {0}, p2[BLOCK] = {0};
-            if (width == BLOCK && activation) {
-                for (ptrdiff_t r = r0; r < end; r++) {
-                    const ptrdiff_t o = r * cols + c0;
-                    for (int j = 0; j < BLOCK; j++) {
-                        float h = normalized(x[o + j], m[j], v[j]);
-                        float gv = activation_gradient(g[o + j], w[j] * h + b[j], slope);
-                        p1[j] += gv;
-                        p2[j] += gv * h;
-                    }
-                }
-            } else if (width == BLOCK) {
-                for (ptrdiff_t r = r0; r < end; r++) {
-                    const ptrdiff_t o = r * cols + c0;
-                    for (int j = 0; j < BLOCK; j++) {
-                        float h = normalized(x[o + j], m[j], v[j]);
-                        p1[j] += g[o + j];
-                        p2[j] += g[o + j] * h;
-                    }
-                }
-            } else {
-                for (ptrdiff_t r = r0; r < end; r++) {
-                    const ptrdiff_t o = r * cols + c0;
-                    for (ptrdiff_t j = 0; j < width; j++) {
-                        float h = normalized(x[o + j], m[j], v[j]);
-                        float gv = activation ? activation_gradient(g[o + j], w[j] * h + b[j], slope) : g[o + j];
-                        p1[j] += gv;
-                        p2[j] += gv * h;
-                    }
+        const float *restrict gb = g + c0, *restrict xb = x + c0;
+        if (bw == BLOCK && activation) {
+            for (ptrdiff_t t = 0; t < n; t++) {
+                for (int j = 0; j < BLOCK; j++) {
+                    float h = normalized(xb[t * xs + j], m[j], v[j]);
+                    float gv = activation_gradient(gb[t * gs + j], w[j] * h + b[j], slope);
+                    p1[j] += gv;
+                    p2[j] += gv * h;
                 }
             }
-            add_partials(d1, d2, p1, p2);
+        } else if (bw == BLOCK) {
+            for (ptrdiff_t t = 0; t < n; t++) {
+                for (int j = 0; j < BLOCK; j++) {
+                    float h = normalized(xb[t * xs + j], m[j], v[j]);
+                    p1[j] += gb[t * gs + j];
+                    p2[j] += gb[t * gs + j] * h;
+                }
+            }
+        } else {
+            for (ptrdiff_t t = 0; t < n; t++) {
+                for (ptrdiff_t j = 0; j < bw; j++) {
+                    float h = normalized(xb[t * xs + j], m[j], v[j]), gj = gb[t * gs + j];
+                    float gv = activation ? activation_gradient(gj, w[j] * h + b[j], slope) : gj;
+                    p1[j] += gv;
+                    p2[j] += gv * h;
+                }
+            }
         }
-        store_sums(s1 + c0, s2 + c0, d1, d2, width);
+        for (ptrdiff_t j = 0; j < bw; j++) {
+            s1[c0 + j] += p1[j];
+            s2[c0 + j] += p2[j];
+        }
     }
 }
 
-// The sums of gradient_sums_dense over the unpacked pooled gradient, with the same arithmetic per
-// column in the same order (float partial sums over the same groups of PARTIAL_ROWS rows, added
-// into Double in row order), so the same bits; the loops run a group of rows at a time instead of
-// a column block at a time, reading x once.
-INLINE void gradient_sums_pooled(const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows,
-                                 ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
-                                 const float *restrict gamma, const float *restrict beta, int activation, float slope,
-                                 double *restrict s1, double *restrict s2) {
-    float tile[PARTIAL_ROWS * ROW_CHUNK];
+INLINE void gradient_sums(const float *restrict g, const ddp_pooled_gradient *pool, const float *restrict x,
+                          ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
+                          const float *restrict gamma, const float *restrict beta, int activation, float slope,
+                          double *restrict s1, double *restrict s2) {
     for (ptrdiff_t c = 0; c < cols; c++) s1[c] = s2[c] = 0;
+    if (!pool) {
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
+            const ptrdiff_t n = rows - r0 < PARTIAL_ROWS ? rows - r0 : PARTIAL_ROWS;
+            group_sums(g + r0 * cols, cols, x + r0 * cols, cols, n, cols, mean, inv, gamma, beta, activation, slope,
+                       s1, s2);
+        }
+        return;
+    }
+    float tile[PARTIAL_ROWS * ROW_CHUNK];
     for (ptrdiff_t cc = 0; cc < cols; cc += ROW_CHUNK) {
         const ptrdiff_t chunk = cols - cc < ROW_CHUNK ? cols - cc : ROW_CHUNK;
         pool_cursor cursor = {0};
@@ -246,48 +251,8 @@ INLINE void gradient_sums_pooled(const ddp_pooled_gradient *pool, const float *r
                 pooled_row(pool, cols, &cursor, cc, chunk, tile + t * chunk);
                 pool_cursor_step(&cursor, pool);
             }
-            for (ptrdiff_t c0 = cc; c0 < cc + chunk; c0 += BLOCK) {
-                const ptrdiff_t width = cc + chunk - c0 < BLOCK ? cc + chunk - c0 : BLOCK;
-                float p1[BLOCK] = {0}, p2[BLOCK] = {0}, m[BLOCK] = {0}, v[BLOCK] = {0}, w[BLOCK] = {0}, b[BLOCK] = {0};
-                for (ptrdiff_t j = 0; j < width; j++) {
-                    m[j] = mean[c0 + j];
-                    v[j] = inv[c0 + j];
-                    w[j] = gamma[c0 + j];
-                    b[j] = beta[c0 + j];
-                }
-                const float *restrict gt = tile + (c0 - cc), *restrict xt = x + r0 * cols + c0;
-                if (width == BLOCK && activation) {
-                    for (ptrdiff_t t = 0; t < n; t++) {
-                        for (int j = 0; j < BLOCK; j++) {
-                            float h = normalized(xt[t * cols + j], m[j], v[j]);
-                            float gv = activation_gradient(gt[t * chunk + j], w[j] * h + b[j], slope);
-                            p1[j] += gv;
-                            p2[j] += gv * h;
-                        }
-                    }
-                } else if (width == BLOCK) {
-                    for (ptrdiff_t t = 0; t < n; t++) {
-                        for (int j = 0; j < BLOCK; j++) {
-                            float h = normalized(xt[t * cols + j], m[j], v[j]);
-                            p1[j] += gt[t * chunk + j];
-                            p2[j] += gt[t * chunk + j] * h;
-                        }
-                    }
-                } else {
-                    for (ptrdiff_t t = 0; t < n; t++) {
-                        for (ptrdiff_t j = 0; j < width; j++) {
-                            float h = normalized(xt[t * cols + j], m[j], v[j]), g = gt[t * chunk + j];
-                            float gv = activation ? activation_gradient(g, w[j] * h + b[j], slope) : g;
-                            p1[j] += gv;
-                            p2[j] += gv * h;
-                        }
-                    }
-                }
-                for (ptrdiff_t j = 0; j < width; j++) {
-                    s1[c0 + j] += p1[j];
-                    s2[c0 + j] += p2[j];
-                }
-            }
+            group_sums(tile, chunk, x + r0 * cols + cc, cols, n, chunk, mean + cc, inv + cc, gamma + cc, beta + cc,
+                       activation, slope, s1 + cc, s2 + cc);
         }
     }
 }
@@ -296,10 +261,11 @@ CLONES void ddp_gradient_sums(const float *restrict g, const ddp_pooled_gradient
                               ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
                               const float *restrict gamma, const float *restrict beta, int activation, float slope,
                               double *restrict s1, double *restrict s2) {
+    // Two instances, so that each one's loops know whether the gradient is pooled.
     if (pool)
-        gradient_sums_pooled(pool, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+        gradient_sums(NULL, pool, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
     else
-        gradient_sums_dense(g, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+        gradient_sums(g, NULL, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
 }
 
 CLONES void ddp_batchnorm_forward(const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
