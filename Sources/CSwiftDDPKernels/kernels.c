@@ -76,9 +76,10 @@ static inline void store_sums(double *restrict s1, double *restrict s2, const do
     }
 }
 
-// The per-column reductions walk BLOCK columns at a time down all rows, keeping the partial
-// sums in registers (a row-major walk would keep them in memory). `width` < BLOCK only for the
-// last block; each column's arithmetic is the same either way.
+// The moments walk BLOCK columns at a time down all rows, keeping the partial sums in registers
+// (a row-major walk would keep them in memory). `width` < BLOCK only for the last block; each
+// column's arithmetic is the same either way. (The gradient sums below go a group of rows at a
+// time instead, with the same arithmetic per column.)
 CLONES void ddp_shifted_moments(const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict shift,
                                 double *restrict s1, double *restrict s2) {
     for (ptrdiff_t c0 = 0; c0 < cols; c0 += BLOCK) {
