@@ -269,23 +269,31 @@ CLONES void ddp_gradient_sums(const float *restrict g, const ddp_pooled_gradient
         gradient_sums(g, NULL, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
 }
 
-CLONES void ddp_batchnorm_forward(const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
-                                  const float *restrict inv, const float *restrict gamma, const float *restrict beta,
-                                  float *restrict y, int activation, float slope) {
+// One row of ddp_batchnorm_forward for a constant `activation`; with a residual row, the sum
+// (γ·x̂ + β) + residual is rounded as ddp_add_relu rounds it.
+INLINE void batchnorm_forward_row(const float *restrict xr, const float *restrict rr, ptrdiff_t cols,
+                                  const float *restrict mean, const float *restrict inv, const float *restrict gamma,
+                                  const float *restrict beta, float *restrict yr, int activation, float slope) {
+    if (rr) {
+        for (ptrdiff_t c = 0; c < cols; c++)
+            yr[c] = activate((gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c]) + rr[c], activation, slope);
+    } else {
+        for (ptrdiff_t c = 0; c < cols; c++)
+            yr[c] = activate(gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c], activation, slope);
+    }
+}
+
+CLONES void ddp_batchnorm_forward(const float *restrict x, const float *restrict residual, ptrdiff_t rows,
+                                  ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
+                                  const float *restrict gamma, const float *restrict beta, float *restrict y,
+                                  int activation, float slope) {
     for (ptrdiff_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols;
+        const float *xr = x + r * cols, *rr = residual ? residual + r * cols : NULL;
         float *yr = y + r * cols;
         switch (activation) {
-        case 1:
-            for (ptrdiff_t c = 0; c < cols; c++)
-                yr[c] = activate(gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c], 1, 0);
-            break;
-        case 2:
-            for (ptrdiff_t c = 0; c < cols; c++)
-                yr[c] = activate(gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c], 2, slope);
-            break;
-        default:
-            for (ptrdiff_t c = 0; c < cols; c++) yr[c] = gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c];
+        case 1: batchnorm_forward_row(xr, rr, cols, mean, inv, gamma, beta, yr, 1, 0); break;
+        case 2: batchnorm_forward_row(xr, rr, cols, mean, inv, gamma, beta, yr, 2, slope); break;
+        default: batchnorm_forward_row(xr, rr, cols, mean, inv, gamma, beta, yr, 0, 0);
         }
     }
 }

@@ -363,4 +363,63 @@ struct BatchNormTests {
         // two ReLUs and two pools in the conv blocks, one ReLU after the BatchNorm1d
         #expect(try #require(cnn.root as? Sequential).lastForwardCovered == 5)
     }
+
+    /// One training step of a BasicBlock, with its fused passes or (an observer installed) without.
+    static func blockRun(activation: ActivationKind, inChannels: Int, channels: Int, stride: Int, fused: Bool,
+                         group: (any ProcessGroup)? = nil, rank: Int = 0) throws -> [[Float]]
+    {
+        let block = BasicBlock(inChannels: inChannels, channels: channels, stride: stride, activation: activation,
+                               norm: { BatchNorm2d(channels: $0, group: group) })
+        let shape = SampleShape.image(channels: inChannels, height: 6, width: 5)
+        let model = try Model(block, inputShape: shape)
+        model.initialize(scheme: .default, seed: 4)
+        for case let bn as BatchNorm in model.leaves {  // β away from 0: the sum's sign decides the mask
+            for c in 0..<bn.features { model.store.parameter(bn.biasSlot!)[c] = Float(c % 3) * 0.3 - 0.3 }
+        }
+        if !fused { model.forwardObserver = { _, _ in } }
+        defer { #expect(block.lastForwardFusedSum == fused) }
+        let rows = 3 + rank
+        var rng = TestRandom(seed: 90 + UInt64(rank))
+        var x = rng.normal(rows * shape.count, mean: 0.2, std: 1.5)
+        var g = rng.normal(rows * model.outputShape.count)
+        let (y, dx): ([Float], [Float]) = try x.withUnsafeMutableBufferPointer { xb in
+            try g.withUnsafeMutableBufferPointer { gb in
+                let y = try model.forward(Matrix(base: xb.baseAddress!, rows: rows, shape: shape), training: true)
+                let dx = try model.backward(Matrix(base: gb.baseAddress!, rows: rows, shape: model.outputShape),
+                                            needsInputGradient: true)!
+                return (y.toArray(), dx.toArray())
+            }
+        }
+        return [y, dx, Array(model.store.gradients), Array(model.store.buffers)]
+    }
+
+    @Test("BasicBlock's bn2 + shortcut sum + activation fused equals the separate layers bit for bit",
+          arguments: [ActivationKind.relu, .leakyReLU], [1, 2])
+    func fusedResidual(activation: ActivationKind, stride: Int) throws {
+        let channels = 2 * stride  // stride 2: a projection shortcut with its own BatchNorm
+        let fused = try Self.blockRun(activation: activation, inChannels: 2, channels: channels, stride: stride,
+                                      fused: true)
+        let separate = try Self.blockRun(activation: activation, inChannels: 2, channels: channels, stride: stride,
+                                         fused: false)
+        let parts = ["output", "input gradient", "parameter gradients", "buffers"]
+        for (name, (a, b)) in zip(parts, zip(fused, separate)) {
+            #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(name) differs")
+        }
+        #expect(fused[0].contains { $0 == 0 } == (activation == .relu), "the activation did not run")
+    }
+
+    @Test("SyncBN BasicBlock with a projection, fused and not, over 3 ranks: the same bits")
+    func fusedResidualSynchronized() throws {
+        let run = { (fused: Bool) in
+            try LocalProcessGroup.run(worldSize: 3) { group in
+                try Self.blockRun(activation: .relu, inChannels: 2, channels: 4, stride: 2, fused: fused, group: group,
+                                  rank: group.rank)
+            }
+        }
+        let fused = try run(true), separate = try run(false)
+        for rank in 0..<3 {
+            #expect(fused[rank].map { $0.map(\.bitPattern) } == separate[rank].map { $0.map(\.bitPattern) },
+                    "rank \(rank)")
+        }
+    }
 }

@@ -26,9 +26,11 @@ void ddp_shifted_moments(const float *x, ptrdiff_t rows, ptrdiff_t cols, const f
 // 2 LeakyReLU with negative `slope`. Backward recomputes x̂ and the activation's derivative
 // from x with the forward's operations, so nothing but the output is stored.
 
-/// y = act(γ·x̂ + β) over a row-major [rows, cols] matrix.
-void ddp_batchnorm_forward(const float *x, ptrdiff_t rows, ptrdiff_t cols, const float *mean, const float *inv,
-                           const float *gamma, const float *beta, float *y, int activation, float slope);
+/// y = act(γ·x̂ + β) over a row-major [rows, cols] matrix; with a residual [rows, cols] (not NULL),
+/// y = act((γ·x̂ + β) + residual), the same bits as ddp_add_relu of the normalized output.
+void ddp_batchnorm_forward(const float *x, const float *residual, ptrdiff_t rows, ptrdiff_t cols, const float *mean,
+                           const float *inv, const float *gamma, const float *beta, float *y, int activation,
+                           float slope);
 
 /// A max pooling's output gradient standing for the dense gradient of its input, as
 /// ddp_maxpool_backward would write it: the [rows, cols] input of a BatchNorm is the pooling's

@@ -74,11 +74,11 @@ enum Kernels {
         var activationCode: Int32 { slope == nil ? 0 : slope == 0 ? 1 : 2 }
     }
 
-    /// y = act(γ·x̂ + β) over a row-major [rows, C] matrix.
-    static func batchNormForward(x: UnsafePointer<Float>, rows: Int, cols C: Int, _ k: BatchNormConstants,
-                                 y: UnsafeMutablePointer<Float>)
+    /// y = act(γ·x̂ + β) over a row-major [rows, C] matrix, or act((γ·x̂ + β) + residual).
+    static func batchNormForward(x: UnsafePointer<Float>, residual: UnsafePointer<Float>? = nil, rows: Int,
+                                 cols C: Int, _ k: BatchNormConstants, y: UnsafeMutablePointer<Float>)
     {
-        ddp_batchnorm_forward(x, rows, C, k.mean, k.inv, k.gamma, k.beta, y, k.activationCode, k.slope ?? 0)
+        ddp_batchnorm_forward(x, residual, rows, C, k.mean, k.inv, k.gamma, k.beta, y, k.activationCode, k.slope ?? 0)
     }
 
     /// The gradient reaching a BatchNorm: dense over its [rows, C] output, or the output gradient

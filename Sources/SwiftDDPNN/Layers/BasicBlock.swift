@@ -31,6 +31,9 @@ public final class BasicBlock: ContainerLayer {
     /// Whether the last forward ran bn1 with the activation fused (backward follows it).
     private var fusedNorm1 = false
     private var lastOutput: Matrix?
+    /// Whether the last forward ran bn2, the shortcut's sum and the activation as one pass
+    /// (training, BatchNorm, ReLU or LeakyReLU, no observer).
+    public private(set) var lastForwardFusedSum = false
 
     /// - Parameters:
     ///   - inChannels, channels: the input's and the block's channel counts.
@@ -86,6 +89,7 @@ public final class BasicBlock: ContainerLayer {
     }
 
     public func forward(_ x: Matrix, training: Bool) throws -> Matrix {
+        lastForwardFusedSum = false
         var h = try runner.forward(conv1, x, training: training)
         // bn1 and the activation as one layer, as Sequential runs such pairs (bit-identical)
         let bn1 = norm1 as? BatchNorm
@@ -97,10 +101,23 @@ public final class BasicBlock: ContainerLayer {
             h = try runner.forward(activation1, h, training: training)
         }
         h = try runner.forward(conv2, h, training: training)
-        if let norm2 { h = try runner.forward(norm2, h, training: training) }
-        guard hasShortcut else { return try activationOut.forward(h, training: training) }
+        guard hasShortcut else {
+            if let norm2 { h = try runner.forward(norm2, h, training: training) }
+            return try activationOut.forward(h, training: training)
+        }
+        // The shortcut first, whichever path follows: every rank runs the SyncBN exchanges of the
+        // projection's BatchNorm and bn2 in the same order.
         let shortcut = try downsample.map { try runner.forward($0, x, training: training) } ?? x
         let s = sum.matrix(rows: x.rows, shape: h.shape)
+        if training, reluSlope != nil, let bn2 = norm2 as? BatchNorm, !runner.isObserving {
+            lastForwardFusedSum = true
+            // bn2, the sum and the last activation in bn2's output pass (bit-identical to the three)
+            _ = try runner.forward(bn2, h, training: training, adding: shortcut, activation: activationOut.kind,
+                                   into: s)
+            lastOutput = s
+            return s
+        }
+        if let norm2 { h = try runner.forward(norm2, h, training: training) }
         guard let reluSlope else {
             Kernels.add(h.base, shortcut.base, s.base, count: s.count)
             return try activationOut.forward(s, training: training)

@@ -221,6 +221,34 @@ public class BatchNorm: InitializableLayer {
     public func forward(_ batch: Matrix, training: Bool, fusing activation: ActivationKind?, pooling pool: MaxPool2d?)
         throws -> Matrix
     {
+        try forward(batch, training: training, fusing: activation, pooling: pool, residual: nil)
+    }
+
+    /// Training forward whose output pass also adds `residual` and applies `activation`: writes
+    /// act(BN(x) + residual) into `output`, a buffer of the caller's with the input's shape,
+    /// instead of this layer's own output (`BasicBlock` runs bn2, the shortcut's sum and the last
+    /// activation so). Bit-identical to this layer, the sum and the activation one after the
+    /// other; the next `backward` takes the gradient with respect to BN(x), as after a plain
+    /// forward (the caller applies the activation's derivative, which it reads from `output`).
+    public func forward(_ batch: Matrix, training: Bool, adding residual: Matrix, activation: ActivationKind?,
+                        into output: Matrix) throws -> Matrix
+    {
+        try forward(batch, training: training, fusing: nil, pooling: nil,
+                    residual: (residual, output, try activationSlope(activation)))
+    }
+
+    private func activationSlope(_ activation: ActivationKind?) throws -> Float? {
+        switch activation {
+        case nil: return nil
+        case .relu: return 0
+        case .leakyReLU: return ActivationKind.leakySlope
+        case let kind?: throw NNError("\(name) cannot fuse \(kind.torchName)")
+        }
+    }
+
+    private func forward(_ batch: Matrix, training: Bool, fusing activation: ActivationKind?, pooling pool: MaxPool2d?,
+                         residual: (add: Matrix, into: Matrix, slope: Float?)?) throws -> Matrix
+    {
         try check(batch.shape)
         if let pool {
             guard training, kind == .images, pool.fusesIntoBatchNorm else {
@@ -228,14 +256,20 @@ public class BatchNorm: InitializableLayer {
             }
             _ = try pool.outputShape(for: batch.shape)  // before any statistics are exchanged or updated
         }
-        let input = batch.channelRows
-        let slope: Float?
-        switch activation {
-        case nil: slope = nil
-        case .relu: slope = 0
-        case .leakyReLU: slope = ActivationKind.leakySlope
-        case let kind?: throw NNError("\(name) cannot fuse \(kind.torchName)")
+        if let residual {
+            guard training else { throw NNError("\(name): a residual sum fuses only in training") }
+            // two checks, not a loop over an array literal: the step allocates nothing
+            func matches(_ m: Matrix) throws {
+                guard m.rows == batch.rows, m.shape == batch.shape else {
+                    throw NNError("\(name): the residual sum needs \(batch.rows) samples of \(batch.shape), "
+                                  + "got \(m.rows) of \(m.shape)")
+                }
+            }
+            try matches(residual.add)
+            try matches(residual.into)
         }
+        let input = batch.channelRows
+        let slope = try activationSlope(activation)
         let useBatchStats = training || !trackRunningStats
         let globalCount: Int
         if useBatchStats {
@@ -262,6 +296,11 @@ public class BatchNorm: InitializableLayer {
         }
         lastBatch = (input, batch.shape, globalCount, useBatchStats, slope, pool)
         if let pool { return try pool.forward(normalizing: batch, forwardConstants(slope: slope)) }
+        if let residual {
+            Kernels.batchNormForward(x: input.base, residual: residual.add.base, rows: input.rows, cols: C,
+                                     forwardConstants(slope: residual.slope), y: residual.into.base)
+            return residual.into
+        }
         let y = output.matrix(rows: input.rows, cols: C)  // the [N·H·W, C] view of the output
         Kernels.batchNormForward(x: input.base, rows: input.rows, cols: C, forwardConstants(slope: slope), y: y.base)
         return y.reshaped(rows: batch.rows, batch.shape)

@@ -53,6 +53,21 @@ public final class LayerRunner {
         return y
     }
 
+    /// A BatchNorm's training forward with a residual sum and an activation in its output pass
+    /// (`BatchNorm.forward(_:training:adding:activation:into:)`), timed as the BatchNorm's.
+    @inline(__always)
+    public func forward(_ norm: BatchNorm, _ input: Matrix, training: Bool, adding residual: Matrix,
+                        activation: ActivationKind?, into output: Matrix) throws -> Matrix
+    {
+        guard let timer, let i = leafIndex[ObjectIdentifier(norm)] else {
+            return try norm.forward(input, training: training, adding: residual, activation: activation, into: output)
+        }
+        let start = monotonicSeconds()
+        let y = try norm.forward(input, training: training, adding: residual, activation: activation, into: output)
+        timer.addForward(leaf: i, input: input, seconds: monotonicSeconds() - start)
+        return y
+    }
+
     @inline(__always)
     public func backward(_ layer: any Layer, _ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         let wants = needsInputGradient || backwardObserver != nil
