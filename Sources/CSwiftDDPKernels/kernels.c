@@ -348,6 +348,16 @@ CLONES void ddp_batchnorm_maxpool_forward(const float *restrict x, ptrdiff_t n, 
     }
 }
 
+// One element of BatchNorm's input gradient, k·(g' − a − x̂·s), g' = g times the fused activation's
+// derivative (`activated` is a constant where it is inlined, so each caller's loop stays branch-free).
+INLINE float input_gradient(float g, float x, ptrdiff_t c, const float *restrict mean, const float *restrict inv,
+                            const float *restrict gamma, const float *restrict beta, int activated, float slope,
+                            const float *restrict k, const float *restrict a, const float *restrict s) {
+    const float h = normalized(x, mean[c], inv[c]);
+    const float gv = activated ? activation_gradient(g, gamma[c] * h + beta[c], slope) : g;
+    return k[c] * (gv - a[c] - h * s[c]);
+}
+
 INLINE void batchnorm_backward_dense(
     const float *restrict g, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
     const float *restrict inv, const float *restrict gamma, const float *restrict beta, int activation, float slope,
@@ -355,14 +365,11 @@ INLINE void batchnorm_backward_dense(
     for (ptrdiff_t r = 0; r < rows; r++) {
         const ptrdiff_t o = r * cols;
         if (activation) {
-            for (ptrdiff_t c = 0; c < cols; c++) {
-                float h = normalized(x[o + c], mean[c], inv[c]);
-                float gv = activation_gradient(g[o + c], gamma[c] * h + beta[c], slope);
-                d[o + c] = k[c] * (gv - a[c] - h * s[c]);
-            }
+            for (ptrdiff_t c = 0; c < cols; c++)
+                d[o + c] = input_gradient(g[o + c], x[o + c], c, mean, inv, gamma, beta, 1, slope, k, a, s);
         } else {
             for (ptrdiff_t c = 0; c < cols; c++)
-                d[o + c] = k[c] * (g[o + c] - a[c] - normalized(x[o + c], mean[c], inv[c]) * s[c]);
+                d[o + c] = input_gradient(g[o + c], x[o + c], c, mean, inv, gamma, beta, 0, slope, k, a, s);
         }
     }
 }
@@ -387,19 +394,17 @@ INLINE void batchnorm_backward_pooled(
                 for (ptrdiff_t x0 = px * kk; x0 < (px + 1) * kk && x0 < w; x0++) {
                     const ptrdiff_t o = ((b * h + y) * w + x0) * cols;
                     const int32_t at = (int32_t)((y * w + x0) * cols);
+#define POOLED_GRADIENT(c) (inside && ip[c] == at + (int32_t)(c) ? gp[c] : 0)
                     if (activation) {
-                        for (ptrdiff_t c = 0; c < cols; c++) {
-                            const float gc = inside && ip[c] == at + (int32_t)c ? gp[c] : 0;
-                            float hc = normalized(x[o + c], mean[c], inv[c]);
-                            float gv = activation_gradient(gc, gamma[c] * hc + beta[c], slope);
-                            d[o + c] = k[c] * (gv - a[c] - hc * s[c]);
-                        }
+                        for (ptrdiff_t c = 0; c < cols; c++)
+                            d[o + c] = input_gradient(POOLED_GRADIENT(c), x[o + c], c, mean, inv, gamma, beta, 1,
+                                                      slope, k, a, s);
                     } else {
-                        for (ptrdiff_t c = 0; c < cols; c++) {
-                            const float gc = inside && ip[c] == at + (int32_t)c ? gp[c] : 0;
-                            d[o + c] = k[c] * (gc - a[c] - normalized(x[o + c], mean[c], inv[c]) * s[c]);
-                        }
+                        for (ptrdiff_t c = 0; c < cols; c++)
+                            d[o + c] = input_gradient(POOLED_GRADIENT(c), x[o + c], c, mean, inv, gamma, beta, 0,
+                                                      slope, k, a, s);
                     }
+#undef POOLED_GRADIENT
                 }
             }
         }
