@@ -3,13 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "clones.h"
+#include "formulas.h"
 
-// Inlined into each exported kernel, so that every target_clones instance compiles it for its level.
-#define INLINE static inline __attribute__((always_inline))
-
-// Channels per block in the per-column reductions: one 64-byte cache line of floats.
-enum { BLOCK = 16 };
 // Rows summed in float32 before the partial sums go into the Double accumulators.
 enum { PARTIAL_ROWS = 16 };
 
@@ -115,39 +110,22 @@ CLONES void ddp_shifted_moments(const float *restrict x, ptrdiff_t rows, ptrdiff
     }
 }
 
-// The fused activation's derivative applied to g, decided from the pre-activation value
-// v = γ·x̂ + β: v ≤ 0 exactly where the activation's output is ≤ 0, so the mask needs neither
-// the output nor a pass over it.
-static inline float activation_gradient(float g, float v, float slope) { return v <= 0 ? g * slope : g; }
-
-static inline float activate(float v, int activation, float slope) {
-    switch (activation) {
-    case 1: return v < 0 ? 0 : v;
-    case 2: return v <= 0 ? slope * v : v;
-    default: return v;
-    }
-}
-
-// x̂ is recomputed from the layer's input in backward, with the same two operations as forward
-// (so the same bits), instead of being stored: one array less to write and to read back.
-static inline float normalized(float x, float mean, float inv) { return (x - mean) * inv; }
-
 // Where a row of the input sits in its max pooling's windows (ddp_pooled_gradient), stepped row by
 // row without divisions: pixel (y, x) of sample b, in window (py, px) at offset (ky, kx).
 typedef struct {
     ptrdiff_t b, y, x, py, px, ky, kx;
 } pool_cursor;
 
-INLINE void pool_cursor_step(pool_cursor *q, const ddp_pooled_gradient *p) {
+INLINE void pool_cursor_step(pool_cursor *q, const ddp_pooled_gradient *p, ptrdiff_t k) {
     q->x++;
-    if (++q->kx == p->k) {
+    if (++q->kx == k) {
         q->kx = 0;
         q->px++;
     }
     if (q->x < p->w) return;
     q->x = q->kx = q->px = 0;
     q->y++;
-    if (++q->ky == p->k) {
+    if (++q->ky == k) {
         q->ky = 0;
         q->py++;
     }
@@ -156,37 +134,36 @@ INLINE void pool_cursor_step(pool_cursor *q, const ddp_pooled_gradient *p) {
     q->b++;
 }
 
-// Columns c0 ..< c0 + width of the dense input gradient at the cursor's row, into out: the pooled
-// gradient where this input was its window's maximum, else 0 (what ddp_maxpool_backward writes).
-INLINE const float *pooled_row(const ddp_pooled_gradient *p, ptrdiff_t cols, const pool_cursor *q, ptrdiff_t c0,
-                               ptrdiff_t width, float *restrict out) {
-    if (q->py < p->oh && q->px < p->ow) {
-        const ptrdiff_t o = ((q->b * p->oh + q->py) * p->ow + q->px) * cols + c0;
-        const int32_t at = (int32_t)((q->y * p->w + q->x) * cols + c0);
-        const float *restrict g = p->g + o;
-        const int32_t *restrict index = p->index + o;
-        for (ptrdiff_t j = 0; j < width; j++) out[j] = index[j] == at + (int32_t)j ? g[j] : 0;
-    } else {
-        for (ptrdiff_t j = 0; j < width; j++) out[j] = 0;  // outside every window (floor mode)
-    }
-    return out;
+// Where the cursor's row finds its gradient (what ddp_maxpool_backward would have written there):
+// g[offset + j] where index[offset + j] == at + j, else 0. A row outside every window (floor mode)
+// gets an `at` that no index (≥ 0) equals.
+INLINE void pooled_source(const ddp_pooled_gradient *p, ptrdiff_t cols, const pool_cursor *q, ptrdiff_t *offset,
+                          int32_t *at) {
+    const int inside = q->py < p->oh && q->px < p->ow;
+    *offset = inside ? ((q->b * p->oh + q->py) * p->ow + q->px) * cols : 0;
+    *at = inside ? (int32_t)((q->y * p->w + q->x) * cols) : INT32_MIN;
 }
 
-// Columns per chunk when a pooled gradient is unpacked: a group of rows at a time, into a tile
-// that stays in L1.
-enum { ROW_CHUNK = 256 };
+// Row t's gradient at column c in group_sums: dense (row stride gs) or pooled (pooled_source's
+// offset[t] and at[t]). `pooled` is a constant where this is inlined.
+INLINE float row_gradient(const float *restrict g, const int32_t *restrict index, ptrdiff_t gs,
+                          const ptrdiff_t *restrict offset, const int32_t *restrict at, int pooled, ptrdiff_t t,
+                          ptrdiff_t c) {
+    if (!pooled) return g[t * gs + c];
+    return index[offset[t] + c] == at[t] + (int32_t)c ? g[offset[t] + c] : 0;
+}
 
-// The gradient sums of one group of n ≤ PARTIAL_ROWS rows over `width` columns, added into s1, s2:
-// per column, float partial sums over the group's rows in order, then one add into the Double
-// sum. g and x are the group's first rows (row strides gs and xs); mean … s2 start at the same
-// column. Dense and pooled gradients both go through here, group after group in row order, so
-// they give the same bits.
-INLINE void group_sums(const float *restrict g, ptrdiff_t gs, const float *restrict x, ptrdiff_t xs, ptrdiff_t n,
-                       ptrdiff_t width, const float *restrict mean, const float *restrict inv,
-                       const float *restrict gamma, const float *restrict beta, int activation, float slope,
-                       double *restrict s1, double *restrict s2) {
-    for (ptrdiff_t c0 = 0; c0 < width; c0 += BLOCK) {
-        const ptrdiff_t bw = width - c0 < BLOCK ? width - c0 : BLOCK;
+// The gradient sums of one group of n ≤ PARTIAL_ROWS rows, added into s1, s2: per column, float
+// partial sums over the group's rows in order, then one add into the Double sum. x is the
+// group's first row; g's rows come through row_gradient. Dense and pooled gradients both go
+// through here, group after group in row order, so they give the same bits.
+INLINE void group_sums(const float *restrict g, const int32_t *restrict index, ptrdiff_t gs,
+                       const ptrdiff_t *restrict offset, const int32_t *restrict at, int pooled,
+                       const float *restrict x, ptrdiff_t n, ptrdiff_t cols, const float *restrict mean,
+                       const float *restrict inv, const float *restrict gamma, const float *restrict beta,
+                       int activation, float slope, double *restrict s1, double *restrict s2) {
+    for (ptrdiff_t c0 = 0; c0 < cols; c0 += BLOCK) {
+        const ptrdiff_t bw = cols - c0 < BLOCK ? cols - c0 : BLOCK;
         float p1[BLOCK] = {0}, p2[BLOCK] = {0}, m[BLOCK] = {0}, v[BLOCK] = {0}, w[BLOCK] = {0}, b[BLOCK] = {0};
         for (ptrdiff_t j = 0; j < bw; j++) {
             m[j] = mean[c0 + j];
@@ -194,12 +171,12 @@ INLINE void group_sums(const float *restrict g, ptrdiff_t gs, const float *restr
             w[j] = gamma[c0 + j];
             b[j] = beta[c0 + j];
         }
-        const float *restrict gb = g + c0, *restrict xb = x + c0;
+#define GRADIENT(t, j) row_gradient(g, index, gs, offset, at, pooled, t, c0 + (j))
         if (bw == BLOCK && activation) {
             for (ptrdiff_t t = 0; t < n; t++) {
                 for (int j = 0; j < BLOCK; j++) {
-                    float h = normalized(xb[t * xs + j], m[j], v[j]);
-                    float gv = activation_gradient(gb[t * gs + j], w[j] * h + b[j], slope);
+                    float h = normalized(x[t * cols + c0 + j], m[j], v[j]);
+                    float gv = activation_gradient(GRADIENT(t, j), w[j] * h + b[j], slope);
                     p1[j] += gv;
                     p2[j] += gv * h;
                 }
@@ -207,21 +184,22 @@ INLINE void group_sums(const float *restrict g, ptrdiff_t gs, const float *restr
         } else if (bw == BLOCK) {
             for (ptrdiff_t t = 0; t < n; t++) {
                 for (int j = 0; j < BLOCK; j++) {
-                    float h = normalized(xb[t * xs + j], m[j], v[j]);
-                    p1[j] += gb[t * gs + j];
-                    p2[j] += gb[t * gs + j] * h;
+                    float h = normalized(x[t * cols + c0 + j], m[j], v[j]), gv = GRADIENT(t, j);
+                    p1[j] += gv;
+                    p2[j] += gv * h;
                 }
             }
         } else {
             for (ptrdiff_t t = 0; t < n; t++) {
                 for (ptrdiff_t j = 0; j < bw; j++) {
-                    float h = normalized(xb[t * xs + j], m[j], v[j]), gj = gb[t * gs + j];
+                    float h = normalized(x[t * cols + c0 + j], m[j], v[j]), gj = GRADIENT(t, j);
                     float gv = activation ? activation_gradient(gj, w[j] * h + b[j], slope) : gj;
                     p1[j] += gv;
                     p2[j] += gv * h;
                 }
             }
         }
+#undef GRADIENT
         for (ptrdiff_t j = 0; j < bw; j++) {
             s1[c0 + j] += p1[j];
             s2[c0 + j] += p2[j];
@@ -229,32 +207,21 @@ INLINE void group_sums(const float *restrict g, ptrdiff_t gs, const float *restr
     }
 }
 
-INLINE void gradient_sums(const float *restrict g, const ddp_pooled_gradient *pool, const float *restrict x,
-                          ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
-                          const float *restrict gamma, const float *restrict beta, int activation, float slope,
-                          double *restrict s1, double *restrict s2) {
-    for (ptrdiff_t c = 0; c < cols; c++) s1[c] = s2[c] = 0;
-    if (!pool) {
-        for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
-            const ptrdiff_t n = rows - r0 < PARTIAL_ROWS ? rows - r0 : PARTIAL_ROWS;
-            group_sums(g + r0 * cols, cols, x + r0 * cols, cols, n, cols, mean, inv, gamma, beta, activation, slope,
-                       s1, s2);
+INLINE void pooled_gradient_sums(const ddp_pooled_gradient *pool, ptrdiff_t k, const float *restrict x,
+                                 ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
+                                 const float *restrict gamma, const float *restrict beta, int activation, float slope,
+                                 double *restrict s1, double *restrict s2) {
+    pool_cursor cursor = {0};
+    ptrdiff_t offset[PARTIAL_ROWS];
+    int32_t at[PARTIAL_ROWS];
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
+        const ptrdiff_t n = rows - r0 < PARTIAL_ROWS ? rows - r0 : PARTIAL_ROWS;
+        for (ptrdiff_t t = 0; t < n; t++) {
+            pooled_source(pool, cols, &cursor, offset + t, at + t);
+            pool_cursor_step(&cursor, pool, k);
         }
-        return;
-    }
-    float tile[PARTIAL_ROWS * ROW_CHUNK];
-    for (ptrdiff_t cc = 0; cc < cols; cc += ROW_CHUNK) {
-        const ptrdiff_t chunk = cols - cc < ROW_CHUNK ? cols - cc : ROW_CHUNK;
-        pool_cursor cursor = {0};
-        for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
-            const ptrdiff_t n = rows - r0 < PARTIAL_ROWS ? rows - r0 : PARTIAL_ROWS;
-            for (ptrdiff_t t = 0; t < n; t++) {
-                pooled_row(pool, cols, &cursor, cc, chunk, tile + t * chunk);
-                pool_cursor_step(&cursor, pool);
-            }
-            group_sums(tile, chunk, x + r0 * cols + cc, cols, n, chunk, mean + cc, inv + cc, gamma + cc, beta + cc,
-                       activation, slope, s1 + cc, s2 + cc);
-        }
+        group_sums(pool->g, pool->index, 0, offset, at, 1, x + r0 * cols, n, cols, mean, inv, gamma, beta,
+                   activation, slope, s1, s2);
     }
 }
 
@@ -262,24 +229,29 @@ CLONES void ddp_gradient_sums(const float *restrict g, const ddp_pooled_gradient
                               ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
                               const float *restrict gamma, const float *restrict beta, int activation, float slope,
                               double *restrict s1, double *restrict s2) {
-    // Two instances, so that each one's loops know whether the gradient is pooled.
-    if (pool)
-        gradient_sums(NULL, pool, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
-    else
-        gradient_sums(g, NULL, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+    for (ptrdiff_t c = 0; c < cols; c++) s1[c] = s2[c] = 0;
+    // Separate instances, so that each one's loops know whether (and how) the gradient is pooled.
+    if (pool && pool->k == 2) {
+        pooled_gradient_sums(pool, 2, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+    } else if (pool) {
+        pooled_gradient_sums(pool, pool->k, x, rows, cols, mean, inv, gamma, beta, activation, slope, s1, s2);
+    } else {
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += PARTIAL_ROWS) {
+            const ptrdiff_t n = rows - r0 < PARTIAL_ROWS ? rows - r0 : PARTIAL_ROWS;
+            group_sums(g + r0 * cols, NULL, cols, NULL, NULL, 0, x + r0 * cols, n, cols, mean, inv, gamma, beta,
+                       activation, slope, s1, s2);
+        }
+    }
 }
 
-// One row of ddp_batchnorm_forward for a constant `activation`; with a residual row, the sum
-// (γ·x̂ + β) + residual is rounded as ddp_add_relu rounds it.
-INLINE void batchnorm_forward_row(const float *restrict xr, const float *restrict rr, ptrdiff_t cols,
+// One row of ddp_batchnorm_forward (`activation` and `added` are constants where inlined); with a
+// residual row r (added), the sum (γ·x̂ + β) + r is rounded as ddp_add_relu rounds it.
+INLINE void batchnorm_forward_row(const float *restrict x, const float *restrict r, int added, ptrdiff_t cols,
                                   const float *restrict mean, const float *restrict inv, const float *restrict gamma,
-                                  const float *restrict beta, float *restrict yr, int activation, float slope) {
-    if (rr) {
-        for (ptrdiff_t c = 0; c < cols; c++)
-            yr[c] = activate((gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c]) + rr[c], activation, slope);
-    } else {
-        for (ptrdiff_t c = 0; c < cols; c++)
-            yr[c] = activate(gamma[c] * normalized(xr[c], mean[c], inv[c]) + beta[c], activation, slope);
+                                  const float *restrict beta, float *restrict y, int activation, float slope) {
+    for (ptrdiff_t c = 0; c < cols; c++) {
+        const float v = gamma[c] * normalized(x[c], mean[c], inv[c]) + beta[c];
+        y[c] = activate(added ? v + r[c] : v, activation, slope);
     }
 }
 
@@ -287,75 +259,38 @@ CLONES void ddp_batchnorm_forward(const float *restrict x, const float *restrict
                                   ptrdiff_t cols, const float *restrict mean, const float *restrict inv,
                                   const float *restrict gamma, const float *restrict beta, float *restrict y,
                                   int activation, float slope) {
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const float *xr = x + r * cols, *rr = residual ? residual + r * cols : NULL;
-        float *yr = y + r * cols;
-        switch (activation) {
-        case 1: batchnorm_forward_row(xr, rr, cols, mean, inv, gamma, beta, yr, 1, 0); break;
-        case 2: batchnorm_forward_row(xr, rr, cols, mean, inv, gamma, beta, yr, 2, slope); break;
-        default: batchnorm_forward_row(xr, rr, cols, mean, inv, gamma, beta, yr, 0, 0);
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const float *xr = x + i * cols, *rr = residual ? residual + i * cols : NULL;
+        float *yr = y + i * cols;
+        // One instance per case, so no loop branches inside.
+#define ROW(added, act, s) batchnorm_forward_row(xr, rr, added, cols, mean, inv, gamma, beta, yr, act, s)
+        switch (activation * 2 + (rr != NULL)) {
+        case 3: ROW(1, 1, 0); break;
+        case 2: ROW(0, 1, 0); break;
+        case 5: ROW(1, 2, slope); break;
+        case 4: ROW(0, 2, slope); break;
+        case 1: ROW(1, 0, 0); break;
+        default: ROW(0, 0, 0);
         }
+#undef ROW
     }
 }
 
-// One window row of ddp_batchnorm_maxpool_forward for a constant `activation` (so each instance's
-// channel loop vectorizes): the values of k pixels, each as ddp_batchnorm_forward computes it,
-// into the running maxima in ddp_maxpool_forward's scan order and rules.
-INLINE void normalized_window_row(
-    const float *restrict xv, ptrdiff_t k, ptrdiff_t c, ptrdiff_t at, int first, const float *restrict mean,
-    const float *restrict inv, const float *restrict gamma, const float *restrict beta, int activation, float slope,
-    float *restrict yo, int32_t *restrict io) {
-    for (ptrdiff_t kw = 0; kw < k; kw++, xv += c, at += c) {
-        for (ptrdiff_t ch = 0; ch < c; ch++) {
-            const float v = activate(gamma[ch] * normalized(xv[ch], mean[ch], inv[ch]) + beta[ch], activation, slope);
-            const int take = (first && kw == 0) || v > yo[ch] || v != v;
-            yo[ch] = take ? v : yo[ch];
-            io[ch] = take ? (int32_t)(at + ch) : io[ch];
-        }
+// One row of BatchNorm's input gradient, k·(g' − a − x̂·s), where g' is g times the fused
+// activation's derivative. The row's g is dense or, `pooled`, a pooled gradient (index[c] == at + c
+// selects g[c], else 0); `activated` and `pooled` are constants where this is inlined, so each
+// caller's loop stays branch-free.
+INLINE void input_gradient_row(const float *restrict g, int pooled, const int32_t *restrict index, int32_t at,
+                               const float *restrict x, ptrdiff_t cols, const float *restrict mean,
+                               const float *restrict inv, const float *restrict gamma, const float *restrict beta,
+                               int activated, float slope, const float *restrict k, const float *restrict a,
+                               const float *restrict s, float *restrict d) {
+    for (ptrdiff_t c = 0; c < cols; c++) {
+        const float gc = pooled ? (index[c] == at + (int32_t)c ? g[c] : 0) : g[c];
+        const float h = normalized(x[c], mean[c], inv[c]);
+        const float gv = activated ? activation_gradient(gc, gamma[c] * h + beta[c], slope) : gc;
+        d[c] = k[c] * (gv - a[c] - h * s[c]);
     }
-}
-
-INLINE void batchnorm_maxpool_forward(
-    const float *restrict x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t k, ptrdiff_t oh,
-    ptrdiff_t ow, const float *restrict mean, const float *restrict inv, const float *restrict gamma,
-    const float *restrict beta, int activation, float slope, float *restrict y, int32_t *restrict index) {
-    const ptrdiff_t in = h * w * c, out = oh * ow * c;
-    for (ptrdiff_t b = 0; b < n; b++) {
-        for (ptrdiff_t i = 0; i < oh; i++) {
-            for (ptrdiff_t j = 0; j < ow; j++) {
-                float *restrict yo = y + b * out + (i * ow + j) * c;
-                int32_t *restrict io = index + b * out + (i * ow + j) * c;
-                for (ptrdiff_t kh = 0; kh < k; kh++) {
-                    const ptrdiff_t at = ((i * k + kh) * w + j * k) * c;
-                    normalized_window_row(x + b * in + at, k, c, at, kh == 0, mean, inv, gamma, beta,
-                                          activation, slope, yo, io);
-                }
-            }
-        }
-    }
-}
-
-CLONES void ddp_batchnorm_maxpool_forward(const float *restrict x, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
-                                          ptrdiff_t c, ptrdiff_t k, ptrdiff_t oh, ptrdiff_t ow,
-                                          const float *restrict mean, const float *restrict inv,
-                                          const float *restrict gamma, const float *restrict beta, int activation,
-                                          float slope, float *restrict y, int32_t *restrict index) {
-    // The same maxima, indices and bits as ddp_batchnorm_forward then ddp_maxpool_forward.
-    switch (activation) {
-    case 1: batchnorm_maxpool_forward(x, n, h, w, c, k, oh, ow, mean, inv, gamma, beta, 1, 0, y, index); break;
-    case 2: batchnorm_maxpool_forward(x, n, h, w, c, k, oh, ow, mean, inv, gamma, beta, 2, slope, y, index); break;
-    default: batchnorm_maxpool_forward(x, n, h, w, c, k, oh, ow, mean, inv, gamma, beta, 0, 0, y, index);
-    }
-}
-
-// One element of BatchNorm's input gradient, k·(g' − a − x̂·s), g' = g times the fused activation's
-// derivative (`activated` is a constant where it is inlined, so each caller's loop stays branch-free).
-INLINE float input_gradient(float g, float x, ptrdiff_t c, const float *restrict mean, const float *restrict inv,
-                            const float *restrict gamma, const float *restrict beta, int activated, float slope,
-                            const float *restrict k, const float *restrict a, const float *restrict s) {
-    const float h = normalized(x, mean[c], inv[c]);
-    const float gv = activated ? activation_gradient(g, gamma[c] * h + beta[c], slope) : g;
-    return k[c] * (gv - a[c] - h * s[c]);
 }
 
 INLINE void batchnorm_backward_dense(
@@ -364,62 +299,53 @@ INLINE void batchnorm_backward_dense(
     const float *restrict k, const float *restrict a, const float *restrict s, float *restrict d) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const ptrdiff_t o = r * cols;
-        if (activation) {
-            for (ptrdiff_t c = 0; c < cols; c++)
-                d[o + c] = input_gradient(g[o + c], x[o + c], c, mean, inv, gamma, beta, 1, slope, k, a, s);
-        } else {
-            for (ptrdiff_t c = 0; c < cols; c++)
-                d[o + c] = input_gradient(g[o + c], x[o + c], c, mean, inv, gamma, beta, 0, slope, k, a, s);
-        }
+        input_gradient_row(g + o, 0, NULL, 0, x + o, cols, mean, inv, gamma, beta, activation, slope, k, a, s, d + o);
     }
 }
 
-// batchnorm_backward_dense over the unpacked pooled gradient, element by element the same
-// operations; the loops follow the windows, so each pixel finds its pooled gradient without a
-// division.
+// batchnorm_backward_dense over the unpacked pooled gradient (k×k windows, kk a constant where it
+// is common), element by element the same operations; the loops follow the windows, so each pixel
+// finds its pooled gradient without a division.
 INLINE void batchnorm_backward_pooled(
-    const ddp_pooled_gradient *pool, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
+    const ddp_pooled_gradient *pool, ptrdiff_t kk, const float *restrict x, ptrdiff_t rows, ptrdiff_t cols,
     const float *restrict mean, const float *restrict inv, const float *restrict gamma, const float *restrict beta,
     int activation, float slope, const float *restrict k, const float *restrict a, const float *restrict s,
     float *restrict d) {
-    const ptrdiff_t h = pool->h, w = pool->w, kk = pool->k, oh = pool->oh, ow = pool->ow, n = rows / (h * w);
+    const ptrdiff_t h = pool->h, w = pool->w, oh = pool->oh, ow = pool->ow, n = rows / (h * w);
     for (ptrdiff_t b = 0; b < n; b++) {
         for (ptrdiff_t y = 0; y < h; y++) {
             const ptrdiff_t py = y / kk;
             for (ptrdiff_t px = 0; px * kk < w; px++) {
                 const int inside = py < oh && px < ow;  // else outside every window (floor mode): gradient 0
-                const ptrdiff_t po = ((b * oh + (inside ? py : 0)) * ow + (inside ? px : 0)) * cols;
-                const float *restrict gp = pool->g + po;
-                const int32_t *restrict ip = pool->index + po;
+                const ptrdiff_t po = inside ? ((b * oh + py) * ow + px) * cols : 0;
                 for (ptrdiff_t x0 = px * kk; x0 < (px + 1) * kk && x0 < w; x0++) {
                     const ptrdiff_t o = ((b * h + y) * w + x0) * cols;
-                    const int32_t at = (int32_t)((y * w + x0) * cols);
-#define POOLED_GRADIENT(c) (inside && ip[c] == at + (int32_t)(c) ? gp[c] : 0)
-                    if (activation) {
-                        for (ptrdiff_t c = 0; c < cols; c++)
-                            d[o + c] = input_gradient(POOLED_GRADIENT(c), x[o + c], c, mean, inv, gamma, beta, 1,
-                                                      slope, k, a, s);
-                    } else {
-                        for (ptrdiff_t c = 0; c < cols; c++)
-                            d[o + c] = input_gradient(POOLED_GRADIENT(c), x[o + c], c, mean, inv, gamma, beta, 0,
-                                                      slope, k, a, s);
-                    }
-#undef POOLED_GRADIENT
+                    const int32_t at = inside ? (int32_t)((y * w + x0) * cols) : INT32_MIN;
+                    input_gradient_row(pool->g + po, 1, pool->index + po, at, x + o, cols, mean, inv, gamma, beta,
+                                       activation, slope, k, a, s, d + o);
                 }
             }
         }
     }
 }
 
-CLONES void ddp_batchnorm_backward(const float *restrict g, const ddp_pooled_gradient *pool, const float *restrict x,
+CLONES void ddp_batchnorm_backward(const float *g, const ddp_pooled_gradient *pool, const float *restrict x,
                                    ptrdiff_t rows, ptrdiff_t cols, const float *restrict mean,
                                    const float *restrict inv, const float *restrict gamma, const float *restrict beta,
                                    int activation, float slope, const float *restrict k, const float *restrict a,
                                    const float *restrict s, float *restrict d) {
-    if (pool)
-        batchnorm_backward_pooled(pool, x, rows, cols, mean, inv, gamma, beta, activation, slope, k, a, s, d);
+    // One instance per case, so no loop branches inside.
+#define POOLED(kk, act)                                                                                                \
+    batchnorm_backward_pooled(pool, kk, x, rows, cols, mean, inv, gamma, beta, act, slope, k, a, s, d)
+    if (pool && pool->k == 2)
+        activation ? POOLED(2, 1) : POOLED(2, 0);
+    else if (pool)
+        activation ? POOLED(pool->k, 1) : POOLED(pool->k, 0);
+#undef POOLED
+    else if (activation)
+        batchnorm_backward_dense(g, x, rows, cols, mean, inv, gamma, beta, 1, slope, k, a, s, d);
     else
-        batchnorm_backward_dense(g, x, rows, cols, mean, inv, gamma, beta, activation, slope, k, a, s, d);
+        batchnorm_backward_dense(g, x, rows, cols, mean, inv, gamma, beta, 0, slope, k, a, s, d);
 }
 
 CLONES void ddp_relu(const float *restrict x, float *restrict y, ptrdiff_t n, float slope) {
