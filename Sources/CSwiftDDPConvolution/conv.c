@@ -5,8 +5,8 @@
 //   - memory objects for the activations (NHWC, given explicitly, so oneDNN never reorders them), the bias and the
 //     caller's OIHW weights / diff weights; each call only points them at the caller's buffers
 //     (dnnl_memory_set_data_handle);
-//   - the primitives, built on first use: forward with and without bias, backward data, backward weights with and
-//     without diff bias, all with weights in the layout the primitive prefers (format_tag_any);
+//   - the primitives, built on first use: forward with and without bias, backward data, backward weights (the
+//     bias gradient is ddp_bias_gradient's), all with weights in the layout the primitive prefers (format_tag_any);
 //   - "weight slots": one per distinct weights layout, with its own buffer and the reorder from OIHW (for diff
 //     weights: back to OIHW); a layout equal to plain OIHW uses the caller's buffer directly, with no reorder;
 //   - one scratchpad buffer (dnnl_scratchpad_mode_user) shared by all its primitives, sized for the largest.
@@ -155,8 +155,8 @@ typedef struct {
   unsigned long epoch;    // forward calls on this entry
   int last_fwd;           // bias variant of the last forward (-1: none yet)
   dnnl_memory_t x, y, b, w_user, dw_user;  // handles set per call
-  prim fwd[2], bwd_data, bwd_weights[2];   // [with bias]
-  int fwd_slot[2], bwd_data_slot, bwd_weights_slot[2];
+  prim fwd[2], bwd_data, bwd_weights;   // fwd[with bias]
+  int fwd_slot[2], bwd_data_slot, bwd_weights_slot;
   wslot w[MAX_WSLOTS], dw[MAX_DWSLOTS];
   int nw, ndw;
   void *scratch;
@@ -210,7 +210,7 @@ static void wslot_clear(wslot *s) {
 
 static void entry_clear(entry *e) {
   prim_clear(&e->fwd[0]), prim_clear(&e->fwd[1]), prim_clear(&e->bwd_data);
-  prim_clear(&e->bwd_weights[0]), prim_clear(&e->bwd_weights[1]);
+  prim_clear(&e->bwd_weights);
   for (int i = 0; i < e->nw; i++) wslot_clear(&e->w[i]);
   for (int i = 0; i < e->ndw; i++) wslot_clear(&e->dw[i]);
   dnnl_memory_t ms[] = {e->x, e->y, e->b, e->w_user, e->dw_user};
@@ -239,10 +239,10 @@ static int ensure_scratch(ddp_conv *c, entry *e, size_t size) {
     set_err(c, "out of memory for a %zu-byte oneDNN scratchpad", size);
     return 0;
   }
-  prim *all[5 + MAX_WSLOTS + MAX_DWSLOTS];
+  prim *all[4 + MAX_WSLOTS + MAX_DWSLOTS];
   int n = 0;
   all[n++] = &e->fwd[0], all[n++] = &e->fwd[1], all[n++] = &e->bwd_data;
-  all[n++] = &e->bwd_weights[0], all[n++] = &e->bwd_weights[1];
+  all[n++] = &e->bwd_weights;
   for (int i = 0; i < e->nw; i++) all[n++] = &e->w[i].reorder;
   for (int i = 0; i < e->ndw; i++) all[n++] = &e->dw[i].reorder;
   for (int i = 0; i < n; i++)
@@ -436,23 +436,22 @@ static int build_bwd_data(ddp_conv *c, entry *e) {
   return 1;
 }
 
-static int build_bwd_weights(ddp_conv *c, entry *e, int bias) {
+static int build_bwd_weights(ddp_conv *c, entry *e) {
   dnnl_primitive_desc_t h = hint(c, e), pd;
   dnnl_convolution_desc_t d;
   if (!h ||
       !ok(c, dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, x_md(e), &c->w_any,
-                                                         bias ? &c->b_md : NULL, y_md(e), c->strides, c->pad_l,
-                                                         c->pad_r),
+                                                         NULL, y_md(e), c->strides, c->pad_l, c->pad_r),
           "dnnl_convolution_backward_weights_desc_init") ||
       !create_pd(c, &pd, &d, h, PASS_BACKWARD_WEIGHTS) ||
-      !prim_build(c, e, &e->bwd_weights[bias], pd, "convolution backward weights"))
+      !prim_build(c, e, &e->bwd_weights, pd, "convolution backward weights"))
     return 0;
   int slot = find_slot(c, e, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0), 1);
   if (slot < 0) {
-    prim_clear(&e->bwd_weights[bias]);
+    prim_clear(&e->bwd_weights);
     return 0;
   }
-  e->bwd_weights_slot[bias] = slot;
+  e->bwd_weights_slot = slot;
   return 1;
 }
 
@@ -569,9 +568,9 @@ const char *ddp_conv_implementation(const ddp_conv *c, int N, int pass) {
     const entry *e = &c->cache[i];
     if (e->N != N) continue;
     const prim *first = pass == PASS_FORWARD ? &e->fwd[e->last_fwd > 0]
-                        : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights[0];
+                        : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights;
     const prim *second = pass == PASS_FORWARD ? &e->fwd[e->last_fwd <= 0]
-                         : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights[1];
+                         : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights;
     const char *impl = impl_of(first);
     if (!impl) impl = impl_of(second);
     return impl ? impl : "";
@@ -723,20 +722,16 @@ int ddp_conv_backward_weights(ddp_conv *c, int N, const float *x, const float *d
   }
   entry *e = get_entry(c, N);
   if (!e) return -1;
-  int b = dbias != NULL;
-  if (!e->bwd_weights[b].p && !build_bwd_weights(c, e, b)) return -1;
-  wslot *s = &e->dw[e->bwd_weights_slot[b]];
-  if (!set_handle(c, e->x, x) || !set_handle(c, e->y, dy) || !set_handle(c, e->dw_user, dw) ||
-      (b && !set_handle(c, e->b, dbias)))
-    return -1;
-  dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, e->x},
-                          {DNNL_ARG_DIFF_DST, e->y},
-                          {DNNL_ARG_DIFF_WEIGHTS, s->plain ? e->dw_user : s->mem},
-                          {DNNL_ARG_DIFF_BIAS, e->b}};
-  if (!run(c, &e->bwd_weights[b], b ? 4 : 3, a, "convolution backward weights")) return -1;
+  if (!e->bwd_weights.p && !build_bwd_weights(c, e)) return -1;
+  wslot *s = &e->dw[e->bwd_weights_slot];
+  if (!set_handle(c, e->x, x) || !set_handle(c, e->y, dy) || !set_handle(c, e->dw_user, dw)) return -1;
+  dnnl_exec_arg_t a[3] = {
+      {DNNL_ARG_SRC, e->x}, {DNNL_ARG_DIFF_DST, e->y}, {DNNL_ARG_DIFF_WEIGHTS, s->plain ? e->dw_user : s->mem}};
+  if (!run(c, &e->bwd_weights, 3, a, "convolution backward weights")) return -1;
   if (!s->plain) {
     dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, s->mem}, {DNNL_ARG_TO, e->dw_user}};
     if (!run(c, &s->reorder, 2, ra, "diff weights reorder")) return -1;
   }
+  if (dbias) ddp_bias_gradient(dy, (size_t)N * c->OH * c->OW, c->O, dbias);
   return ok(c, dnnl_stream_wait(thread_stream(c)), "dnnl_stream_wait") ? 0 : -1;
 }

@@ -15,4 +15,8 @@ size_t ddp_wino_dw_workspace_floats(int N, int H, int W, int C, int O);
 void ddp_wino_dw(int N, int H, int W, int C, int O, const float *x, const float *dy, float *dw, float *dbias,
                  float *workspace);
 
+// dbias[o] = Σ over the rows of dy [rows, O], in row order in float (the bias gradient of either path: oneDNN's own
+// bias reduction runs at a fraction of memory speed, a whole per-row loop of SSE loads and stores).
+void ddp_bias_gradient(const float *dy, size_t rows, int O, float *dbias);
+
 #endif
