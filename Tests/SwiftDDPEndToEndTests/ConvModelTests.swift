@@ -93,6 +93,9 @@ struct TorchLayerTests {
         try compare(Conv2d(8, 16, kernel: 1, stride: 2, bias: false), .image(channels: 8, height: 6, width: 6),
                     rows: 2, spec: ["layer": "conv2d", "in": 8, "out": 16, "kernel": 1, "stride": 2, "padding": 0,
                                     "bias": false])
+        // 20 outputs with bias: the bias gradient's whole block of 16 channels and its rest
+        try compare(Conv2d(3, 20, kernel: 3, stride: 2, padding: 1), .image(channels: 3, height: 7, width: 7), rows: 3,
+                    spec: ["layer": "conv2d", "in": 3, "out": 20, "kernel": 3, "stride": 2, "padding": 1, "bias": true])
     }
 
     /// The ReLU paths run fused (bn1 with its ReLU; the sum with the last ReLU), which the
@@ -138,6 +141,12 @@ struct TorchLayerTests {
         let tiled = rng.uniform(2 * 3 * 6 * 6, 0, 3).map { Float(Int($0)) }
         try compare(MaxPool2d(kernel: 2), .image(channels: 3, height: 6, width: 6), rows: 2,
                     spec: ["layer": "maxpool2d", "kernel": 2, "stride": 2], values: tiled)
+        // 20 channels: a whole block of 16 (running maxima in registers) and a rest of 4
+        let wide = rng.uniform(2 * 20 * 7 * 7, 0, 3).map { Float(Int($0)) }
+        for (kernel, stride) in [(2, 2), (3, 2), (3, 1)] {
+            try compare(MaxPool2d(kernel: kernel, stride: stride), .image(channels: 20, height: 7, width: 7), rows: 2,
+                        spec: ["layer": "maxpool2d", "kernel": kernel, "stride": stride], values: wide)
+        }
         try compare(AvgPool2d(kernel: 2), .image(channels: 3, height: 4, width: 6), rows: 2,
                     spec: ["layer": "avgpool2d", "kernel": 2, "stride": 2])
         try compare(GlobalAvgPool2d(), .image(channels: 5, height: 3, width: 4), rows: 2,
