@@ -70,25 +70,50 @@ enum Executables {
         try runWithSignalsUnblocked(process)
         let deadline = Date().addingTimeInterval(timeout)
         var timedOut = false
+        var tree: Set<pid_t> = []
         while process.isRunning {
             if Date() > deadline {
                 timedOut = true
+                tree = descendants(of: process.processIdentifier)
                 process.terminate()
                 break
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
         if timedOut {
-            // A launcher wedged in its own teardown ignores SIGTERM; the test must still end.
+            // A launcher wedged in its own teardown ignores SIGTERM, and one that ends may leave
+            // children holding the output pipe (a wedged mpirun under launch.sh): the test must
+            // still end, so everything below the process goes too.
             let grace = Date().addingTimeInterval(10)
             while process.isRunning && Date() < grace { Thread.sleep(forTimeInterval: 0.05) }
+            tree.formUnion(descendants(of: process.processIdentifier))
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            for pid in tree { kill(pid, SIGKILL) }
         }
         process.waitUntilExit()
         pipe.fileHandleForReading.readabilityHandler = nil
         collected.append(pipe.fileHandleForReading.readDataToEndOfFile())
         return Outcome(status: process.terminationStatus, output: collected.text, timedOut: timedOut,
                        seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Every process below `root` (from /proc's parent links).
+    static func descendants(of root: pid_t) -> Set<pid_t> {
+        var children: [pid_t: [pid_t]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")")
+            else { continue }
+            // after the command's closing parenthesis: state, then the parent's pid
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = pid_t(fields[1]) { children[parent, default: []].append(pid) }
+        }
+        var found: Set<pid_t> = [], queue = [root]
+        while let pid = queue.popLast() {
+            for child in children[pid] ?? [] where found.insert(child).inserted { queue.append(child) }
+        }
+        return found
     }
 
     /// Starts `process` from a thread whose signal mask is empty. Test code runs on dispatch
