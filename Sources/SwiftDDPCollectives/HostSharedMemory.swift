@@ -50,7 +50,9 @@ final class HostSharedMemory: SharedSegments {
             } else {
                 // Reserve the pages now: on a full tmpfs the first touch would be SIGBUS, not an error.
                 let code = posix_fallocate(fd, 0, off_t(length))
-                if code != 0 { failure = "posix_fallocate(\(name), \(length) bytes): \(String(cString: strerror(code)))" }
+                if code != 0 {
+                    failure = "posix_fallocate(\(name), \(length) bytes): \(String(cString: strerror(code)))"
+                }
             }
         }
         try HostSharedMemory.agree(host, failure, stage: "create")

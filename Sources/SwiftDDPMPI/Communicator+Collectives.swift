@@ -39,7 +39,9 @@ extension Communicator {
     public func allreduce<T: MPIScalar>(_ send: [T], op: ReductionOp = .sum) throws(MPIError) -> [T] {
         var result = [T](repeating: 0, count: send.count)
         try send.withUnsafeBufferPointer { s in
-            result.withUnsafeMutableBufferPointer { r in catching { () throws(MPIError) in try allreduce(s, into: r, op: op) } }
+            result.withUnsafeMutableBufferPointer { r in
+                catching { () throws(MPIError) in try allreduce(s, into: r, op: op) }
+            }
         }.get()
         return result
     }

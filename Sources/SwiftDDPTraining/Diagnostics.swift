@@ -123,7 +123,8 @@ public final class Diagnostics {
             if let a = self.activationIndices.firstIndex(of: index) {
                 let kind = self.activationKinds[a]
                 var saturated = 0
-                for i in 0..<output.count where Activation.derivative(kind, output: output.base[i]) < 0.01 * kind.maxDerivative {
+                let threshold = 0.01 * kind.maxDerivative
+                for i in 0..<output.count where Activation.derivative(kind, output: output.base[i]) < threshold {
                     saturated += 1
                 }
                 self.preactSums[4 * a + 3] += Double(saturated)

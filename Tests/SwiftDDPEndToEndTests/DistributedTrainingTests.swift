@@ -588,7 +588,7 @@ struct StudyTests {
         for record in diverged { #expect(try record.string("testAccuracy") == "nan", "\(record)") }
     }
 
-    @Test("study --seeds: every configuration runs once per seed; the report gives the mean test accuracy ± its standard deviation")
+    @Test("study --seeds: every configuration runs once per seed; the report gives mean test accuracy ± std. dev.")
     func seeds() throws {
         let dir = TemporaryDirectory()
         let outcome = try Executables.mpirun(np: 2, "ddp", ["study", "syncbn", "--quick", "--seeds", "2", "--seed", "5",

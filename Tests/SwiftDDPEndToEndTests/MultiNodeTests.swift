@@ -110,7 +110,7 @@ struct MultiNodeTests {
         try expectEqualToOneNode(np: 4, train: train, in: dir, runs: ["nodes", "nodes-flat"])
     }
 
-    @Test("a rank that throws or meets NaN on a simulated node ends the whole hierarchical job promptly, all ranks agreeing")
+    @Test("a rank that throws or meets NaN on a simulated node ends the hierarchical job promptly, all ranks agreeing")
     func failuresAcrossNodes() throws {
         let dir = TemporaryDirectory()
         let ddp = Executables.path("ddp")

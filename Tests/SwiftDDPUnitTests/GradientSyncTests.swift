@@ -96,7 +96,8 @@ struct GradientSyncTests {
         }
     }
 
-    @Test("shared memory: every rank ends with the rank-ordered sum on one host, and across simulated hosts the host sums all-reduced 1/L per rank, bit for bit",
+    // Across simulated hosts, each host's sum is all-reduced 1/L per rank.
+    @Test("shared memory: every rank ends with the rank-ordered sum, on one host and across hosts, bit for bit",
           arguments: [(2, 2), (3, 3), (4, 4), (4, 2), (6, 3), (6, 2)])
     func sharedSum(worldSize: Int, ranksPerHost: Int) throws {
         let results = try LocalProcessGroup.run(worldSize: worldSize, ranksPerHost: ranksPerHost) { group in
@@ -120,7 +121,7 @@ struct GradientSyncTests {
         }
     }
 
-    @Test("sharded: each rank updates its part of one shared copy per host, the same bits on every rank; a non-finite part stops every rank",
+    @Test("sharded: each rank updates its part of one shared copy per host, the same bits on every rank; NaN stops all",
           arguments: [(3, 3, 1),  // one host (NaN in rank 0's part)
                       (4, 2, 3)])  // 2 hosts × 2 (summed by rank 2, updated by ranks 0 and 2)
     func shardedUpdate(worldSize: Int, ranksPerHost: Int, poisonedRank: Int) throws {

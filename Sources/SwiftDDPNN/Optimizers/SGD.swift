@@ -62,9 +62,9 @@ public final class SGD: Optimizer {
             lastStepWasFinite = poison == 0
             return
         }
-        lastStepWasFinite = Kernels.sgdMomentum(parameters: p, gradients: grad, buffer: b, count: n, lr: lr, momentum: mu,
-                                                dampening: dampening, weightDecay: wd, nesterov: nesterov,
-                                                first: !hasMomentumBuffer)
+        lastStepWasFinite = Kernels.sgdMomentum(parameters: p, gradients: grad, buffer: b, count: n, lr: lr,
+                                                momentum: mu, dampening: dampening, weightDecay: wd,
+                                                nesterov: nesterov, first: !hasMomentumBuffer)
         hasMomentumBuffer = true
     }
 
