@@ -49,6 +49,10 @@ if [ -n "${CONFIGS:-}" ]; then
     configs=("${chosen[@]}")
 fi
 bin="${DDP_BIN_DIR:-$PWD/.build/release}"
+# the allocation check at the end needs these beside ddp (copy them too with DDP_BIN_DIR)
+for f in ddp ddp-alloc-check libMallocInterposerSwift.so; do
+    [ -e "$bin/$f" ] || { echo "bench-conv: $bin has no $f" >&2; exit 2; }
+done
 for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
     echo "bench-conv: round $round of $rounds" >&2
     for c in "${configs[@]}"; do

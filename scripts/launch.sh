@@ -206,8 +206,8 @@ if [ "$max_restarts" -gt 0 ]; then
     # Open MPI 4.1's mpirun can deadlock in its own teardown (PMIx_server_finalize) after a rank was
     # killed: its ranks are gone, and it neither exits nor answers SIGTERM. A watchdog beside it
     # stops it once none of its children (but the stderr filter) has been alive for 15 s, so the job
-    # still restarts.
-    wedged="${TMPDIR:-/tmp}/ddp-launch-$$.wedged"
+    # still restarts; its exit status 3 says it did. (mpirun's children live as long as the job:
+    # local ranks, or the ssh/srun that runs a remote node's daemon.)
     has_live_child() {
         local c
         for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
@@ -217,19 +217,19 @@ if [ "$max_restarts" -gt 0 ]; then
         return 1
     }
     watch_teardown() {
+        trap '' TERM HUP  # a signal to the whole group must not end it while mpirun stops
         local seen=0 idle=0
         while kill -0 "$1" 2>/dev/null; do
             if has_live_child "$1"; then seen=1; idle=0; elif [ "$seen" -eq 1 ]; then idle=$((idle + 1)); fi
             if [ "$idle" -ge 15 ]; then
-                touch "$wedged"
-                kill -KILL "$1" 2>/dev/null
-                return
+                kill -KILL "$1" 2>/dev/null || true
+                exit 3
             fi
             sleep 1
         done
     }
     # mpirun runs as a child here, so signals to the launcher are passed on to it.
-    trap 'rm -f "$live" "$wedged"' EXIT
+    trap 'rm -f "$live"' EXIT
     pid=""
     trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM INT HUP
     interrupted=0
@@ -242,17 +242,20 @@ if [ "$max_restarts" -gt 0 ]; then
         watch_teardown "$pid" &
         watchdog=$!
         status=0
-        wait "$pid" 2>/dev/null || status=$?  # (without bash's "Killed" line when the watchdog stops it)
-        while kill -0 "$pid" 2>/dev/null; do wait "$pid" || status=$?; done  # a trapped signal ended the first wait
+        # (2>/dev/null: without bash's "Killed" line when the watchdog stops mpirun)
+        wait "$pid" 2>/dev/null || status=$?
+        while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || status=$?; done  # a trapped signal ended it
         pid=""
-        kill "$watchdog" 2>/dev/null || true
+        kill -KILL "$watchdog" 2>/dev/null || true
+        stopped=0
+        wait "$watchdog" 2>/dev/null || stopped=$?
         wait  # the filter's last lines
         [ "$status" -eq 0 ] && exit 0
         # usage errors and interruptions are not failures a restart can fix
         if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi
         case "$status" in
             137) reason="a rank was killed (signal 9)"
-                 if [ -e "$wedged" ]; then rm -f "$wedged"; reason="mpirun hung in its teardown after its ranks ended"; fi ;;
+                 [ "$stopped" -eq 3 ] && reason="mpirun hung in its teardown after its ranks ended" ;;
             1) reason="a rank failed" ;;
             *) reason="exit status $status" ;;
         esac

@@ -165,21 +165,27 @@ CLONES static void transform_output(const plan *p, float *dw) {
     }
 }
 
-// Columns per block: one AVX-512 vector of sums, kept in registers down all rows.
-enum { BIAS_BLOCK = 16 };
+// Columns per block: one AVX-512 vector of sums, kept in registers down all rows; rows summed in float before each
+// partial goes into a Double sum (as BatchNorm's sums do), so the error does not grow with N·H·W.
+enum { BIAS_BLOCK = 16, BIAS_ROWS = 16 };
 
 CLONES void ddp_bias_gradient(const float *restrict dy, size_t rows, int O, float *restrict dbias) {
   for (int o0 = 0; o0 < O; o0 += BIAS_BLOCK) {
     const int width = O - o0 < BIAS_BLOCK ? O - o0 : BIAS_BLOCK;
-    float acc[BIAS_BLOCK] = {0};
-    if (width == BIAS_BLOCK) {
-      for (size_t r = 0; r < rows; r++)
-        for (int j = 0; j < BIAS_BLOCK; j++) acc[j] += dy[r * (size_t)O + o0 + j];
-    } else {
-      for (size_t r = 0; r < rows; r++)
-        for (int j = 0; j < width; j++) acc[j] += dy[r * (size_t)O + o0 + j];
+    double acc[BIAS_BLOCK] = {0};
+    for (size_t r0 = 0; r0 < rows; r0 += BIAS_ROWS) {
+      const size_t end = rows - r0 < BIAS_ROWS ? rows : r0 + BIAS_ROWS;
+      float part[BIAS_BLOCK] = {0};
+      if (width == BIAS_BLOCK) {
+        for (size_t r = r0; r < end; r++)
+          for (int j = 0; j < BIAS_BLOCK; j++) part[j] += dy[r * (size_t)O + o0 + j];
+      } else {
+        for (size_t r = r0; r < end; r++)
+          for (int j = 0; j < width; j++) part[j] += dy[r * (size_t)O + o0 + j];
+      }
+      for (int j = 0; j < BIAS_BLOCK; j++) acc[j] += part[j];
     }
-    for (int j = 0; j < width; j++) dbias[o0 + j] = acc[j];
+    for (int j = 0; j < width; j++) dbias[o0 + j] = (float)acc[j];
   }
 }
 

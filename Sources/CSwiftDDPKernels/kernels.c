@@ -264,7 +264,7 @@ CLONES void ddp_batchnorm_forward(const float *restrict x, const float *restrict
         float *yr = y + i * cols;
         // One instance per case, so no loop branches inside.
 #define ROW(added, act, s) batchnorm_forward_row(xr, rr, added, cols, mean, inv, gamma, beta, yr, act, s)
-        switch (activation * 2 + (rr != NULL)) {
+        switch ((activation == 1 || activation == 2 ? activation : 0) * 2 + (rr != NULL)) {
         case 3: ROW(1, 1, 0); break;
         case 2: ROW(0, 1, 0); break;
         case 5: ROW(1, 2, slope); break;

@@ -70,7 +70,7 @@ enum Executables {
         try runWithSignalsUnblocked(process)
         let deadline = Date().addingTimeInterval(timeout)
         var timedOut = false
-        var tree: Set<pid_t> = []
+        var tree: [pid_t: String] = [:]
         while process.isRunning {
             if Date() > deadline {
                 timedOut = true
@@ -86,9 +86,12 @@ enum Executables {
             // still end, so everything below the process goes too.
             let grace = Date().addingTimeInterval(10)
             while process.isRunning && Date() < grace { Thread.sleep(forTimeInterval: 0.05) }
-            tree.formUnion(descendants(of: process.processIdentifier))
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            for pid in tree { kill(pid, SIGKILL) }
+            if process.isRunning {
+                tree.merge(descendants(of: process.processIdentifier)) { first, _ in first }
+                kill(process.processIdentifier, SIGKILL)
+            }
+            // only processes that are still the ones found (a pid may have been reused since)
+            for (pid, started) in tree where startTime(of: pid) == started { kill(pid, SIGKILL) }
         }
         process.waitUntilExit()
         pipe.fileHandleForReading.readabilityHandler = nil
@@ -97,21 +100,33 @@ enum Executables {
                        seconds: Date().timeIntervalSince(start))
     }
 
-    /// Every process below `root` (from /proc's parent links).
-    static func descendants(of root: pid_t) -> Set<pid_t> {
-        var children: [pid_t: [pid_t]] = [:]
+    /// The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses):
+    /// state, parent pid, …; field 22 of the file (the start time) is the 20th of these.
+    static func statFields(of pid: pid_t) -> [Substring]? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let stat = String(decoding: data, as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ")
+    }
+
+    static func startTime(of pid: pid_t) -> String? {
+        statFields(of: pid).flatMap { $0.count > 19 ? String($0[19]) : nil }
+    }
+
+    /// Every process below `root` (from /proc's parent links), with its start time.
+    static func descendants(of root: pid_t) -> [pid_t: String] {
+        var children: [pid_t: [(pid_t, String)]] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = pid_t(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")")
+            guard let pid = pid_t(entry), let fields = statFields(of: pid), fields.count > 19,
+                  let parent = pid_t(fields[1])
             else { continue }
-            // after the command's closing parenthesis: state, then the parent's pid
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, let parent = pid_t(fields[1]) { children[parent, default: []].append(pid) }
+            children[parent, default: []].append((pid, String(fields[19])))
         }
-        var found: Set<pid_t> = [], queue = [root]
+        var found: [pid_t: String] = [:], queue = [root]
         while let pid = queue.popLast() {
-            for child in children[pid] ?? [] where found.insert(child).inserted { queue.append(child) }
+            for (child, started) in children[pid] ?? [] where found.updateValue(started, forKey: child) == nil {
+                queue.append(child)
+            }
         }
         return found
     }

@@ -316,7 +316,7 @@ struct BatchNormTests {
         #expect(fused[1].contains { $0 != 0 } && fused[2].contains { $0 != 0 }, "no gradient flowed back")
     }
 
-    @Test("BatchNorm2d + LeakyReLU + MaxPool2d fused over 260 channels (two chunks) equals the separate layers")
+    @Test("BatchNorm2d + LeakyReLU + MaxPool2d fused over 260 channels (16 blocks and 4) equals the separate layers")
     func fusedPoolingManyChannels() throws {
         let run = { (fused: Bool) in
             try Self.poolFusionRun(activation: .leakyReLU, pool: 2, channels: 260, height: 5, width: 4, rows: 2,

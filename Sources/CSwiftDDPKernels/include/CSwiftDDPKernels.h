@@ -36,7 +36,7 @@ void ddp_batchnorm_forward(const float *x, const float *residual, ptrdiff_t rows
 /// ddp_maxpool_backward would write it: the [rows, cols] input of a BatchNorm is the pooling's
 /// [n, h, w, cols] input (rows = n·h·w); its gradient at (row, col) is g at the pooled output whose
 /// window chose it (index, as ddp_maxpool_forward writes it), else 0. The k×k windows must not
-/// overlap (stride k), with oh = h / k and ow = w / k (floor mode: the rest of the rows and
+/// overlap (stride k), with oh = h / k ≥ 1 and ow = w / k ≥ 1 (floor mode: the rest of the rows and
 /// columns belongs to no window and gets 0).
 typedef struct {
     const float *g;        // [n, oh, ow, cols]

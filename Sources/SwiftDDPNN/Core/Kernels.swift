@@ -83,7 +83,7 @@ enum Kernels {
 
     /// The gradient reaching a BatchNorm: dense over its [rows, C] output, or the output gradient
     /// of a max pooling fused into it (`ddp_pooled_gradient`: zero except where an input was its
-    /// window's maximum), which the kernels unpack a row at a time instead of reading a
+    /// window's maximum), which the kernels read through each row's window instead of reading a
     /// full-size array.
     enum BatchNormGradient {
         case dense(UnsafePointer<Float>)
