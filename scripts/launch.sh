@@ -249,7 +249,7 @@ if [ "$max_restarts" -gt 0 ]; then
         kill -KILL "$watchdog" 2>/dev/null || true
         stopped=0
         wait "$watchdog" 2>/dev/null || stopped=$?
-        wait  # the filter's last lines
+        # (the stderr filter is mpirun's child, not this script's: nothing else to wait for)
         [ "$status" -eq 0 ] && exit 0
         # usage errors and interruptions are not failures a restart can fix
         if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi

@@ -567,12 +567,11 @@ const char *ddp_conv_implementation(const ddp_conv *c, int N, int pass) {
   for (int i = 0; i < CACHE_ENTRIES; i++) {
     const entry *e = &c->cache[i];
     if (e->N != N) continue;
-    const prim *first = pass == PASS_FORWARD ? &e->fwd[e->last_fwd > 0]
-                        : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights;
-    const prim *second = pass == PASS_FORWARD ? &e->fwd[e->last_fwd <= 0]
-                         : pass == PASS_BACKWARD_DATA ? &e->bwd_data : &e->bwd_weights;
-    const char *impl = impl_of(first);
-    if (!impl) impl = impl_of(second);
+    const char *impl = pass == PASS_BACKWARD_DATA      ? impl_of(&e->bwd_data)
+                       : pass == PASS_BACKWARD_WEIGHTS ? impl_of(&e->bwd_weights)
+                                                       : impl_of(&e->fwd[e->last_fwd > 0]);
+    // forward: the variant (with or without bias) that ran last, else the other one built
+    if (!impl && pass == PASS_FORWARD) impl = impl_of(&e->fwd[e->last_fwd <= 0]);
     return impl ? impl : "";
   }
   return "";
