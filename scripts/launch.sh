@@ -20,6 +20,8 @@
 #   terminated normally…", "mpirun detected that one or more processes exited…", the MPI_ABORT
 #   note) is dropped, a rank killed by a signal is told in one line (DDP_LAUNCH_RAW=1 shows
 #   mpirun's output as it is);
+# - stops an mpirun that is still alive 15 s after its ranks ended (Open MPI 4.1 can deadlock in
+#   its teardown), saying so, with status 137;
 # - with --max-restarts N: when the job fails (a rank killed or failing), runs it again with
 #   --resume from the newest checkpoint of its --checkpoint-dir, at most N times, saying why;
 #   with --min-np M and a hostfile, each start uses the hosts that answer, on fewer ranks if
@@ -197,83 +199,88 @@ np_now="$np"
 filter=(awk -f "$root/scripts/mpirun-quiet.awk")
 [ "${DDP_LAUNCH_RAW:-0}" = 1 ] && filter=(cat)
 
-if [ "$max_restarts" -gt 0 ]; then
-    # Restarts resume from checkpoints, so the job must write them.
-    [[ " $* " == *" --checkpoint-dir "* && " $* " == *" --checkpoint-every "* ]] || {
-        echo "launch: --max-restarts needs a job that writes checkpoints (train --checkpoint-dir DIR --checkpoint-every N)" >&2
-        exit 2
-    }
-    # Open MPI 4.1's mpirun can deadlock in its own teardown (PMIx_server_finalize) after a rank was
-    # killed: its ranks are gone, and it neither exits nor answers SIGTERM. A watchdog beside it
-    # stops it once none of its children (but the stderr filter) has been alive for 15 s, so the job
-    # still restarts; its exit status 3 says it did. (mpirun's children live as long as the job:
-    # local ranks, or the ssh/srun that runs a remote node's daemon.)
-    has_live_child() {
-        local c
-        for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-            [ "$(cat "/proc/$c/comm" 2>/dev/null)" = "${filter[0]}" ] && continue
-            grep -qE '^State:[[:space:]]+[^Z]' "/proc/$c/status" 2>/dev/null && return 0
-        done
-        return 1
-    }
-    watch_teardown() {
-        trap '' TERM HUP  # a signal to the whole group must not end it while mpirun stops
-        local seen=0 idle=0
-        while kill -0 "$1" 2>/dev/null; do
-            if has_live_child "$1"; then seen=1; idle=0; elif [ "$seen" -eq 1 ]; then idle=$((idle + 1)); fi
-            if [ "$idle" -ge 15 ]; then
-                kill -KILL "$1" 2>/dev/null || true
-                exit 3
-            fi
-            sleep 1
-        done
-    }
-    # mpirun runs as a child here, so signals to the launcher are passed on to it.
-    trap 'rm -f "$live"' EXIT
-    pid=""
-    trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM INT HUP
-    interrupted=0
-    attempt=0
-    while :; do
-        fit_to_live_hosts
-        echo "+ ${cmd[*]}" >&2
-        "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &
-        pid=$!
-        watch_teardown "$pid" &
-        watchdog=$!
-        status=0
-        # (2>/dev/null: without bash's "Killed" line when the watchdog stops mpirun)
-        wait "$pid" 2>/dev/null || status=$?
-        while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || status=$?; done  # a trapped signal ended it
-        pid=""
-        kill -KILL "$watchdog" 2>/dev/null || true
-        stopped=0
-        wait "$watchdog" 2>/dev/null || stopped=$?
-        # (the stderr filter is mpirun's child, not this script's: nothing else to wait for)
-        [ "$status" -eq 0 ] && exit 0
-        # usage errors and interruptions are not failures a restart can fix
-        if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi
-        case "$status" in
-            137) reason="a rank was killed (signal 9)"
-                 [ "$stopped" -eq 3 ] && reason="mpirun hung in its teardown after its ranks ended" ;;
-            1) reason="a rank failed" ;;
-            *) reason="exit status $status" ;;
-        esac
-        if [ "$attempt" -ge "$max_restarts" ]; then
-            echo "launch: $reason; no restart left (--max-restarts $max_restarts)" >&2
-            exit "$status"
-        fi
-        attempt=$((attempt + 1))
-        echo "launch: $reason; restart $attempt of $max_restarts, resuming from the newest checkpoint" >&2
-        [[ " ${cmd[*]} " == *" --resume "* ]] || cmd+=(--resume)
-    done
+# Restarts resume from checkpoints, so the job must write them.
+if [ "$max_restarts" -gt 0 ] && ! [[ " $* " == *" --checkpoint-dir "* && " $* " == *" --checkpoint-every "* ]]; then
+    echo "launch: --max-restarts needs a job that writes checkpoints (train --checkpoint-dir DIR --checkpoint-every N)" >&2
+    exit 2
 fi
 
-echo "+ ${cmd[*]}" >&2
-# mpirun's stderr passes through a filter that drops its failure boilerplate. The filter
-# ignores Ctrl-C so that it still prints what mpirun says while stopping the job; mpirun keeps
-# this script's process (exec), so signals sent to the launcher reach it.
-if [ "${DDP_LAUNCH_RAW:-0}" != 1 ]; then
-    exec 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2)
-fi
-exec "${cmd[@]}"
+# Open MPI 4.1's mpirun can deadlock in its own teardown (PMIx_server_finalize) after a rank was
+# killed: its ranks are gone, and it neither exits nor answers SIGTERM. A watchdog beside it stops
+# it once none of its children (but the stderr filter) has been alive for 15 s, so the job ends
+# (or restarts); its exit status 3 says it did. mpirun's children live as long as the job: local
+# ranks, or the ssh/srun that runs a remote node's daemon. Only builtins and one sleep per second:
+# it runs beside every job, benchmarks included.
+has_live_child() {
+    local tasks c comm key value kids
+    for tasks in /proc/"$1"/task/*/children; do
+        kids=()
+        read -r -a kids 2>/dev/null < "$tasks" || true
+        for c in "${kids[@]}"; do
+            comm="" key="" value=""
+            read -r comm 2>/dev/null < "/proc/$c/comm" || continue
+            [ "$comm" = "${filter[0]}" ] && continue
+            while read -r key value; do [ "$key" = State: ] && break; done 2>/dev/null < "/proc/$c/status" || true
+            [ "$key" = State: ] && [ "${value:0:1}" != Z ] && return 0
+        done
+    done
+    return 1
+}
+watch_teardown() {
+    trap '' TERM HUP INT  # a signal to the whole group must not end it while mpirun stops
+    local seen=0 idle=0
+    while kill -0 "$1" 2>/dev/null; do
+        if has_live_child "$1"; then seen=1; idle=0; elif [ "$seen" -eq 1 ]; then idle=$((idle + 1)); fi
+        if [ "$idle" -ge 15 ]; then
+            kill -KILL "$1" 2>/dev/null || true
+            exit 3
+        fi
+        sleep 1
+    done
+}
+
+# mpirun runs as a child here, so signals to the launcher are passed on to it. Its stderr passes
+# through a filter that drops its failure boilerplate; the filter ignores Ctrl-C so that it still
+# prints what mpirun says while stopping the job.
+trap 'rm -f "$live"' EXIT
+pid=""
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM INT HUP
+interrupted=0
+attempt=0
+while :; do
+    fit_to_live_hosts
+    echo "+ ${cmd[*]}" >&2
+    "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &
+    pid=$!
+    watch_teardown "$pid" &
+    watchdog=$!
+    status=0
+    # (2>/dev/null: without bash's "Killed" line when the watchdog stops mpirun)
+    wait "$pid" 2>/dev/null || status=$?
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || status=$?; done  # a trapped signal ended it
+    pid=""
+    kill -KILL "$watchdog" 2>/dev/null || true
+    stopped=0
+    wait "$watchdog" 2>/dev/null || stopped=$?
+    # (the stderr filter is mpirun's child, not this script's: nothing else to wait for)
+    [ "$status" -eq 0 ] && exit 0
+    # usage errors and interruptions are not failures a restart can fix
+    if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi
+    case "$status" in
+        137) reason="a rank was killed (signal 9)"
+             [ "$stopped" -eq 3 ] && reason="mpirun hung in its teardown after its ranks ended" ;;
+        1) reason="a rank failed" ;;
+        *) reason="exit status $status" ;;
+    esac
+    if [ "$attempt" -ge "$max_restarts" ]; then
+        if [ "$max_restarts" -gt 0 ]; then
+            echo "launch: $reason; no restart left (--max-restarts $max_restarts)" >&2
+        elif [ "$stopped" -eq 3 ]; then
+            echo "launch: $reason; stopped it" >&2
+        fi
+        exit "$status"
+    fi
+    attempt=$((attempt + 1))
+    echo "launch: $reason; restart $attempt of $max_restarts, resuming from the newest checkpoint" >&2
+    [[ " ${cmd[*]} " == *" --resume "* ]] || cmd+=(--resume)
+done
