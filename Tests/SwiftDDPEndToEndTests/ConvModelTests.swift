@@ -210,6 +210,72 @@ struct ConvSyncBNTests {
     }
 }
 
+/// Parameter gradients computed inside SyncBN's backward exchanges (`Model.overlapsSyncBatchNorm`).
+@Suite("Parameter gradients deferred into SyncBN's exchanges", .timeLimit(.minutes(5)))
+struct DeferredParameterGradientTests {
+    final class Hooks: @unchecked Sendable {
+        var order: [Int] = []
+        var gradients: [Float] = []
+    }
+
+    @Test("the same bits as without; each leaf's hook runs once its gradients are final, inside the next exchange",
+          arguments: [Architecture.cnn, .resnet])
+    func sameBits(architecture: Architecture) throws {
+        let config = ModelConfiguration(architecture: architecture, inputShape: [1, 8, 8], depth: 8, width: 4,
+                                        classes: 3, norm: .syncbn)
+        var rng = TestRandom(seed: 23)
+        let x = rng.uniform(2 * 5 * 64, 0, 1), dy = rng.normal(2 * 5 * 3)
+        typealias Result = (dx: [Float], gradients: [Float], atHooks: [Float], order: [Int], splits: [Int],
+                            norms: [Int])
+        @Sendable func run(_ group: any ProcessGroup, overlap: Bool) throws -> Result {
+            let model = try config.build(seed: 4, syncGroup: group)
+            model.overlapsSyncBatchNorm = overlap
+            let hooks = Hooks()
+            hooks.gradients = [Float](repeating: .nan, count: model.store.parameterCount)
+            let leaves = model.leaves, store = model.store
+            model.onGradientsReady = { leaf in
+                hooks.order.append(leaf)
+                for slot in leaves[leaf].parameterSlots {
+                    for i in slot.offset..<slot.offset + slot.count { hooks.gradients[i] = store.gradients[i] }
+                }
+            }
+            let rows = group.rank * 5..<group.rank * 5 + 5
+            var input = Array(x[rows.lowerBound * 64..<rows.upperBound * 64])
+            var grad = Array(dy[rows.lowerBound * 3..<rows.upperBound * 3])
+            var dx: [Float] = []
+            try input.withUnsafeMutableBufferPointer { xb in
+                _ = try model.forward(Matrix(base: xb.baseAddress!, rows: 5, cols: 64), training: true)
+                try grad.withUnsafeMutableBufferPointer { gb in
+                    dx = try #require(try model.backward(Matrix(base: gb.baseAddress!, rows: 5, cols: 3),
+                                                         needsInputGradient: true)).toArray()
+                }
+            }
+            let splits = leaves.indices.filter { leaves[$0] is any SplitBackwardLayer }
+            let norms = leaves.indices.filter { leaves[$0] is BatchNorm }
+            return (dx, Array(store.gradients), hooks.gradients, hooks.order, splits, norms)
+        }
+        let overlapped = try LocalProcessGroup.run(worldSize: 2) { try run($0, overlap: true) }
+        let plain = try LocalProcessGroup.run(worldSize: 2) { try run($0, overlap: false) }
+        for (on, off) in zip(overlapped, plain) {
+            // (compared as booleans: a failure prints no arrays of thousands of floats)
+            let sameInputGradients = on.dx.map(\.bitPattern) == off.dx.map(\.bitPattern)
+            let sameGradients = on.gradients.map(\.bitPattern) == off.gradients.map(\.bitPattern)
+            let finalAtHooks = on.atHooks.map(\.bitPattern) == on.gradients.map(\.bitPattern)
+            #expect(sameInputGradients, "input gradients")
+            #expect(sameGradients, "parameter gradients")
+            #expect(finalAtHooks, "each leaf's parameter gradients final when its hook ran")
+            #expect(on.order.sorted() == Array(0..<on.order.count), "every leaf's hook once")
+            // Every Conv2d and Linear but the first (whose input gradient nobody needs) finished
+            // inside an exchange: its hook comes right before that BatchNorm's.
+            for leaf in on.splits.dropFirst() {
+                let position = try #require(on.order.firstIndex(of: leaf))
+                #expect(position + 1 < on.order.count && on.norms.contains(on.order[position + 1]),
+                        "leaf \(leaf) in \(on.order)")
+            }
+        }
+    }
+}
+
 /// `ddp train --model cnn|resnet` under mpirun: N ranks × batch B equal 1 rank × batch N·B.
 @Suite("conv nets under mpirun", .serialized)
 struct ConvTrainingTests {
