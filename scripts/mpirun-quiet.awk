@@ -1,8 +1,8 @@
 # Filters mpirun's stderr (scripts/launch.sh): the job's own error stays the last line.
 #
 # mpirun frames its messages with lines of dashes. Blocks that only repeat what the job already
-# said (a rank exited non-zero; MPI_Abort was called) are dropped when the job printed an error
-# before them, else told in one line; "exited on signal" becomes one line; "N more processes
+# said (a rank exited non-zero; MPI_Abort was called; a rank lost its connection to the failed
+# one) are dropped when the job printed an error before them, else told in one line; "exited on signal" becomes one line; "N more processes
 # have sent help message" lines and mpirun's errors relaying a dying rank's help text are
 # dropped; everything else passes unchanged, in order.
 function flush_block(    text, m) {
@@ -20,6 +20,14 @@ function flush_block(    text, m) {
         if (!saw_error && match(text, /invoked on rank [0-9]+/)) {
             m = substr(text, RSTART, RLENGTH); sub(/.* /, "", m)
             print "launch: rank " m " called MPI_Abort"
+        }
+    } else if (text ~ /An MPI communication peer process has unexpectedly disconnected/) {
+        # a surviving rank noticing the failed one; mpirun names that one next
+        if (!saw_error && match(text, /Local host: *[^ ]+/)) {
+            m = substr(text, RSTART, RLENGTH); sub(/.*: */, "", m)
+            peer = ""
+            if (match(text, /Peer host: *[^ ]+/)) { peer = substr(text, RSTART, RLENGTH); sub(/.*: */, "", peer) }
+            print "launch: a rank on " m " lost its connection to a peer" (peer == "" ? "" : " on " peer)
         }
     } else if (match(text, /process rank [0-9]+ with PID [0-9]+ on node [^ ]+ exited on signal [0-9]+( \([^)]*\))?/)) {
         m = substr(text, RSTART, RLENGTH)

@@ -596,6 +596,28 @@ struct ReliabilityTests {
                 == 1, "\(outcome.output)")
     }
 
+    /// A rank that outlives a failed one by a moment may print Open MPI's "peer process has
+    /// unexpectedly disconnected" block (seen since SyncBN's exchanges wait in shared memory).
+    @Test("the launcher's filter folds a surviving rank's lost-peer block: gone after the job's error, else one line",
+          arguments: [true, false])
+    func lostPeerBlock(afterError: Bool) throws {
+        let dashes = String(repeating: "-", count: 74)
+        let text = (afterError ? ["ddp: error: rank 1: injected failure at step 2"] : ["step 1/4"]) + [
+            dashes, "An MPI communication peer process has unexpectedly disconnected.  This",
+            "usually indicates a failure in the peer process (e.g., a crash or", "",
+            "  Local host: node1", "  Local PID:  26551", "  Peer host:  node2", dashes,
+        ]
+        let dir = TemporaryDirectory()
+        try (text.joined(separator: "\n") + "\n").write(toFile: dir.path + "/stderr", atomically: true,
+                                                        encoding: .utf8)
+        let outcome = try Executables.run("/usr/bin/awk", ["-f", Executables.packageFile("scripts/mpirun-quiet.awk"),
+                                                           dir.path + "/stderr"], timeout: 30)
+        expectEnded(outcome, status: 0)
+        let lines = outcome.output.split(separator: "\n").map(String.init)
+        let folded = afterError ? [] : ["launch: a rank on node1 lost its connection to a peer on node2"]
+        #expect(lines == [text[0]] + folded, "\(outcome.output)")
+    }
+
     @Test("a hostfile host that does not resolve is named by the launcher before mpirun starts")
     func unresolvableHost() throws {
         let dir = TemporaryDirectory()
