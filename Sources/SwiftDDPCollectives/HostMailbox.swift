@@ -59,7 +59,36 @@ final class HostMailbox {
 
     func allReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws {
         let p = try post(UnsafeRawBufferPointer(buffer))
-        reduceInRankOrder(into: buffer, members: size, op: op) { UnsafeRawPointer(slot($0, p)) }
+        guard let out = buffer.baseAddress else { return }
+        let raw = UnsafeMutableRawPointer(out), n = buffer.count
+        // Concrete element types get specialized loops; the generic fallback is the same code.
+        if T.self == Double.self {
+            reduce(raw.assumingMemoryBound(to: Double.self), n, p, op)
+        } else if T.self == Float.self {
+            reduce(raw.assumingMemoryBound(to: Float.self), n, p, op)
+        } else if T.self == Int32.self {
+            reduce(raw.assumingMemoryBound(to: Int32.self), n, p, op)
+        } else if T.self == Int64.self {
+            reduce(raw.assumingMemoryBound(to: Int64.self), n, p, op)
+        } else {
+            reduce(out, n, p, op)
+        }
+    }
+
+    /// `out[i] = slot₀[i] ∘ slot₁[i] ∘ …`, left to right in rank order.
+    private func reduce<U: MPIScalar>(_ out: UnsafeMutablePointer<U>, _ n: Int, _ p: Int, _ op: ReductionOp) {
+        out.update(from: UnsafeRawPointer(slot(0, p)).assumingMemoryBound(to: U.self), count: n)
+        for m in 1..<size {
+            let other = UnsafeRawPointer(slot(m, p)).assumingMemoryBound(to: U.self)
+            // One loop per operation (chosen once), so each loop vectorizes.
+            func accumulate(_ f: (U, U) -> U) { for i in 0..<n { out[i] = f(out[i], other[i]) } }
+            switch op {
+            case .sum: accumulate(+)
+            case .product: accumulate(*)
+            case .max: accumulate(Swift.max)
+            case .min: accumulate(Swift.min)
+            }
+        }
     }
 
     func allGather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>) throws {
@@ -75,43 +104,5 @@ final class HostMailbox {
         let p = try post(rank == root ? UnsafeRawBufferPointer(buffer) : UnsafeRawBufferPointer(start: nil, count: 0))
         guard rank != root, let out = buffer.baseAddress else { return }
         UnsafeMutableRawPointer(out).copyMemory(from: slot(root, p), byteCount: buffer.count * MemoryLayout<T>.stride)
-    }
-}
-
-/// `buffer[i] = source(0)[i] ∘ source(1)[i] ∘ …`, left to right in rank order, so every member
-/// that reduces the same sources gets the same bits.
-func reduceInRankOrder<T: MPIScalar>(into buffer: UnsafeMutableBufferPointer<T>, members: Int, op: ReductionOp,
-                                     source: (Int) -> UnsafeRawPointer)
-{
-    guard let out = buffer.baseAddress else { return }
-    let raw = UnsafeMutableRawPointer(out), n = buffer.count
-    // Concrete element types get specialized loops; the generic fallback is the same code.
-    if T.self == Double.self {
-        reduce(raw.assumingMemoryBound(to: Double.self), n, members, op, source)
-    } else if T.self == Float.self {
-        reduce(raw.assumingMemoryBound(to: Float.self), n, members, op, source)
-    } else if T.self == Int32.self {
-        reduce(raw.assumingMemoryBound(to: Int32.self), n, members, op, source)
-    } else if T.self == Int64.self {
-        reduce(raw.assumingMemoryBound(to: Int64.self), n, members, op, source)
-    } else {
-        reduce(out, n, members, op, source)
-    }
-}
-
-private func reduce<U: MPIScalar>(_ out: UnsafeMutablePointer<U>, _ n: Int, _ members: Int, _ op: ReductionOp,
-                                  _ source: (Int) -> UnsafeRawPointer)
-{
-    out.update(from: source(0).assumingMemoryBound(to: U.self), count: n)
-    for m in 1..<members {
-        let other = source(m).assumingMemoryBound(to: U.self)
-        // One loop per operation (chosen once), so each loop vectorizes.
-        func accumulate(_ f: (U, U) -> U) { for i in 0..<n { out[i] = f(out[i], other[i]) } }
-        switch op {
-        case .sum: accumulate(+)
-        case .product: accumulate(*)
-        case .max: accumulate(Swift.max)
-        case .min: accumulate(Swift.min)
-        }
     }
 }

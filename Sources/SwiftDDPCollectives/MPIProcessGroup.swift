@@ -47,50 +47,30 @@ public final class MPIProcessGroup: ProcessGroup {
         MPIPendingCollective(request: try communicator.iallreduce(buffer, op: op))
     }
 
-    /// Buffers of up to `smallCollectiveBytes` on one host run as `SharedMemoryAllReduce`, in
-    /// a shared mapping of their own (unless `SWIFTDDP_SMALL_COLLECTIVES=mpi`); larger Float
-    /// sums (the gradients) as `PairwiseAllReduce` on the group's pairwise communicator. Set
-    /// `SWIFTDDP_GRADIENT_ALLREDUCE=mpi` (on every rank) to give Float sums to MPI's persistent
-    /// collective instead, which always takes the rest. Members must complete their
+    /// Float sums (the gradients) run as `PairwiseAllReduce` on the group's pairwise
+    /// communicator, small ones through the mailbox at `start`; set
+    /// `SWIFTDDP_GRADIENT_ALLREDUCE=mpi` (on every rank) to use MPI's persistent collective
+    /// instead. Other types and operations always use MPI's. Members must complete their
     /// all-reduces in the same order.
     public func persistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
         -> any PersistentCollective
     {
         try agreeOnPersistentAllReduce(count: buffer.count)
-        let floatSum = T.self == Float.self && op == .sum
-        let bytes = buffer.count * MemoryLayout<T>.stride
-        if worldSize > 1, bytes <= HostMailbox.slotBytes, !(floatSum && Self.gradientAllReduceUsesMPI),
-           let memory = try sharedAllReduceMemory(floats: SharedMemoryAllReduce<T>.segmentFloats(bytes: bytes)) {
-            return SharedMemoryAllReduce(memory: memory, buffer: buffer, op: op)
-        }
-        if floatSum, worldSize > 1, !Self.gradientAllReduceUsesMPI {
+        if T.self == Float.self, op == .sum, worldSize > 1, !Self.gradientAllReduceUsesMPI {
+            if try mailbox(bytes: buffer.count * MemoryLayout<T>.stride) != nil {
+                return MailboxAllReduce(group: self, buffer: buffer, op: op)
+            }
             let floats = UnsafeMutableBufferPointer(
                 start: UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: Float.self),
                 count: buffer.count)
             let (communicator, tag) = try nextPairwiseTags()
             return try PairwiseAllReduce(buffer: floats, communicator: communicator, tag: tag)
         }
-        return try mpiPersistentAllReduce(buffer, op: op)
-    }
-
-    private func mpiPersistentAllReduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) throws
-        -> any PersistentCollective
-    {
         do {
             return MPIPersistentCollective(request: try communicator.persistentAllreduce(buffer, op: op))
         } catch let error where error.isUnsupportedOperation {
             // an MPI without persistent collectives (Open MPI 4 built without its pcollreq extension)
             return RestartedAllReduce(group: self, buffer: buffer, op: op)
-        }
-    }
-
-    /// The mapping of one `SharedMemoryAllReduce`, or nil (agreed by all members) to use another
-    /// path. (Not inline in the generic caller: Swift 6.3.1 crashes compiling the catch there.)
-    private func sharedAllReduceMemory(floats: Int) throws -> HostSharedMemory? {
-        do {
-            return try hostSharedMemory(floats: floats, common: 0, wanted: !Self.smallCollectivesUseMPI)
-        } catch is ProcessGroupError {
-            return nil  // the mapping failed on some member, and every member knows it
         }
     }
 
@@ -109,10 +89,6 @@ public final class MPIProcessGroup: ProcessGroup {
                 "persistent all-reduce: the ranks' buffers hold \(agreed[2]) to \(-agreed[3]) elements")
         }
     }
-
-    /// `SWIFTDDP_SMALL_COLLECTIVES=mpi`: small collectives through MPI, not shared memory.
-    static let smallCollectivesUseMPI =
-        (getenv("SWIFTDDP_SMALL_COLLECTIVES").map { String(cString: $0) } ?? "") == "mpi"
 
     /// `SWIFTDDP_GRADIENT_ALLREDUCE=mpi`: gradients through MPI's own persistent all-reduce.
     static let gradientAllReduceUsesMPI =
@@ -190,7 +166,7 @@ public final class MPIProcessGroup: ProcessGroup {
         case .ready(let mailbox): return mailbox
         case .unavailable: return nil
         case .undecided:
-            let wanted = !Self.smallCollectivesUseMPI
+            let wanted = (getenv("SWIFTDDP_SMALL_COLLECTIVES").map { String(cString: $0) } ?? "") != "mpi"
             do {
                 if let memory = try hostSharedMemory(floats: HostMailbox.segmentFloats, common: 0, wanted: wanted) {
                     let mailbox = HostMailbox(memory: memory, rank: rank)
@@ -229,4 +205,21 @@ final class MPIPersistentCollective: PersistentCollective {
     func start() throws { try request.start() }
     func wait() throws { try request.wait() }
     func test() throws -> Bool { try request.test() }
+}
+
+/// A persistent all-reduce that runs, blocking, at `start` through the mailbox: for buffers
+/// small enough that overlapping them with backward would gain little. Like SyncBatchNorm's
+/// exchanges, a small gradient bucket then waits for the slowest rank where it starts.
+final class MailboxAllReduce<T: MPIScalar>: PersistentCollective {
+    private let group: any ProcessGroup
+    private let buffer: UnsafeMutableBufferPointer<T>
+    private let op: ReductionOp
+    init(group: any ProcessGroup, buffer: UnsafeMutableBufferPointer<T>, op: ReductionOp) {
+        self.group = group
+        self.buffer = buffer
+        self.op = op
+    }
+    func start() throws { try group.allReduce(buffer, op: op) }
+    func wait() throws {}
+    func test() throws -> Bool { true }
 }

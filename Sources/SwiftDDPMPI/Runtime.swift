@@ -84,19 +84,8 @@ public enum MPIRuntime {
     ///   it 1.4× slower than the flat (blocking) all-reduce, while reduce-scatter + all-gather made
     ///   it faster (Docs/multi-node.md). libnbc falls back to its ring where the buffer has fewer
     ///   elements than ranks.
-    /// - `pml_ob1_free_list_num`, `btl_vader_free_list_num` 256: the free lists of ob1 (its
-    ///   RDMA fragments, one per large message being fetched) and of the shared-memory transport
-    ///   (control fragments such as each fetch's FIN) start with 4 and 8 items and grow by a
-    ///   `malloc` whenever more are in flight than ever before. With ranks that drift apart
-    ///   (SyncBatchNorm's exchanges overlap their backward since they stopped being barriers),
-    ///   gradient buckets overlap more, and the growth came at random steps, long after warm-up:
-    ///   1–2 allocations of 16 or 32 KB in 50–300 steps of `ddp-alloc-check --grad-sync
-    ///   bucketed` (gdb: `opal_free_list_grow_st` under `mca_pml_ob1_recv_request_progress_rget`
-    ///   and `mca_pml_ob1_send_fin`). Starting at 256 costs ~200 KB per rank.
     public static let defaultParameters: [(name: String, value: String)] = [
         ("coll_libnbc_iallreduce_algorithm", "3"),
-        ("pml_ob1_free_list_num", "256"),
-        ("btl_vader_free_list_num", "256"),
     ]
 
     private static func applyDefaultParameters() {

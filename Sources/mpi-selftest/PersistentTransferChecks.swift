@@ -121,39 +121,4 @@ func checkPersistentTransfers(_ c: Checks, group: MPIProcessGroup, world: Commun
             }
         }
     }
-    // Small ones (one host: shared memory, each with slots of its own), of other types and
-    // operations, as SyncBatchNorm's exchanges are: interleaved both ways, and started twice.
-    let sharedMemory = ProcessInfo.processInfo.environment["SWIFTDDP_SMALL_COLLECTIVES"] != "mpi"
-    var sums = [Double](repeating: 0, count: 37), maxima = [Float](repeating: 0, count: 5)
-    try sums.withUnsafeMutableBufferPointer { a in
-        try maxima.withUnsafeMutableBufferPointer { b in
-            let ra = try group.persistentAllReduce(a, op: .sum), rb = try group.persistentAllReduce(b, op: .max)
-            for run in 0..<4 {
-                for i in a.indices { a[i] = Double(value(rank, i, run)) * 1e-3 }
-                for i in b.indices { b[i] = Float(rank * 10 + run - i) }
-                try ra.start()
-                try rb.start()
-                if run % 2 == 0 {
-                    try rb.wait()
-                    try ra.wait()
-                } else {
-                    try ra.wait()
-                    while try !rb.test() {}
-                }
-                let sum = { (i: Int) in (1..<size).reduce(Double(value(0, i, run)) * 1e-3) {
-                    $0 + Double(value($1, i, run)) * 1e-3 } }
-                // rank order through shared memory; MPI's own (asked for by the environment) adds as it likes
-                c.expect(a.indices.allSatisfy { sharedMemory ? a[$0] == sum($0) : abs(a[$0] - sum($0)) < 1e-12 }
-                         && b.indices.allSatisfy { b[$0] == Float((size - 1) * 10 + run - $0) },
-                         "two small persistent allReduces (Double sum, Float max) in flight, run \(run)")
-            }
-            if size > 1 {
-                try ra.start()
-                var refused = false
-                do { try ra.start() } catch { refused = true }  // ProcessGroupError, or MPI's own
-                c.expect(refused, "a small persistent allReduce refuses a second start before its wait")
-                try ra.wait()
-            }
-        }
-    }
 }

@@ -99,17 +99,6 @@ void ddp_avgpool_backward(const float *g, ptrdiff_t n, ptrdiff_t h, ptrdiff_t w,
 /// caller gets the same bits); dst may be one of the sources.
 void ddp_sum_members(float *dst, const float *const *src, int members, ptrdiff_t n);
 
-/// Stores `generation` in `flag` after every store before it (release): this rank's contribution
-/// to a collective over shared memory is in place.
-void ddp_flag_publish(int64_t *flag, int64_t generation);
-
-/// Whether every one of the `members` flags has reached `generation`; the stores published
-/// before them are then visible (acquire).
-int ddp_flags_reached(int64_t *const *flags, int members, int64_t generation);
-
-/// Returns once ddp_flags_reached is true: spins briefly, then yields the CPU between checks.
-void ddp_flags_wait(int64_t *const *flags, int members, int64_t generation);
-
 /// Cache-line ping-pong between exactly two callers sharing `line` (initially 0): the initiator
 /// returns the mean round trip in nanoseconds over `rounds`, the other caller 0; either returns
 /// −1 if its partner has not answered within `timeout_seconds` of the call.

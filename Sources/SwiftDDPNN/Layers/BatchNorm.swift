@@ -73,10 +73,6 @@ public class BatchNorm: InitializableLayer {
 
     /// Seconds spent in this layer's collectives since the last `resetTimers()`.
     public private(set) var communicationSeconds = 0.0
-    /// The backward all-reduce of `gradSums`, set up at the first synchronized backward.
-    private var gradientExchange: (any PersistentCollective)?
-    /// Whether training exchanges statistics with other ranks (SyncBatchNorm over 2+ ranks).
-    public var exchangesStatistics: Bool { (group?.worldSize ?? 1) > 1 }
 
     /// - Parameters:
     ///   - kind: feature vectors (`BatchNorm1d`) or images (`BatchNorm2d`).
@@ -146,7 +142,6 @@ public class BatchNorm: InitializableLayer {
     /// `convert_sync_batchnorm` does; call it before training, on every rank alike.
     public func synchronize(over group: (any ProcessGroup)?) {
         self.group = group
-        gradientExchange = nil
         let needed = (2 * features + 1) * max(group?.worldSize ?? 1, 1)
         if needed > gatheredCapacity {
             gatheredCapacity = needed
@@ -371,15 +366,6 @@ public class BatchNorm: InitializableLayer {
     // MARK: Backward
 
     public func backward(_ gradBatch: Matrix, needsInputGradient: Bool) throws -> Matrix? {
-        try backward(gradBatch, needsInputGradient: needsInputGradient, whileExchanging: {})
-    }
-
-    /// `backward`, running `work` while the gradient sums are exchanged with the other ranks (between
-    /// publishing this rank's sums and waiting for theirs), or before the input gradient when
-    /// nothing is exchanged. The work must not need this layer's results.
-    public func backward(_ gradBatch: Matrix, needsInputGradient: Bool, whileExchanging work: () throws -> Void)
-        throws -> Matrix?
-    {
         guard let last = lastBatch else { throw NNError("\(name).backward called before forward") }
         let x = last.input, rows = x.rows
         let samples = rows / max(last.shape.positions, 1)
@@ -401,23 +387,9 @@ public class BatchNorm: InitializableLayer {
 
         // All members join the collective, even if this one needs no input gradient.
         if last.usedBatchStats, let group, group.worldSize > 1 {
-            // Set up at the first exchange (collective: every member's first backward comes here alike).
-            let exchange = try gradientExchange ?? group.persistentAllReduce(gradSums.buffer, op: .sum)
-            gradientExchange = exchange
-            var start = monotonicSeconds()
-            try exchange.start()
+            let start = monotonicSeconds()
+            try group.allReduce(gradSums.buffer, op: .sum)
             communicationSeconds += monotonicSeconds() - start
-            do {
-                try work()
-            } catch {
-                try? exchange.wait()  // the other ranks' sums may still be on their way into gradSums
-                throw error
-            }
-            start = monotonicSeconds()
-            try exchange.wait()
-            communicationSeconds += monotonicSeconds() - start
-        } else {
-            try work()
         }
         guard needsInputGradient else { return nil }
         let dx = gradInput.matrix(rows: rows, cols: C)  // the [N·H·W, C] view

@@ -8,7 +8,7 @@ import CSwiftDDPConvolution
 /// Shapes: input [N, C, H, W] stored channels-last, weight [O, C, kh, kw] (PyTorch's OIHW),
 /// bias [O], output [N, O, OH, OW] channels-last with OH = (H + 2·ph − kh)/sh + 1.
 /// State-dict keys: `weight`, `bias` (when `bias`).
-public final class Conv2d: InitializableLayer, SplitBackwardLayer {
+public final class Conv2d: InitializableLayer {
     public let inChannels: Int
     public let outChannels: Int
     public let kernel: (height: Int, width: Int)
@@ -182,21 +182,15 @@ public final class Conv2d: InitializableLayer, SplitBackwardLayer {
         return y
     }
 
-    private func backwardOperands(_ gradOutput: Matrix) throws -> (x: Matrix, conv: OpaquePointer) {
+    public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         guard let last else { throw NNError("Conv2d.backward called before forward") }
-        try checkGradient(gradOutput, rows: last.input.rows, shape: last.output, layer: "Conv2d")
-        return (last.input, try primitives(for: last.input.shape))
-    }
-
-    public func parameterGradients(_ gradOutput: Matrix) throws {
-        let (x, conv) = try backwardOperands(gradOutput)
+        let x = last.input
+        try checkGradient(gradOutput, rows: x.rows, shape: last.output, layer: "Conv2d")
+        let conv = try primitives(for: x.shape)
         // dw[O,C,kh,kw] = Σ_n dy ⋆ x, db[O] = Σ dy
         try check(ddp_conv_backward_weights(conv, Int32(x.rows), x.base, gradOutput.base,
                                             store.gradient(weightSlot), biasSlot.map { store.gradient($0) }), conv)
-    }
-
-    public func inputGradient(_ gradOutput: Matrix) throws -> Matrix {
-        let (x, conv) = try backwardOperands(gradOutput)
+        guard needsInputGradient else { return nil }
         // dx[N,H,W,C] = dy ⊛ᵀ w
         let dx = gradInput.matrix(rows: x.rows, shape: x.shape)
         try check(ddp_conv_backward_data(conv, Int32(x.rows), gradOutput.base, store.parameter(weightSlot), dx.base),

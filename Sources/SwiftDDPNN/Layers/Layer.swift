@@ -36,25 +36,6 @@ extension Layer {
     public var parameterSlots: [TensorSlot] { [] }
 }
 
-/// A layer whose parameter gradients depend only on its last input and the output gradient, so
-/// its backward splits in two: `inputGradient` first, `parameterGradients` any time before the
-/// gradients are read. The runner computes the second while a SyncBatchNorm exchange further
-/// down waits for the other ranks (`LayerRunner.defersParameterGradients`). `backward` is the
-/// two in one call; all three give the same bits.
-public protocol SplitBackwardLayer: Layer {
-    /// dL/d(input) for the last forward.
-    func inputGradient(_ gradOutput: Matrix) throws -> Matrix
-    /// Writes the parameter gradients for the last forward.
-    func parameterGradients(_ gradOutput: Matrix) throws
-}
-
-extension SplitBackwardLayer {
-    public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
-        try parameterGradients(gradOutput)
-        return needsInputGradient ? try inputGradient(gradOutput) : nil
-    }
-}
-
 /// A layer that runs children: the model gives it its `LayerRunner`, through which it calls
 /// them, so the model's hooks (gradient buckets, diagnostics) see every leaf wherever it sits.
 public protocol ContainerLayer: Layer {

@@ -3,7 +3,7 @@ import SwiftDDPBLAS
 ///
 /// Shapes: input [B, in], weight [out, in] (PyTorch's layout), bias [out], output [B, out].
 /// State-dict keys: `weight`, `bias` under the layer's name.
-public final class Linear: InitializableLayer, SplitBackwardLayer {
+public final class Linear: InitializableLayer {
     public let inFeatures: Int
     public let outFeatures: Int
     public private(set) var weightSlot = TensorSlot.unregistered
@@ -62,37 +62,29 @@ public final class Linear: InitializableLayer, SplitBackwardLayer {
         return y
     }
 
-    private func savedInput(checking gradOutput: Matrix) throws -> Matrix {
+    public func backward(_ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         guard let x = lastInput else { throw NNError("Linear.backward called before forward") }
         guard gradOutput.rows == x.rows, gradOutput.cols == outFeatures else {
             throw NNError("Linear.backward: gradient is [\(gradOutput.rows), \(gradOutput.cols)], "
                           + "expected [\(x.rows), \(outFeatures)]")
         }
-        return x
-    }
-
-    public func parameterGradients(_ gradOutput: Matrix) throws {
-        let x = try savedInput(checking: gradOutput)
         let dW = store.gradient(weightSlot), db = store.gradient(biasSlot)
         let batch = x.rows
         if batch == 0 {
             dW.update(repeating: 0, count: weightSlot.count)
             db.update(repeating: 0, count: outFeatures)
-            return
+        } else {
+            // dW[out,in] = dYᵀ[out,B] · X[B,in]
+            BLAS.sgemm(transA: .transpose, transB: .none, m: outFeatures, n: inFeatures, k: batch,
+                       a: gradOutput.base, lda: outFeatures, b: x.base, ldb: inFeatures, c: dW, ldc: inFeatures)
+            // db[out] = Σ_rows dY
+            db.update(repeating: 0, count: outFeatures)
+            for r in 0..<batch {
+                let g = gradOutput.row(r)
+                for j in 0..<outFeatures { db[j] += g[j] }
+            }
         }
-        // dW[out,in] = dYᵀ[out,B] · X[B,in]
-        BLAS.sgemm(transA: .transpose, transB: .none, m: outFeatures, n: inFeatures, k: batch,
-                   a: gradOutput.base, lda: outFeatures, b: x.base, ldb: inFeatures, c: dW, ldc: inFeatures)
-        // db[out] = Σ_rows dY
-        db.update(repeating: 0, count: outFeatures)
-        for r in 0..<batch {
-            let g = gradOutput.row(r)
-            for j in 0..<outFeatures { db[j] += g[j] }
-        }
-    }
-
-    public func inputGradient(_ gradOutput: Matrix) throws -> Matrix {
-        let batch = try savedInput(checking: gradOutput).rows
+        guard needsInputGradient else { return nil }
         let dx = gradInput.matrix(rows: batch, cols: inFeatures)
         if batch > 0 {
             // dX[B,in] = dY[B,out] · W[out,in]

@@ -7,8 +7,6 @@
 public final class LayerRunner {
     /// Leaf number of each leaf, by identity.
     private var leafIndex: [ObjectIdentifier: Int] = [:]
-    /// Whether each leaf has parameters (fixed once the model has registered them).
-    private var hasParameters: [Bool] = []
     /// Called with a leaf's number after its backward.
     public var onGradientsReady: ((Int) throws -> Void)?
     /// Called with (leaf number, output) after each leaf's forward, and (leaf number, gradient
@@ -20,30 +18,7 @@ public final class LayerRunner {
 
     init(leaves: [any Layer]) {
         for (i, leaf) in leaves.enumerated() { leafIndex[ObjectIdentifier(leaf)] = i }
-        hasParameters = leaves.map { !$0.parameterSlots.isEmpty }
     }
-
-    /// Compute the parameter gradients of a `SplitBackwardLayer` (Conv2d, Linear) after its input
-    /// gradient, while the next synchronized BatchNorm's backward exchange is in flight, instead
-    /// of before: a rank that reaches the exchange early computes instead of waiting for the
-    /// others. At most one layer waits so; a leaf with parameters that has no exchange to offer
-    /// computes it first, and so does `runDeferredWork` at the end of backward. The same bits either
-    /// way; the gradient hooks see each leaf once its gradients are final.
-    public var defersParameterGradients = false
-    private var deferred: (layer: any SplitBackwardLayer, gradOutput: Matrix, leaf: Int)?
-
-    /// Computes the deferred parameter gradients, if any, and tells the hooks.
-    public func runDeferredWork() throws {
-        guard let (layer, gradOutput, leaf) = deferred else { return }
-        deferred = nil
-        let start = timer == nil ? 0 : monotonicSeconds()
-        try layer.parameterGradients(gradOutput)
-        timer?.addBackward(leaf: leaf, neededInputGradient: true, seconds: monotonicSeconds() - start)
-        try onGradientsReady?(leaf)
-    }
-
-    /// Drops deferred work of a backward that failed.
-    public func discardDeferredWork() { deferred = nil }
 
     /// Whether an observer wants every leaf's own output (containers then run no fused pairs).
     public var isObserving: Bool { forwardObserver != nil || backwardObserver != nil }
@@ -96,45 +71,13 @@ public final class LayerRunner {
     @inline(__always)
     public func backward(_ layer: any Layer, _ gradOutput: Matrix, needsInputGradient: Bool) throws -> Matrix? {
         let wants = needsInputGradient || backwardObserver != nil
-        guard let i = leafIndex[ObjectIdentifier(layer)] else {
-            return try layer.backward(gradOutput, needsInputGradient: wants)  // a container
-        }
-        if defersParameterGradients, backwardObserver == nil, hasParameters[i] {
-            if let norm = layer as? BatchNorm, norm.exchangesStatistics {
-                return try exchangingBackward(norm, leaf: i, gradOutput, needsInputGradient: wants)
-            }
-            try runDeferredWork()
-            if wants, let split = layer as? any SplitBackwardLayer {
-                let start = timer == nil ? 0 : monotonicSeconds()
-                let dx = try split.inputGradient(gradOutput)
-                timer?.addBackward(leaf: i, neededInputGradient: true, seconds: monotonicSeconds() - start)
-                deferred = (split, gradOutput, i)
-                return dx
-            }
-        }
         let start = timer == nil ? 0 : monotonicSeconds()
         let dx = try layer.backward(gradOutput, needsInputGradient: wants)
-        timer?.addBackward(leaf: i, neededInputGradient: wants, seconds: monotonicSeconds() - start)
-        try onGradientsReady?(i)
-        if let dx, let backwardObserver { backwardObserver(i, dx) }
-        return dx
-    }
-
-    /// A synchronized BatchNorm's backward with the deferred work in its exchange; its time
-    /// counts for that work's layer, not the BatchNorm.
-    private func exchangingBackward(_ norm: BatchNorm, leaf i: Int, _ gradOutput: Matrix, needsInputGradient: Bool)
-        throws -> Matrix?
-    {
-        let start = timer == nil ? 0 : monotonicSeconds()
-        var overlapped = 0.0
-        let dx = try norm.backward(gradOutput, needsInputGradient: needsInputGradient) {
-            let begin = timer == nil ? 0 : monotonicSeconds()
-            try runDeferredWork()
-            overlapped = timer == nil ? 0 : monotonicSeconds() - begin
+        if let i = leafIndex[ObjectIdentifier(layer)] {
+            timer?.addBackward(leaf: i, neededInputGradient: wants, seconds: monotonicSeconds() - start)
+            try onGradientsReady?(i)
+            if let dx, let backwardObserver { backwardObserver(i, dx) }
         }
-        timer?.addBackward(leaf: i, neededInputGradient: needsInputGradient,
-                           seconds: monotonicSeconds() - start - overlapped)
-        try onGradientsReady?(i)
         return dx
     }
 

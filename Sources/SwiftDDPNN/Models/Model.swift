@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SwiftDDPSafeTensors
 /// A network ready to train: the root layer (a container or a single leaf), the flat parameter
 /// store every layer registered into, and the hooks the trainer attaches.
@@ -19,12 +16,6 @@ public final class Model {
     /// The dotted name of each leaf (`layer1.0.bn1`), as in PyTorch's `named_modules()`.
     public let leafNames: [String]
     public let runner: LayerRunner
-    /// Run each Conv2d's and Linear's parameter gradients inside the backward exchange of the
-    /// synchronized BatchNorm below it, while the ranks wait for each other
-    /// (`LayerRunner.defersParameterGradients`); on by default, `SWIFTDDP_SYNCBN_OVERLAP=0`
-    /// turns it off. The same bits either way.
-    public var overlapsSyncBatchNorm = Model.overlapDefault
-    private let norms: [BatchNorm]
 
     /// Called after leaf `i`'s backward, when its parameter gradients are final (the hook for
     /// overlapping gradient communication with the rest of backward).
@@ -77,11 +68,7 @@ public final class Model {
         leafNames = names
         runner = LayerRunner(leaves: leaves)
         for container in containers { container.runner = runner }
-        norms = leaves.compactMap { $0 as? BatchNorm }
     }
-
-    private static let overlapDefault =
-        (getenv("SWIFTDDP_SYNCBN_OVERLAP").map { String(cString: $0) } ?? "") != "0"
 
     public var inputFeatures: Int { inputShape.count }
     public var outputFeatures: Int { outputShape.count }
@@ -112,15 +99,7 @@ public final class Model {
     /// - Returns: dL/d(input) when asked for.
     @discardableResult
     public func backward(_ gradOutput: Matrix, needsInputGradient: Bool = false) throws -> Matrix? {
-        runner.defersParameterGradients = overlapsSyncBatchNorm && norms.contains { $0.exchangesStatistics }
-        let dx: Matrix?
-        do {
-            dx = try runner.backward(root, gradOutput, needsInputGradient: needsInputGradient)
-            try runner.runDeferredWork()
-        } catch {
-            runner.discardDeferredWork()
-            throw error
-        }
+        let dx = try runner.backward(root, gradOutput, needsInputGradient: needsInputGradient)
         return needsInputGradient ? dx : nil
     }
 
