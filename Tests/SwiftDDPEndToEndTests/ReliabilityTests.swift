@@ -597,7 +597,7 @@ struct ReliabilityTests {
     }
 
     /// A rank that outlives a failed one by a moment may print Open MPI's "peer process has
-    /// unexpectedly disconnected" block (seen since SyncBN's exchanges wait in shared memory).
+    /// unexpectedly disconnected" block (seen when the survivor waited outside MPI calls).
     @Test("the launcher's filter folds a surviving rank's lost-peer block: gone after the job's error, else one line",
           arguments: [true, false])
     func lostPeerBlock(afterError: Bool) throws {
