@@ -25,9 +25,11 @@ def flat(name):
 def losses(name):
     return np.array([json.loads(l)["loss"] for l in open(f"{out}/{name}.jsonl") if '"step"' in l])
 ref, lref = flat("sync1"), losses("sync1")
-for name, label in [("sync2", "SyncBN 2 ranks × 16"), ("sync4", "SyncBN 4 ranks × 8"), ("bn2", "local BN 2 ranks × 16")]:
+for name, label in [("sync2", "SyncBN 2 ranks × 16"), ("sync4", "SyncBN 4 ranks × 8"),
+                    ("bn2", "local BN 2 ranks × 16")]:
     x = flat(name)
-    line = f"{label} vs 1 rank × 32: parameters+buffers relative difference {np.linalg.norm(x - ref) / np.linalg.norm(ref):.2e}"
+    line = (f"{label} vs 1 rank × 32: parameters+buffers relative difference "
+            f"{np.linalg.norm(x - ref) / np.linalg.norm(ref):.2e}")
     if name.startswith("sync"):
         l = losses(name)
         line += f", losses {np.linalg.norm(l - lref) / np.linalg.norm(lref):.2e}"

@@ -34,7 +34,8 @@ for link in "${links[@]}"; do
     scripts/netns-cluster.sh run 2 "${shape[@]}" -- bash -c '
         set -e
         # vader too: ranks of one node reach each other through shared memory, as on a real cluster
-        args="$(sed "s/btl tcp,self/btl tcp,vader,self/" "$DDP_NETNS_STATE/mpirun-args") -np 4 --map-by ppr:2:node -x OPENBLAS_NUM_THREADS"
+        args="$(sed "s/btl tcp,self/btl tcp,vader,self/" "$DDP_NETNS_STATE/mpirun-args")"
+        args+=" -np 4 --map-by ppr:2:node -x OPENBLAS_NUM_THREADS"
         for round in $(seq 1 '"$rounds"'); do
             for cfg in "bn flat" "bn shared" "bn sharded" "syncbn flat" "syncbn sharded"; do
                 set -- $cfg
@@ -55,8 +56,10 @@ for link, label in labels.items():
     for norm, sync in [("bn", "flat"), ("bn", "shared"), ("bn", "sharded"), ("syncbn", "flat"), ("syncbn", "sharded")]:
         runs = [json.load(open(f"{out}/{link}-{norm}-{sync}.r{r}.json")) for r in range(1, rounds + 1)]
         med = lambda f: statistics.median(f(r) for r in runs)
-        path = "hierarchical" if runs[0].get("grad_sync_hierarchical") else ("one host" if runs[0]["grad_sync_shared_memory"] else "one all-reduce")
-        print(f"| {label} | {norm} | {sync} | {path} | {med(lambda r: r['samples_per_second']):,.0f} | {med(lambda r: r['step_ms']):.1f} | "
-              f"{med(lambda r: r['breakdown_ms']['gradient_sync']):.1f} | {med(lambda r: r['breakdown_ms']['syncbn_communication']):.1f} | "
+        path = ("hierarchical" if runs[0].get("grad_sync_hierarchical")
+                else ("one host" if runs[0]["grad_sync_shared_memory"] else "one all-reduce"))
+        print(f"| {label} | {norm} | {sync} | {path} | {med(lambda r: r['samples_per_second']):,.0f} | "
+              f"{med(lambda r: r['step_ms']):.1f} | {med(lambda r: r['breakdown_ms']['gradient_sync']):.1f} | "
+              f"{med(lambda r: r['breakdown_ms']['syncbn_communication']):.1f} | "
               f"{med(lambda r: r['breakdown_ms']['optimizer']):.1f} |")
 PY

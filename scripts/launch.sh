@@ -29,7 +29,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 usage() {
-    echo "usage: scripts/launch.sh [--dry-run] [--max-restarts N] -np N [--hostfile FILE] [mpirun options] -- SUBCOMMAND [options]" >&2
+    local msg="usage: scripts/launch.sh [--dry-run] [--max-restarts N] -np N [--hostfile FILE] [mpirun options]"
+    msg+=" -- SUBCOMMAND [options]"
+    echo "$msg" >&2
     exit 2
 }
 
@@ -47,11 +49,13 @@ while [ $# -gt 0 ]; do
         --max-restarts)
             [ $# -ge 2 ] || usage
             max_restarts="$2"; shift 2
-            [[ "$max_restarts" =~ ^[0-9]+$ ]] || { echo "launch: --max-restarts must be a count ≥ 0, got '$max_restarts'" >&2; exit 2; } ;;
+            [[ "$max_restarts" =~ ^[0-9]+$ ]] \
+                || { echo "launch: --max-restarts must be a count ≥ 0, got '$max_restarts'" >&2; exit 2; } ;;
         --min-np)
             [ $# -ge 2 ] || usage
             min_np="$2"; shift 2
-            [[ "$min_np" =~ ^[1-9][0-9]*$ ]] || { echo "launch: --min-np must be a positive integer, got '$min_np'" >&2; exit 2; } ;;
+            [[ "$min_np" =~ ^[1-9][0-9]*$ ]] \
+                || { echo "launch: --min-np must be a positive integer, got '$min_np'" >&2; exit 2; } ;;
         -np|-n|--np|-c)
             [ $# -ge 2 ] || usage
             np="$2"; shift 2 ;;
@@ -95,7 +99,8 @@ elif [ -n "${SLURM_JOB_ID:-}" ]; then
     # Inside a Slurm allocation mpirun takes the hosts from Slurm; its task count is the slots.
     slots="${SLURM_NTASKS:-}"
     if [ -z "$slots" ]; then  # SLURM_TASKS_PER_NODE looks like "16(x4),8"
-        slots=$(echo "${SLURM_TASKS_PER_NODE:-}" | tr ',' '\n' | awk -F'[(x)]' 'NF { total += $1 * ($3 == "" ? 1 : $3) } END { print total + 0 }')
+        slots=$(echo "${SLURM_TASKS_PER_NODE:-}" | tr ',' '\n' \
+            | awk -F'[(x)]' 'NF { total += $1 * ($3 == "" ? 1 : $3) } END { print total + 0 }')
     fi
     [[ "$slots" =~ ^[1-9][0-9]*$ ]] || slots=$(nproc)
 else
@@ -111,9 +116,11 @@ elif [ -n "${DDP_BIN_DIR:-}" ]; then
 else
     bin_dir="$root/.build/release"
     stamp="$bin_dir/.launch-built"
-    if [ ! -x "$bin_dir/ddp" ] || [ ! -e "$stamp" ] || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$stamp" -print -quit)" ]; then
+    if [ ! -x "$bin_dir/ddp" ] || [ ! -e "$stamp" ] \
+            || [ -n "$(find "$root/Sources" "$root/Package.swift" -newer "$stamp" -print -quit)" ]; then
         echo "launch: building release" >&2
-        (cd "$root" && swift build -c release >/dev/null) || { echo "launch: release build failed (run: swift build -c release)" >&2; exit 1; }
+        (cd "$root" && swift build -c release >/dev/null) \
+            || { echo "launch: release build failed (run: swift build -c release)" >&2; exit 1; }
         touch "$stamp"
     fi
 fi
@@ -130,7 +137,8 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 # Ranks see a pseudo-terminal under mpirun; tell them whether the user's stdout really is one.
 if [ -t 1 ]; then export DDP_STDOUT_TTY=1; else export DDP_STDOUT_TTY=0; fi
 
-cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "${mpi_opts[@]}" "$bin_dir/ddp" "$@")
+cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "${mpi_opts[@]}" \
+    "$bin_dir/ddp" "$@")
 [ "$dry_run" -eq 1 ] && { echo "+ ${cmd[*]}" >&2; exit 0; }
 
 # A host mpirun cannot reach fails late and verbosely (an ssh error per daemon, then a help
@@ -138,7 +146,8 @@ cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "$
 # mpirun reaches hosts over ssh unless a launch agent is set (which then owns the host names,
 # as scripts/netns-cluster.sh's does) or Slurm starts its daemons: only then are they checked.
 via_ssh=1
-[[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] && via_ssh=0
+[[ " ${mpi_opts[*]} " == *" plm_rsh_agent "* || -n "${OMPI_MCA_plm_rsh_agent:-}" || -n "${SLURM_JOB_ID:-}" ]] \
+    && via_ssh=0
 here="$(hostname) $(hostname -f 2>/dev/null || true) localhost"
 agent="${OMPI_MCA_plm_rsh_agent:-}"
 for i in "${!mpi_opts[@]}"; do
@@ -191,7 +200,9 @@ fit_to_live_hosts() {
     [ "$n" -ne "$np_now" ] && echo "launch: running on $n ranks (of $np) on the hosts that answer" >&2
     np_now="$n"
     cmd=(mpirun -np "$np_now" "${cmd[@]:3}")
-    for i in "${!cmd[@]}"; do [ "${cmd[$i]}" = "$hostfile" ] && [ "${cmd[$((i - 1))]}" = "--hostfile" ] && cmd[$i]="$live"; done
+    for i in "${!cmd[@]}"; do
+        [ "${cmd[$i]}" = "$hostfile" ] && [ "${cmd[$((i - 1))]}" = "--hostfile" ] && cmd[$i]="$live"
+    done
     return 0
 }
 np_now="$np"
@@ -201,7 +212,9 @@ filter=(awk -f "$root/scripts/mpirun-quiet.awk")
 
 # Restarts resume from checkpoints, so the job must write them.
 if [ "$max_restarts" -gt 0 ] && ! [[ " $* " == *" --checkpoint-dir "* && " $* " == *" --checkpoint-every "* ]]; then
-    echo "launch: --max-restarts needs a job that writes checkpoints (train --checkpoint-dir DIR --checkpoint-every N)" >&2
+    msg="launch: --max-restarts needs a job that writes checkpoints"
+    msg+=" (train --checkpoint-dir DIR --checkpoint-every N)"
+    echo "$msg" >&2
     exit 2
 fi
 

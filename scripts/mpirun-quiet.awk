@@ -2,9 +2,9 @@
 #
 # mpirun frames its messages with lines of dashes. Blocks that only repeat what the job already
 # said (a rank exited non-zero; MPI_Abort was called; a rank lost its connection to the failed
-# one) are dropped when the job printed an error before them, else told in one line; "exited on signal" becomes one line; "N more processes
-# have sent help message" lines and mpirun's errors relaying a dying rank's help text are
-# dropped; everything else passes unchanged, in order.
+# one) are dropped when the job printed an error before them, else told in one line; "exited on
+# signal" becomes one line; "N more processes have sent help message" lines and mpirun's errors
+# relaying a dying rank's help text are dropped; everything else passes unchanged, in order.
 function flush_block(    text, m) {
     text = block
     if (text ~ /Primary job +terminated normally/) {

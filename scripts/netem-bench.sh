@@ -30,7 +30,8 @@ for link in "${links[@]}"; do
         args="$(cat "$DDP_NETNS_STATE/mpirun-args") -np 2 --map-by ppr:1:node -x OPENBLAS_NUM_THREADS"
         for cfg in "syncbn flat" "syncbn bucketed" "bn flat" "bn bucketed"; do
             set -- $cfg
-            mpirun $args '"$PWD"'/.build/release/ddp '"${bench[*]}"' --norm $1 --grad-sync $2 --json '"$out"'/'"$name"'-$1-$2.json
+            mpirun $args '"$PWD"'/.build/release/ddp '"${bench[*]}"' --norm $1 --grad-sync $2 \
+                --json '"$out"'/'"$name"'-$1-$2.json
         done' >/dev/null
 done
 echo "$shaper" > "$out/shaper"
@@ -38,8 +39,10 @@ python3 - "$out" "$shaper" <<'PY'
 import json, sys
 out, shaper = sys.argv[1], sys.argv[2]
 how = "tc netem" if shaper == "--qdisc" else "link emulator"
-labels = {"plain": "veth, not shaped", "delay1ms": f"1 ms ({how})", "delay1ms-1gbit": f"1 ms, 1 Gbit/s ({how})"}
-print("| link | norm | gradient sync | samples/s | step ms | gradient all-reduce ms | SyncBN ms | forward+backward ms | communication share |")
+labels = {"plain": "veth, not shaped", "delay1ms": f"1 ms ({how})",
+          "delay1ms-1gbit": f"1 ms, 1 Gbit/s ({how})"}
+print("| link | norm | gradient sync | samples/s | step ms | gradient all-reduce ms | SyncBN ms | forward+backward ms "
+      "| communication share |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for link, label in labels.items():
     for norm in ["syncbn", "bn"]:
@@ -47,6 +50,7 @@ for link, label in labels.items():
             r = json.load(open(f"{out}/{link}-{norm}-{sync}.json"))
             b = r["breakdown_ms"]
             comm = b["gradient_sync"] + b["syncbn_communication"] + b["buffer_broadcast"]
-            print(f"| {label} | {norm} | {sync} | {r['samples_per_second']:,.0f} | {r['step_ms']:.1f} | {b['gradient_sync']:.1f} | "
-                  f"{b['syncbn_communication']:.1f} | {b['forward'] + b['backward']:.1f} | {comm / r['step_ms'] * 100:.0f}% |")
+            print(f"| {label} | {norm} | {sync} | {r['samples_per_second']:,.0f} | {r['step_ms']:.1f} | "
+                  f"{b['gradient_sync']:.1f} | {b['syncbn_communication']:.1f} | "
+                  f"{b['forward'] + b['backward']:.1f} | {comm / r['step_ms'] * 100:.0f}% |")
 PY

@@ -8,6 +8,7 @@ set -euo pipefail
 state="${DDP_NETNS_STATE:-/tmp/swiftddp-netns}"
 host="$1"
 shift
-grep -qx "$host" "$state/namespaces" 2>/dev/null || { echo "netns-agent: $host is not a SwiftDDP test node" >&2; exit 255; }
+grep -qx "$host" "$state/namespaces" 2>/dev/null \
+    || { echo "netns-agent: $host is not a SwiftDDP test node" >&2; exit 255; }
 # A UTS namespace too, so the node reports its own host name (MPI_Get_processor_name).
 exec ip netns exec "$host" unshare --uts /bin/sh -c "hostname $host && $*"

@@ -31,10 +31,13 @@ up() {
     [ "$(id -u)" -eq 0 ] || die "needs root (ip netns)"
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "node count must be 1-99, got '$n'"
     [ -e "$state/namespaces" ] && die "a test cluster is already up ($state); run: $0 down"
-    ip link show "$bridge" >/dev/null 2>&1 && die "bridge $bridge exists but was not created by this script; refusing to touch it"
-    ip link show ddptun >/dev/null 2>&1 && die "device ddptun exists but was not created by this script; refusing to touch it"
+    ip link show "$bridge" >/dev/null 2>&1 \
+        && die "bridge $bridge exists but was not created by this script; refusing to touch it"
+    ip link show ddptun >/dev/null 2>&1 \
+        && die "device ddptun exists but was not created by this script; refusing to touch it"
     for i in $(seq 1 "$n"); do
-        ip netns list | grep -qw "ddpnode$i" && die "namespace ddpnode$i exists but was not created by this script; refusing to touch it"
+        ip netns list | grep -qw "ddpnode$i" \
+            && die "namespace ddpnode$i exists but was not created by this script; refusing to touch it"
     done
     [ "${1:-}" = emulate ] && parse_emulation "${@:2}"
     mkdir -p "$state"
@@ -63,7 +66,8 @@ up() {
         ip -n "$ns" route add default via "$subnet.1"
         if [ -n "$qdisc" ]; then
             # shape both directions of the node's link
-            tc qdisc add dev "$host" root $qdisc || { down; die "tc could not add '$qdisc' (is the qdisc in this kernel?)"; }
+            tc qdisc add dev "$host" root $qdisc \
+                || { down; die "tc could not add '$qdisc' (is the qdisc in this kernel?)"; }
             ip netns exec "$ns" tc qdisc add dev "$peer" root $qdisc
         fi
         echo "$ns slots=2" >> "$state/hostfile"
@@ -84,9 +88,11 @@ parse_emulation() {
     while [ $# -gt 0 ]; do
         case "$1" in
             delay) [[ "${2:-}" =~ ^([0-9.]+)(us|ms|s)$ ]] || die "emulate: bad delay '${2:-}' (e.g. 1ms)"
-                   delay_ms=$(awk -v v="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" 'BEGIN { print (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }') ;;
+                   delay_ms=$(awk -v v="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" \
+                       'BEGIN { print (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }') ;;
             rate)  [[ "${2:-}" =~ ^([0-9.]+)(kbit|mbit|gbit)$ ]] || die "emulate: bad rate '${2:-}' (e.g. 1gbit)"
-                   rate_mbit=$(awk -v v="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" 'BEGIN { print (u == "kbit" ? v / 1000 : (u == "gbit" ? v * 1000 : v)) }') ;;
+                   rate_mbit=$(awk -v v="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" \
+                       'BEGIN { print (u == "kbit" ? v / 1000 : (u == "gbit" ? v * 1000 : v)) }') ;;
             *) die "emulate: unknown setting '$1' (delay, rate)" ;;
         esac
         shift 2
@@ -117,14 +123,17 @@ up_emulated() {
         echo "ddpnode$i slots=2" >> "$state/hostfile"
     done
     write_mpirun_args
-    echo "netns-cluster: $n nodes up (links emulated: delay ${delay_ms} ms, rate ${rate_mbit} Mbit/s); hostfile $state/hostfile"
+    local msg="netns-cluster: $n nodes up (links emulated: delay ${delay_ms} ms, rate ${rate_mbit} Mbit/s)"
+    echo "$msg; hostfile $state/hostfile"
 }
 
 write_mpirun_args() {
     # mpi_yield_when_idle: all simulated nodes share this machine's cores with the kernel's TCP
     # processing; ranks that busy-poll starve it (measured: 60 → 29 ms per step on 2 cores).
     cat > "$state/mpirun-args" <<ARGS
---mca mpi_yield_when_idle 1 --hostfile $state/hostfile --mca plm_rsh_agent $root/scripts/netns-agent.sh --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 --mca oob_tcp_if_include $subnet.0/24
+--mca mpi_yield_when_idle 1 --hostfile $state/hostfile --mca plm_rsh_agent $root/scripts/netns-agent.sh \
+--mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self --mca btl_tcp_if_include $subnet.0/24 \
+--mca oob_tcp_if_include $subnet.0/24
 ARGS
 }
 
@@ -189,5 +198,6 @@ case "${1:-}" in
         up "$n" $qdisc
         "$@"
         ;;
-    *) die "usage: $0 up N [QDISC | emulate delay D rate R] | down | shaper | run N [--qdisc SPEC | --emulate 'delay D rate R'] -- COMMAND" ;;
+    *) msg="usage: $0 up N [QDISC | emulate delay D rate R] | down | shaper"
+       die "$msg | run N [--qdisc SPEC | --emulate 'delay D rate R'] -- COMMAND" ;;
 esac

@@ -68,15 +68,20 @@ CONF
         mkdir -p "$dir/spool/ddpnode$i" "$dir/pmix-ddpnode$i"
         # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup tree slurmd
         # needs. Own UTS namespace: the node's processes report its name, as on a real node.
-        nsenter --net="/var/run/netns/ddpnode$i" unshare --uts --mount --propagation private /bin/sh -c \
-            "hostname ddpnode$i && mount --bind $dir/pmix-ddpnode$i $dir/pmix && exec slurmd -D -N ddpnode$i -f $SLURM_CONF" \
+        local node_cmd="hostname ddpnode$i && mount --bind $dir/pmix-ddpnode$i $dir/pmix"
+        node_cmd+=" && exec slurmd -D -N ddpnode$i -f $SLURM_CONF"
+        nsenter --net="/var/run/netns/ddpnode$i" unshare --uts --mount --propagation private /bin/sh -c "$node_cmd" \
             > "$dir/slurmd-ddpnode$i.out" 2>&1 &
     done
     for _ in $(seq 1 100); do
         [ "$(sinfo -h -t idle -o %D 2>/dev/null || echo 0)" = "$n" ] && break
         sleep 0.2
     done
-    [ "$(sinfo -h -t idle -o %D 2>/dev/null || echo 0)" = "$n" ] || { sinfo >&2 || true; for f in "$dir"/*.log "$dir"/*.out; do echo "== $f"; tail -n 5 "$f"; done >&2; die "the nodes did not come up"; }
+    [ "$(sinfo -h -t idle -o %D 2>/dev/null || echo 0)" = "$n" ] || {
+        sinfo >&2 || true
+        for f in "$dir"/*.log "$dir"/*.out; do echo "== $f"; tail -n 5 "$f"; done >&2
+        die "the nodes did not come up"
+    }
     # Open MPI settings for these nodes (TCP on the cluster subnet; yield, since all nodes share
     # this machine's cores), as environment so that both mpirun and srun-started ranks get them.
     export OMPI_MCA_btl=tcp,self OMPI_MCA_btl_tcp_if_include=10.77.0.0/24 \

@@ -16,7 +16,8 @@ done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ]; then
     echo "test: installing ${missing[*]}"
     # not fatal: without them the Slurm test is skipped (and says why)
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null; } \
         || echo "test: could not install ${missing[*]}; the Slurm test will be skipped" >&2
 fi
 if ! swift build --build-tests >>"$build_log" 2>&1; then
