@@ -137,6 +137,14 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 # Ranks see a pseudo-terminal under mpirun; tell them whether the user's stdout really is one.
 if [ -t 1 ]; then export DDP_STDOUT_TTY=1; else export DDP_STDOUT_TTY=0; fi
 
+# Restarts resume from checkpoints, so the job must write them.
+if [ "$max_restarts" -gt 0 ] && ! [[ " $* " == *" --checkpoint-dir "* && " $* " == *" --checkpoint-every "* ]]; then
+    msg="launch: --max-restarts needs a job that writes checkpoints"
+    msg+=" (train --checkpoint-dir DIR --checkpoint-every N)"
+    echo "$msg" >&2
+    exit 2
+fi
+
 cmd=(mpirun -np "$np" "${extra[@]}" -x OPENBLAS_NUM_THREADS -x DDP_STDOUT_TTY "${mpi_opts[@]}" \
     "$bin_dir/ddp" "$@")
 [ "$dry_run" -eq 1 ] && { echo "+ ${cmd[*]}" >&2; exit 0; }
@@ -210,18 +218,10 @@ np_now="$np"
 filter=(awk -f "$root/scripts/mpirun-quiet.awk")
 [ "${DDP_LAUNCH_RAW:-0}" = 1 ] && filter=(cat)
 
-# Restarts resume from checkpoints, so the job must write them.
-if [ "$max_restarts" -gt 0 ] && ! [[ " $* " == *" --checkpoint-dir "* && " $* " == *" --checkpoint-every "* ]]; then
-    msg="launch: --max-restarts needs a job that writes checkpoints"
-    msg+=" (train --checkpoint-dir DIR --checkpoint-every N)"
-    echo "$msg" >&2
-    exit 2
-fi
-
 # Open MPI 4.1's mpirun can deadlock in its own teardown (PMIx_server_finalize) after a rank was
 # killed: its ranks are gone, and it neither exits nor answers SIGTERM. A watchdog beside it stops
 # it once none of its children (but the stderr filter) has been alive for 15 s, so the job ends
-# (or restarts); its exit status 3 says it did. mpirun's children live as long as the job: local
+# (or restarts); the file $wedged says it did. mpirun's children live as long as the job: local
 # ranks, or the ssh/srun that runs a remote node's daemon. Only builtins and one sleep per second:
 # it runs beside every job, benchmarks included.
 has_live_child() {
@@ -245,23 +245,31 @@ watch_teardown() {
     while kill -0 "$1" 2>/dev/null; do
         if has_live_child "$1"; then seen=1; idle=0; elif [ "$seen" -eq 1 ]; then idle=$((idle + 1)); fi
         if [ "$idle" -ge 15 ]; then
+            : > "$wedged"  # before the kill: the launcher may stop this watchdog as soon as mpirun is gone
             kill -KILL "$1" 2>/dev/null || true
-            exit 3
+            exit 0
         fi
         sleep 1
     done
 }
 
-# mpirun runs as a child here, so signals to the launcher are passed on to it. Its stderr passes
-# through a filter that drops its failure boilerplate; the filter ignores Ctrl-C so that it still
-# prints what mpirun says while stopping the job.
-trap 'rm -f "$live"' EXIT
+# mpirun runs as a child here, in the launcher's process group: Ctrl-C and a terminal's hangup
+# reach it (and the ranks) directly, so those are not passed on (a second signal within 5 s makes
+# mpirun exit without stopping its ranks); TERM, USR1 and USR2 sent to the launcher alone are. Its
+# stderr passes through a filter that drops its failure boilerplate; the filter ignores Ctrl-C so
+# that it still prints what mpirun says while stopping the job.
+wedged="${TMPDIR:-/tmp}/launch-wedged.$$"
+trap 'rm -f "$live" "$wedged"' EXIT
 pid=""
-trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM INT HUP
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM
+trap 'interrupted=1' INT HUP
+trap '[ -n "$pid" ] && kill -USR1 "$pid" 2>/dev/null' USR1
+trap '[ -n "$pid" ] && kill -USR2 "$pid" 2>/dev/null' USR2
 interrupted=0
 attempt=0
 while :; do
     fit_to_live_hosts
+    rm -f "$wedged"
     echo "+ ${cmd[*]}" >&2
     "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &
     pid=$!
@@ -273,22 +281,23 @@ while :; do
     while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || status=$?; done  # a trapped signal ended it
     pid=""
     kill -KILL "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
     stopped=0
-    wait "$watchdog" 2>/dev/null || stopped=$?
+    [ -e "$wedged" ] && stopped=1
     # (the stderr filter is mpirun's child, not this script's: nothing else to wait for)
     [ "$status" -eq 0 ] && exit 0
     # usage errors and interruptions are not failures a restart can fix
     if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi
     case "$status" in
         137) reason="a rank was killed (signal 9)"
-             [ "$stopped" -eq 3 ] && reason="mpirun hung in its teardown after its ranks ended" ;;
+             [ "$stopped" -eq 1 ] && reason="mpirun hung in its teardown after its ranks ended" ;;
         1) reason="a rank failed" ;;
         *) reason="exit status $status" ;;
     esac
     if [ "$attempt" -ge "$max_restarts" ]; then
         if [ "$max_restarts" -gt 0 ]; then
             echo "launch: $reason; no restart left (--max-restarts $max_restarts)" >&2
-        elif [ "$stopped" -eq 3 ]; then
+        elif [ "$stopped" -eq 1 ]; then
             echo "launch: $reason; stopped it" >&2
         fi
         exit "$status"

@@ -5,7 +5,7 @@
 # one) are dropped when the job printed an error before them, else told in one line; "exited on
 # signal" becomes one line; "N more processes have sent help message" lines and mpirun's errors
 # relaying a dying rank's help text are dropped; everything else passes unchanged, in order.
-function flush_block(    text, m) {
+function flush_block(    text, m, peer) {
     text = block
     if (text ~ /Primary job +terminated normally/) {
         # nothing to add: the exit status says it
@@ -16,29 +16,33 @@ function flush_block(    text, m) {
             if (match(text, /Exit code: *[0-9]+/)) { code = substr(text, RSTART, RLENGTH); sub(/.*: */, "", code) }
             print "launch: rank " m " exited with status " code
         }
+        told = 1
     } else if (text ~ /MPI_ABORT was invoked on rank/) {
         if (!saw_error && match(text, /invoked on rank [0-9]+/)) {
             m = substr(text, RSTART, RLENGTH); sub(/.* /, "", m)
             print "launch: rank " m " called MPI_Abort"
         }
+        told = 1
     } else if (text ~ /An MPI communication peer process has unexpectedly disconnected/) {
-        # a surviving rank noticing the failed one; mpirun names that one next
-        if (!saw_error && match(text, /Local host: *[^ ]+/)) {
+        # a surviving rank noticing the failed one, before or after mpirun names that one: told
+        # at the end, only if nothing else said what failed
+        if (match(text, /Local host: *[^ ]+/)) {
             m = substr(text, RSTART, RLENGTH); sub(/.*: */, "", m)
             peer = ""
             if (match(text, /Peer host: *[^ ]+/)) { peer = substr(text, RSTART, RLENGTH); sub(/.*: */, "", peer) }
-            print "launch: a rank on " m " lost its connection to a peer" (peer == "" ? "" : " on " peer)
+            lost = "launch: a rank on " m " lost its connection to a peer" (peer == "" ? "" : " on " peer)
         }
     } else if (match(text, /process rank [0-9]+ with PID [0-9]+ on node [^ ]+ exited on signal [0-9]+( \([^)]*\))?/)) {
         m = substr(text, RSTART, RLENGTH)
         sub(/with PID [0-9]+ /, "", m); sub(/^process /, "", m)
         print "launch: " m
+        told = 1
     } else {
         printf "%s", raw
     }
     block = ""; raw = ""; inside = 0
 }
-BEGIN { inside = 0; saw_error = 0; block = ""; raw = "" }
+BEGIN { inside = 0; saw_error = 0; told = 0; lost = ""; block = ""; raw = "" }
 /^--------------------+$/ {
     if (inside) { raw = raw $0 "\n"; flush_block() } else { inside = 1; raw = $0 "\n"; block = "" }
     fflush(); next
@@ -49,4 +53,7 @@ inside { raw = raw $0 "\n"; block = block " " $0; next }
 # mpirun failing to relay the help text of a rank that was killed while sending it
 /ORTE_ERROR_LOG: .* in file [^ ]*show_help\.c at line/ { next }
 { print; fflush() }
-END { if (inside) printf "%s", raw }
+END {
+    if (inside) printf "%s", raw
+    if (lost != "" && !saw_error && !told) print lost
+}

@@ -7,7 +7,7 @@
 #   scripts/experiments/ab-builds.sh /tmp/a .build/release runs/ab --model cnn --batch-size 64 --steps 100
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 3 ] || { sed -n '2,6p' "$0" >&2; exit 64; }
+[ $# -ge 3 ] || { sed -n '2,7p' "$0" >&2; exit 64; }
 a="$1" b="$2" out="$3"; shift 3
 for dir in "$a" "$b"; do [ -x "$dir/ddp" ] || { echo "ab-builds: no ddp executable in $dir" >&2; exit 64; }; done
 mkdir -p "$out"
