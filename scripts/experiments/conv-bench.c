@@ -60,7 +60,10 @@ static float *falloc(size_t n) {
   return p;
 }
 static void frand(float *p, size_t n, unsigned *seed) {
-  for (size_t i = 0; i < n; i++) { *seed = *seed * 1664525u + 1013904223u; p[i] = ((*seed >> 8) / 16777216.0f) * 2 - 1; }
+  for (size_t i = 0; i < n; i++) {
+    *seed = *seed * 1664525u + 1013904223u;
+    p[i] = ((*seed >> 8) / 16777216.0f) * 2 - 1;
+  }
 }
 
 // ---------------- layout helpers ----------------
@@ -74,16 +77,19 @@ static void nhwc_to_nchw(const float *a, float *b, int N, int C, int H, int W) {
 }
 // OIHW -> O x (kh,kw,c)  (row-major, "OHWI")
 static void oihw_to_ohwi(const Conv *c, const float *w, float *o) {
-  for (int oc = 0; oc < c->O; oc++) for (int ic = 0; ic < c->C; ic++) for (int kh = 0; kh < c->k; kh++) for (int kw = 0; kw < c->k; kw++)
+  for (int oc = 0; oc < c->O; oc++) for (int ic = 0; ic < c->C; ic++)
+    for (int kh = 0; kh < c->k; kh++) for (int kw = 0; kw < c->k; kw++)
     o[(size_t)oc * c->K + (kh * c->k + kw) * c->C + ic] = w[(((size_t)oc * c->C + ic) * c->k + kh) * c->k + kw];
 }
 static void ohwi_to_oihw(const Conv *c, const float *o, float *w) {
-  for (int oc = 0; oc < c->O; oc++) for (int ic = 0; ic < c->C; ic++) for (int kh = 0; kh < c->k; kh++) for (int kw = 0; kw < c->k; kw++)
+  for (int oc = 0; oc < c->O; oc++) for (int ic = 0; ic < c->C; ic++)
+    for (int kh = 0; kh < c->k; kh++) for (int kw = 0; kw < c->k; kw++)
     w[(((size_t)oc * c->C + ic) * c->k + kh) * c->k + kw] = o[(size_t)oc * c->K + (kh * c->k + kw) * c->C + ic];
 }
 // OIHW -> (kh,kw,c) x O  (row-major, "HWIO")
 static void oihw_to_hwio(const Conv *c, const float *w, float *o) {
-  for (int oc = 0; oc < c->O; oc++) for (int ic = 0; ic < c->C; ic++) for (int kh = 0; kh < c->k; kh++) for (int kw = 0; kw < c->k; kw++)
+  for (int oc = 0; oc < c->O; oc++) for (int ic = 0; ic < c->C; ic++)
+    for (int kh = 0; kh < c->k; kh++) for (int kw = 0; kw < c->k; kw++)
     o[(size_t)((kh * c->k + kw) * c->C + ic) * c->O + oc] = w[(((size_t)oc * c->C + ic) * c->k + kh) * c->k + kw];
 }
 
@@ -91,7 +97,8 @@ static void oihw_to_hwio(const Conv *c, const float *w, float *o) {
 static void ref_all(const Conv *c, const float *x, const float *w, const float *dy, float *y, float *dx, float *dw) {
   int N = c->N, C = c->C, H = c->H, W = c->W, O = c->O, k = c->k;
   double *ddx = calloc((size_t)N * C * H * W, sizeof(double)), *ddw = calloc((size_t)O * C * k * k, sizeof(double));
-  for (int n = 0; n < N; n++) for (int o = 0; o < O; o++) for (int oh = 0; oh < c->OH; oh++) for (int ow = 0; ow < c->OW; ow++) {
+  for (int n = 0; n < N; n++) for (int o = 0; o < O; o++)
+    for (int oh = 0; oh < c->OH; oh++) for (int ow = 0; ow < c->OW; ow++) {
     double acc = 0;
     double g = dy[((size_t)(n * O + o) * c->OH + oh) * c->OW + ow];
     for (int ic = 0; ic < C; ic++) for (int kh = 0; kh < k; kh++) for (int kw = 0; kw < k; kw++) {
@@ -110,7 +117,11 @@ static void ref_all(const Conv *c, const float *x, const float *w, const float *
 }
 static double relerr(const float *a, const float *ref, size_t n) {
   double md = 0, mr = 0;
-  for (size_t i = 0; i < n; i++) { double d = fabs((double)a[i] - ref[i]); if (d > md) md = d; if (fabs(ref[i]) > mr) mr = fabs(ref[i]); }
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - ref[i]);
+    if (d > md) md = d;
+    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+  }
   return md / (mr > 0 ? mr : 1);
 }
 
@@ -132,7 +143,10 @@ static void im2col_nchw(const Conv *c, const float *x, float *col) {
         if (ow1 > ow0) memcpy(r + ow0, xr + ow0 - c->p + kw, (ow1 - ow0) * sizeof(float));
         for (int ow = ow1 > ow0 ? ow1 : ow0; ow < c->OW; ow++) r[ow] = 0;
       } else {
-        for (int ow = 0; ow < c->OW; ow++) { int iw = ow * c->s - c->p + kw; r[ow] = (iw >= 0 && iw < c->W) ? xr[iw] : 0.f; }
+        for (int ow = 0; ow < c->OW; ow++) {
+          int iw = ow * c->s - c->p + kw;
+          r[ow] = (iw >= 0 && iw < c->W) ? xr[iw] : 0.f;
+        }
       }
     }
   }
@@ -192,7 +206,8 @@ static void col2im_nhwc(const Conv *c, const float *col, float *dx) {
 #define XT_M 64
 #define XT_N 64
 #define XT_K 256
-static void xsmm_gemm_rm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc, float beta) {
+static void xsmm_gemm_rm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                         float beta) {
   const libxsmm_blasint la = ldb, lb = lda, lc = ldc;
   const float one = 1.f, zero = 0.f;
   for (int j0 = 0; j0 < N; j0 += XT_M) {            // col-major m (vectorized) = row-major N
@@ -212,7 +227,8 @@ static void xsmm_gemm_rm(int M, int N, int K, const float *A, int lda, const flo
 
 // ---------------- GEMM variants ----------------
 enum { V_NCHW_BLAS, V_NHWC_BLAS, V_NHWC_XSMM, V_DNNL_ANY, V_DNNL_NHWC, V_XSMM_DNN, NVAR };
-static const char *VNAME[NVAR] = {"im2col_openblas_nchw", "im2col_openblas_nhwc", "im2col_libxsmm_nhwc", "onednn_any", "onednn_nhwc", "libxsmm_dnn_direct"};
+static const char *VNAME[NVAR] = {"im2col_openblas_nchw", "im2col_openblas_nhwc", "im2col_libxsmm_nhwc",
+                                  "onednn_any", "onednn_nhwc", "libxsmm_dnn_direct"};
 
 typedef struct {
   Conv c;
@@ -231,19 +247,22 @@ static void gemm_init(GemmCtx *g, const Conv *c, int nhwc, int xsmm) {
   if (xsmm) g->dyt = falloc(ys);
 }
 static void gemm_free(GemmCtx *g) {
-  free(g->x); free(g->dx); free(g->y); free(g->dy); free(g->w); free(g->dw); free(g->col); free(g->wp); free(g->wt); free(g->dwp); free(g->dyt);
+  free(g->x); free(g->dx); free(g->y); free(g->dy); free(g->w); free(g->dw);
+  free(g->col); free(g->wp); free(g->wt); free(g->dwp); free(g->dyt);
 }
 static void gemm_fwd(GemmCtx *g) {
   const Conv *c = &g->c;
   if (!g->nhwc) {
     for (int n = 0; n < c->N; n++) {
       im2col_nchw(c, g->x + (size_t)n * c->C * c->H * c->W, g->col);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->O, c->P, c->K, 1.f, g->w, c->K, g->col, c->P, 0.f, g->y + (size_t)n * c->O * c->P, c->P);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->O, c->P, c->K, 1.f, g->w, c->K, g->col, c->P, 0.f,
+                  g->y + (size_t)n * c->O * c->P, c->P);
     }
   } else if (!g->xsmm) {
     oihw_to_ohwi(c, g->w, g->wp);
     im2col_nhwc(c, g->x, g->col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->N * c->P, c->O, c->K, 1.f, g->col, c->K, g->wp, c->K, 0.f, g->y, c->O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->N * c->P, c->O, c->K, 1.f, g->col, c->K, g->wp, c->K,
+                0.f, g->y, c->O);
   } else {
     oihw_to_hwio(c, g->w, g->wt);
     im2col_nhwc(c, g->x, g->col);
@@ -254,13 +273,15 @@ static void gemm_bwd_data(GemmCtx *g) {
   const Conv *c = &g->c;
   if (!g->nhwc) {
     for (int n = 0; n < c->N; n++) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->K, c->P, c->O, 1.f, g->w, c->K, g->dy + (size_t)n * c->O * c->P, c->P, 0.f, g->col, c->P);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->K, c->P, c->O, 1.f, g->w, c->K,
+                  g->dy + (size_t)n * c->O * c->P, c->P, 0.f, g->col, c->P);
       col2im_nchw(c, g->col, g->dx + (size_t)n * c->C * c->H * c->W);
     }
   } else {
     oihw_to_ohwi(c, g->w, g->wp);
     if (!g->xsmm)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->N * c->P, c->K, c->O, 1.f, g->dy, c->O, g->wp, c->K, 0.f, g->col, c->K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->N * c->P, c->K, c->O, 1.f, g->dy, c->O, g->wp, c->K,
+                  0.f, g->col, c->K);
     else
       xsmm_gemm_rm(c->N * c->P, c->K, c->O, g->dy, c->O, g->wp, c->K, g->col, c->K, 0.f);
     col2im_nhwc(c, g->col, g->dx);
@@ -271,15 +292,18 @@ static void gemm_bwd_weights(GemmCtx *g) {
   if (!g->nhwc) {
     for (int n = 0; n < c->N; n++) {
       im2col_nchw(c, g->x + (size_t)n * c->C * c->H * c->W, g->col);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->O, c->K, c->P, 1.f, g->dy + (size_t)n * c->O * c->P, c->P, g->col, c->P, n ? 1.f : 0.f, g->dw, c->K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->O, c->K, c->P, 1.f, g->dy + (size_t)n * c->O * c->P,
+                  c->P, g->col, c->P, n ? 1.f : 0.f, g->dw, c->K);
     }
   } else {
     im2col_nhwc(c, g->x, g->col);
     int NP = c->N * c->P;
     if (!g->xsmm) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->O, c->K, NP, 1.f, g->dy, c->O, g->col, c->K, 0.f, g->dwp, c->K);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->O, c->K, NP, 1.f, g->dy, c->O, g->col, c->K, 0.f,
+                  g->dwp, c->K);
     } else {
-      for (int i = 0; i < NP; i++) for (int o = 0; o < c->O; o++) g->dyt[(size_t)o * NP + i] = g->dy[(size_t)i * c->O + o];
+      for (int i = 0; i < NP; i++) for (int o = 0; o < c->O; o++)
+        g->dyt[(size_t)o * NP + i] = g->dy[(size_t)i * c->O + o];
       xsmm_gemm_rm(c->O, c->K, NP, g->dyt, NP, g->col, c->K, g->dwp, c->K, 0.f);
     }
     ohwi_to_oihw(c, g->dwp, g->dw);
@@ -287,7 +311,14 @@ static void gemm_bwd_weights(GemmCtx *g) {
 }
 
 // ---------------- oneDNN ----------------
-#define CK(f) do { dnnl_status_t st_ = (f); if (st_ != dnnl_success) { fprintf(stderr, "oneDNN error %s at %s:%d: %s\n", dnnl_status2str(st_), __FILE__, __LINE__, #f); exit(3); } } while (0)
+#define CK(f)                                                                                              \
+  do {                                                                                                     \
+    dnnl_status_t st_ = (f);                                                                               \
+    if (st_ != dnnl_success) {                                                                             \
+      fprintf(stderr, "oneDNN error %s at %s:%d: %s\n", dnnl_status2str(st_), __FILE__, __LINE__, #f);     \
+      exit(3);                                                                                             \
+    }                                                                                                      \
+  } while (0)
 static dnnl_engine_t ENG;
 static dnnl_stream_t STRM;
 
@@ -311,17 +342,25 @@ static void md_str(const dnnl_memory_desc_t *md, char *out) {
   int order[DNNL_MAX_NDIMS], nd = md->ndims;
   for (int i = 0; i < nd; i++) order[i] = i;
   for (int i = 0; i < nd; i++) for (int j = i + 1; j < nd; j++)
-    if (b->strides[order[j]] > b->strides[order[i]] || (b->strides[order[j]] == b->strides[order[i]] && order[j] < order[i])) { int t = order[i]; order[i] = order[j]; order[j] = t; }
+    if (b->strides[order[j]] > b->strides[order[i]] ||
+        (b->strides[order[j]] == b->strides[order[i]] && order[j] < order[i])) {
+      int t = order[i]; order[i] = order[j]; order[j] = t;
+    }
   int n = 0;
   for (int i = 0; i < nd; i++) out[n++] = 'a' + order[i];
-  for (int i = 0; i < b->inner_nblks; i++) n += sprintf(out + n, "%d%c", (int)b->inner_blks[i], (char)('a' + b->inner_idxs[i]));
+  for (int i = 0; i < b->inner_nblks; i++)
+    n += sprintf(out + n, "%d%c", (int)b->inner_blks[i], (char)('a' + b->inner_idxs[i]));
   out[n] = 0;
 }
-static dnnl_memory_t mem_of(const dnnl_memory_desc_t *md) { dnnl_memory_t m; CK(dnnl_memory_create(&m, md, ENG, DNNL_MEMORY_ALLOCATE)); return m; }
+static dnnl_memory_t mem_of(const dnnl_memory_desc_t *md) {
+  dnnl_memory_t m; CK(dnnl_memory_create(&m, md, ENG, DNNL_MEMORY_ALLOCATE)); return m;
+}
 static dnnl_memory_t plain_mem(int nd, const dnnl_dims_t d, dnnl_format_tag_t tag) {
   dnnl_memory_desc_t md; CK(dnnl_memory_desc_init_by_tag(&md, nd, d, dnnl_f32, tag)); return mem_of(&md);
 }
-static const dnnl_memory_desc_t *md_of(dnnl_memory_t m) { const dnnl_memory_desc_t *md; CK(dnnl_memory_get_memory_desc(m, &md)); return md; }
+static const dnnl_memory_desc_t *md_of(dnnl_memory_t m) {
+  const dnnl_memory_desc_t *md; CK(dnnl_memory_get_memory_desc(m, &md)); return md;
+}
 static Reo mk_reo(dnnl_memory_t s, dnnl_memory_t d) {
   Reo r = {0, s, d}; dnnl_primitive_desc_t pd;
   CK(dnnl_reorder_primitive_desc_create(&pd, md_of(s), ENG, md_of(d), ENG, NULL));
@@ -347,7 +386,8 @@ static void dnnl_init_ctx(DnnlCtx *d, const Conv *c, dnnl_format_tag_t act_tag) 
   CK(dnnl_memory_desc_init_by_tag(&ymd, 4, yd, dnnl_f32, act_tag));
   CK(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_format_tag_any));
   dnnl_convolution_desc_t fd, bd, bw;
-  CK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &xmd, &wmd, NULL, &ymd, st, pl, pr));
+  CK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &xmd, &wmd, NULL, &ymd,
+                                        st, pl, pr));
   CK(dnnl_primitive_desc_create(&d->fpd, &fd, NULL, ENG, NULL));
   CK(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &xmd, &wmd, &ymd, st, pl, pr));
   CK(dnnl_primitive_desc_create(&d->bdpd, &bd, NULL, ENG, d->fpd));
@@ -391,9 +431,13 @@ static void dnnl_free_ctx(DnnlCtx *d) {
   dnnl_primitive_destroy(d->fwd); dnnl_primitive_destroy(d->bwd_d); dnnl_primitive_destroy(d->bwd_w);
   dnnl_primitive_desc_destroy(d->fpd); dnnl_primitive_desc_destroy(d->bdpd); dnnl_primitive_desc_destroy(d->bwpd);
   dnnl_memory_t ms[] = {d->f_src, d->f_w, d->f_dst, d->bd_ddst, d->bd_w, d->bd_dsrc, d->bw_src, d->bw_ddst, d->bw_dw,
-                        d->u_x[0], d->u_x[1], d->u_y[0], d->u_y[1], d->u_dy[0], d->u_dy[1], d->u_dx[0], d->u_dx[1], d->u_w, d->u_dw};
+                        d->u_x[0], d->u_x[1], d->u_y[0], d->u_y[1], d->u_dy[0], d->u_dy[1], d->u_dx[0], d->u_dx[1],
+                        d->u_w, d->u_dw};
   for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) dnnl_memory_destroy(ms[i]);
-  for (int t = 0; t < 2; t++) { free_reo(&d->r_x[t]); free_reo(&d->r_y[t]); free_reo(&d->r_dy[t]); free_reo(&d->r_dx[t]); free_reo(&d->r_x_bw[t]); free_reo(&d->r_dy_bw[t]); }
+  for (int t = 0; t < 2; t++) {
+    free_reo(&d->r_x[t]); free_reo(&d->r_y[t]); free_reo(&d->r_dy[t]); free_reo(&d->r_dx[t]);
+    free_reo(&d->r_x_bw[t]); free_reo(&d->r_dy_bw[t]);
+  }
   free_reo(&d->r_w_f); free_reo(&d->r_w_bd); free_reo(&d->r_dw);
 }
 static void dnnl_fwd(DnnlCtx *d) {
@@ -401,11 +445,13 @@ static void dnnl_fwd(DnnlCtx *d) {
   CK(dnnl_primitive_execute(d->fwd, STRM, 3, a)); CK(dnnl_stream_wait(STRM));
 }
 static void dnnl_bwd_data(DnnlCtx *d) {
-  dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, d->bd_ddst}, {DNNL_ARG_WEIGHTS, d->bd_w}, {DNNL_ARG_DIFF_SRC, d->bd_dsrc}};
+  dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, d->bd_ddst}, {DNNL_ARG_WEIGHTS, d->bd_w},
+                          {DNNL_ARG_DIFF_SRC, d->bd_dsrc}};
   CK(dnnl_primitive_execute(d->bwd_d, STRM, 3, a)); CK(dnnl_stream_wait(STRM));
 }
 static void dnnl_bwd_weights(DnnlCtx *d) {
-  dnnl_exec_arg_t a[3] = {{DNNL_ARG_SRC, d->bw_src}, {DNNL_ARG_DIFF_DST, d->bw_ddst}, {DNNL_ARG_DIFF_WEIGHTS, d->bw_dw}};
+  dnnl_exec_arg_t a[3] = {{DNNL_ARG_SRC, d->bw_src}, {DNNL_ARG_DIFF_DST, d->bw_ddst},
+                          {DNNL_ARG_DIFF_WEIGHTS, d->bw_dw}};
   CK(dnnl_primitive_execute(d->bwd_w, STRM, 3, a)); CK(dnnl_stream_wait(STRM));
 }
 // activation reorders at the layer boundary for plain layout t (0=nchw,1=nhwc): x in, y out, dy in, dx out
@@ -416,13 +462,23 @@ static void dnnl_reorders_act(DnnlCtx *d, int t) {
   CK(dnnl_stream_wait(STRM));
 }
 // weight reorders: OIHW -> fwd layout, OIHW -> bwd-data layout, diff-weights -> OIHW
-static void dnnl_reorders_w(DnnlCtx *d) { run_reo(&d->r_w_f); run_reo(&d->r_w_bd); run_reo(&d->r_dw); CK(dnnl_stream_wait(STRM)); }
+static void dnnl_reorders_w(DnnlCtx *d) {
+  run_reo(&d->r_w_f); run_reo(&d->r_w_bd); run_reo(&d->r_dw); CK(dnnl_stream_wait(STRM));
+}
 
 // ---------------- libxsmm DNN direct convolution (its own blocked layout, physically padded input) ----------------
-static const libxsmm_dnn_tensor_type XT[6] = {LIBXSMM_DNN_REGULAR_INPUT, LIBXSMM_DNN_REGULAR_OUTPUT, LIBXSMM_DNN_REGULAR_FILTER,
-                                              LIBXSMM_DNN_GRADIENT_INPUT, LIBXSMM_DNN_GRADIENT_OUTPUT, LIBXSMM_DNN_GRADIENT_FILTER};
+static const libxsmm_dnn_tensor_type XT[6] = {LIBXSMM_DNN_REGULAR_INPUT, LIBXSMM_DNN_REGULAR_OUTPUT,
+                                              LIBXSMM_DNN_REGULAR_FILTER, LIBXSMM_DNN_GRADIENT_INPUT,
+                                              LIBXSMM_DNN_GRADIENT_OUTPUT, LIBXSMM_DNN_GRADIENT_FILTER};
 typedef struct { Conv c; libxsmm_dnn_layer *h; libxsmm_dnn_tensor *t[6]; void *buf[6]; void *scratch; } XdCtx;
-#define XCK(f) do { libxsmm_dnn_err_t st_ = (f); if (st_ != LIBXSMM_DNN_SUCCESS) { fprintf(stderr, "libxsmm dnn error %s at line %d: %s\n", libxsmm_dnn_get_error(st_), __LINE__, #f); exit(4); } } while (0)
+#define XCK(f)                                                                                             \
+  do {                                                                                                     \
+    libxsmm_dnn_err_t st_ = (f);                                                                           \
+    if (st_ != LIBXSMM_DNN_SUCCESS) {                                                                      \
+      fprintf(stderr, "libxsmm dnn error %s at line %d: %s\n", libxsmm_dnn_get_error(st_), __LINE__, #f);  \
+      exit(4);                                                                                             \
+    }                                                                                                      \
+  } while (0)
 static void xd_init(XdCtx *x, const Conv *c) {
   memset(x, 0, sizeof *x); x->c = *c;
   libxsmm_dnn_conv_desc d; memset(&d, 0, sizeof d);
@@ -430,7 +486,8 @@ static void xd_init(XdCtx *x, const Conv *c) {
   d.pad_h = d.pad_w = d.pad_h_in = d.pad_w_in = c->p; d.pad_h_out = d.pad_w_out = 0; d.threads = 1;
   d.datatype_in = d.datatype_out = LIBXSMM_DNN_DATATYPE_F32;
   d.buffer_format = LIBXSMM_DNN_TENSOR_FORMAT_LIBXSMM; d.filter_format = LIBXSMM_DNN_TENSOR_FORMAT_LIBXSMM;
-  d.algo = LIBXSMM_DNN_CONV_ALGO_DIRECT; d.options = LIBXSMM_DNN_CONV_OPTION_OVERWRITE; d.fuse_ops = LIBXSMM_DNN_CONV_FUSE_NONE;
+  d.algo = LIBXSMM_DNN_CONV_ALGO_DIRECT; d.options = LIBXSMM_DNN_CONV_OPTION_OVERWRITE;
+  d.fuse_ops = LIBXSMM_DNN_CONV_FUSE_NONE;
   libxsmm_dnn_err_t st;
   x->h = libxsmm_dnn_create_conv_layer(d, &st); XCK(st);
   for (int i = 0; i < 6; i++) {
@@ -447,7 +504,9 @@ static void xd_init(XdCtx *x, const Conv *c) {
 }
 static void xd_free(XdCtx *x) {
   libxsmm_dnn_release_scratch(x->h, LIBXSMM_DNN_COMPUTE_KIND_ALL);
-  for (int i = 0; i < 6; i++) { libxsmm_dnn_release_tensor(x->h, XT[i]); libxsmm_dnn_destroy_tensor(x->t[i]); free(x->buf[i]); }
+  for (int i = 0; i < 6; i++) {
+    libxsmm_dnn_release_tensor(x->h, XT[i]); libxsmm_dnn_destroy_tensor(x->t[i]); free(x->buf[i]);
+  }
   libxsmm_dnn_destroy_conv_layer(x->h); free(x->scratch);
 }
 // load plain NCHW x, OIHW w, NCHW dy (x copied into a zero-padded NCHW buffer first, as the layer expects)
@@ -455,7 +514,8 @@ static void xd_load(XdCtx *x, const float *xin, const float *w, const float *dy)
   const Conv *c = &x->c; int Hp = c->H + 2 * c->p, Wp = c->W + 2 * c->p;
   float *xp = falloc((size_t)c->N * c->C * Hp * Wp);
   for (int n = 0; n < c->N; n++) for (int ic = 0; ic < c->C; ic++) for (int h = 0; h < c->H; h++)
-    memcpy(xp + (((size_t)n * c->C + ic) * Hp + h + c->p) * Wp + c->p, xin + (((size_t)n * c->C + ic) * c->H + h) * c->W, c->W * 4);
+    memcpy(xp + (((size_t)n * c->C + ic) * Hp + h + c->p) * Wp + c->p,
+           xin + (((size_t)n * c->C + ic) * c->H + h) * c->W, c->W * 4);
   XCK(libxsmm_dnn_copyin_tensor(x->t[0], xp, LIBXSMM_DNN_TENSOR_FORMAT_NCHW));
   XCK(libxsmm_dnn_copyin_tensor(x->t[2], w, LIBXSMM_DNN_TENSOR_FORMAT_KCRS));
   XCK(libxsmm_dnn_copyin_tensor(x->t[4], dy, LIBXSMM_DNN_TENSOR_FORMAT_NCHW));
@@ -469,7 +529,8 @@ static void xd_store(XdCtx *x, float *y, float *dx, float *dw) {
   XCK(libxsmm_dnn_copyout_tensor(x->t[3], dxp, LIBXSMM_DNN_TENSOR_FORMAT_NCHW));
   XCK(libxsmm_dnn_copyout_tensor(x->t[5], dw, LIBXSMM_DNN_TENSOR_FORMAT_KCRS));
   for (int n = 0; n < c->N; n++) for (int ic = 0; ic < c->C; ic++) for (int h = 0; h < c->H; h++)
-    memcpy(dx + (((size_t)n * c->C + ic) * c->H + h) * c->W, dxp + (((size_t)n * c->C + ic) * Hp + h + c->p) * Wp + c->p, c->W * 4);
+    memcpy(dx + (((size_t)n * c->C + ic) * c->H + h) * c->W,
+           dxp + (((size_t)n * c->C + ic) * Hp + h + c->p) * Wp + c->p, c->W * 4);
   free(dxp);
 }
 static void xd_run(XdCtx *x, libxsmm_dnn_compute_kind k) { XCK(libxsmm_dnn_execute_st(x->h, k, 0, 0)); }
@@ -478,7 +539,8 @@ static void xd_run(XdCtx *x, libxsmm_dnn_compute_kind k) { XCK(libxsmm_dnn_execu
 static int VFAIL[NVAR];
 static int check_conv(const Conv *c, const char *label) {
   size_t xs = (size_t)c->N * c->C * c->H * c->W, ys = (size_t)c->N * c->O * c->P, ws = (size_t)c->O * c->K;
-  float *x = falloc(xs), *w = falloc(ws), *dy = falloc(ys), *y = falloc(ys), *dx = falloc(xs), *dw = falloc(ws), *t1 = falloc(xs > ys ? xs : ys);
+  float *x = falloc(xs), *w = falloc(ws), *dy = falloc(ys), *y = falloc(ys), *dx = falloc(xs), *dw = falloc(ws),
+        *t1 = falloc(xs > ys ? xs : ys);
   unsigned seed = 12345; frand(x, xs, &seed); frand(w, ws, &seed); frand(dy, ys, &seed);
   ref_all(c, x, w, dy, y, dx, dw);
   int fails = 0;
@@ -496,18 +558,21 @@ static int check_conv(const Conv *c, const char *label) {
       gemm_free(&g);
     } else if (v == V_XSMM_DNN) {
       XdCtx xd; xd_init(&xd, c); xd_load(&xd, x, w, dy);
-      xd_run(&xd, LIBXSMM_DNN_COMPUTE_KIND_FWD); xd_run(&xd, LIBXSMM_DNN_COMPUTE_KIND_BWD); xd_run(&xd, LIBXSMM_DNN_COMPUTE_KIND_UPD);
+      xd_run(&xd, LIBXSMM_DNN_COMPUTE_KIND_FWD); xd_run(&xd, LIBXSMM_DNN_COMPUTE_KIND_BWD);
+      xd_run(&xd, LIBXSMM_DNN_COMPUTE_KIND_UPD);
       xd_store(&xd, oy, odx, odw); xd_free(&xd);
     } else {
       DnnlCtx d; dnnl_init_ctx(&d, c, v == V_DNNL_ANY ? dnnl_format_tag_any : dnnl_nhwc);
       memcpy(ptr_of(d.u_x[0]), x, xs * 4); memcpy(ptr_of(d.u_dy[0]), dy, ys * 4); memcpy(ptr_of(d.u_w), w, ws * 4);
-      run_reo(&d.r_x[0]); run_reo(&d.r_dy[0]); run_reo(&d.r_x_bw[0]); run_reo(&d.r_dy_bw[0]); run_reo(&d.r_w_f); run_reo(&d.r_w_bd);
+      run_reo(&d.r_x[0]); run_reo(&d.r_dy[0]); run_reo(&d.r_x_bw[0]); run_reo(&d.r_dy_bw[0]);
+      run_reo(&d.r_w_f); run_reo(&d.r_w_bd);
       CK(dnnl_stream_wait(STRM));
       dnnl_fwd(&d); dnnl_bwd_data(&d); dnnl_bwd_weights(&d);
       run_reo(&d.r_y[0]); run_reo(&d.r_dx[0]); run_reo(&d.r_dw); CK(dnnl_stream_wait(STRM));
       memcpy(oy, ptr_of(d.u_y[0]), ys * 4); memcpy(odx, ptr_of(d.u_dx[0]), xs * 4); memcpy(odw, ptr_of(d.u_dw), ws * 4);
       if (!strcmp(label, "small") || c->N == 2)
-        printf("# onednn %s %s N=%d: fmt src=%s w=%s dst=%s bd_ddst=%s bw_src=%s bw_dw=%s | impl fwd=%s bwd_d=%s bwd_w=%s\n", VNAME[v], label, c->N,
+        printf("# onednn %s %s N=%d: fmt src=%s w=%s dst=%s bd_ddst=%s bw_src=%s bw_dw=%s | impl fwd=%s bwd_d=%s "
+               "bwd_w=%s\n", VNAME[v], label, c->N,
                d.fmt[0], d.fmt[1], d.fmt[2], d.fmt[3], d.fmt[4], d.fmt[5], d.impl[0], d.impl[1], d.impl[2]);
       dnnl_free_ctx(&d);
     }
@@ -515,7 +580,8 @@ static int check_conv(const Conv *c, const char *label) {
     int ok = ey < 1e-4 && edx < 1e-4 && edw < 1e-4;
     fails += !ok;
     if (!ok) VFAIL[v] = 1;
-    printf("# check %-22s %-26s N=%d: relerr y=%.2e dx=%.2e dw=%.2e %s\n", VNAME[v], label, c->N, ey, edx, edw, ok ? "OK" : "FAIL");
+    printf("# check %-22s %-26s N=%d: relerr y=%.2e dx=%.2e dw=%.2e %s\n", VNAME[v], label, c->N, ey, edx, edw,
+           ok ? "OK" : "FAIL");
     free(oy); free(odx); free(odw);
   }
   free(x); free(w); free(dy); free(y); free(dx); free(dw); free(t1);
@@ -526,16 +592,21 @@ static int check_conv(const Conv *c, const char *label) {
 #define MAXR 15
 typedef struct { double t[MAXR]; int n; } Samples;
 enum { P_FWD, P_BWD_DATA, P_BWD_W, P_REO_NCHW, P_REO_NHWC, P_REO_W, NPASS };
-static const char *PNAME[NPASS] = {"fwd", "bwd_data", "bwd_weights", "reorder_act_nchw", "reorder_act_nhwc", "reorder_weights"};
+static const char *PNAME[NPASS] = {"fwd", "bwd_data", "bwd_weights", "reorder_act_nchw", "reorder_act_nhwc",
+                                   "reorder_weights"};
 static Samples S[NVAR][NSHAPES][NBATCH][NPASS];
 static double MIN_MEAS_S = 0.02;
 
 typedef struct { int v; GemmCtx *g; DnnlCtx *d; int pass; XdCtx *x; } Job;
 static void run_job(Job *j) {
   if (j->x) {
-    xd_run(j->x, j->pass == P_FWD ? LIBXSMM_DNN_COMPUTE_KIND_FWD : j->pass == P_BWD_DATA ? LIBXSMM_DNN_COMPUTE_KIND_BWD : LIBXSMM_DNN_COMPUTE_KIND_UPD);
+    xd_run(j->x, j->pass == P_FWD        ? LIBXSMM_DNN_COMPUTE_KIND_FWD
+                 : j->pass == P_BWD_DATA ? LIBXSMM_DNN_COMPUTE_KIND_BWD
+                                         : LIBXSMM_DNN_COMPUTE_KIND_UPD);
   } else if (j->g) {
-    if (j->pass == P_FWD) gemm_fwd(j->g); else if (j->pass == P_BWD_DATA) gemm_bwd_data(j->g); else gemm_bwd_weights(j->g);
+    if (j->pass == P_FWD) gemm_fwd(j->g);
+    else if (j->pass == P_BWD_DATA) gemm_bwd_data(j->g);
+    else gemm_bwd_weights(j->g);
   } else {
     switch (j->pass) {
       case P_FWD: dnnl_fwd(j->d); break;
@@ -556,7 +627,9 @@ static double measure(Job *j) {
   for (int r = 0; r < reps; r++) run_job(j);
   return (now_s() - t0) * 1e3 / reps;
 }
-static int cmpd(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+static int cmpd(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y);
+}
 
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 7;
@@ -570,12 +643,14 @@ int main(int argc, char **argv) {
   CK(dnnl_stream_create(&STRM, ENG, dnnl_stream_default_flags));
   const dnnl_version_t *dv = dnnl_version();
   printf("# openblas threads=%d config=%s\n", openblas_get_num_threads(), openblas_get_config());
-  printf("# omp_get_max_threads=%d (oneDNN runtime: OpenMP, cpu_runtime=%u) oneDNN %d.%d.%d; libxsmm %s target=%s\n", omp_get_max_threads(),
-         dv->cpu_runtime, dv->major, dv->minor, dv->patch, LIBXSMM_VERSION, libxsmm_get_target_arch());
+  printf("# omp_get_max_threads=%d (oneDNN runtime: OpenMP, cpu_runtime=%u) oneDNN %d.%d.%d; libxsmm %s target=%s\n",
+         omp_get_max_threads(), dv->cpu_runtime, dv->major, dv->minor, dv->patch, LIBXSMM_VERSION,
+         libxsmm_get_target_arch());
 
   // correctness
   int fails = 0;
-  Shape small[] = {{"small_3x3_s1", 3, 5, 7, 3, 1, 1}, {"small_3x3_s2", 3, 5, 7, 3, 2, 1}, {"small_1x1_s2", 3, 5, 7, 1, 2, 0}};
+  Shape small[] = {{"small_3x3_s1", 3, 5, 7, 3, 1, 1}, {"small_3x3_s2", 3, 5, 7, 3, 2, 1},
+                   {"small_1x1_s2", 3, 5, 7, 1, 2, 0}};
   for (int i = 0; i < 3; i++) { Conv c = mkconv(&small[i], 2); fails += check_conv(&c, small[i].name); }
   for (int i = 0; i < NSHAPES; i++) { Conv c = mkconv(&SHAPES[i], 2); fails += check_conv(&c, SHAPES[i].name); }
   printf("# correctness failures: %d\n", fails);
@@ -586,12 +661,18 @@ int main(int argc, char **argv) {
     unsigned sd = 1; frand(a, (size_t)n * n, &sd); frand(b, (size_t)n * n, &sd);
     double ts[5];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, cc, n);
-    for (int r = 0; r < 5; r++) { double t0 = now_s(); cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, cc, n); ts[r] = now_s() - t0; }
+    for (int r = 0; r < 5; r++) {
+      double t0 = now_s();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a, n, b, n, 0.f, cc, n);
+      ts[r] = now_s() - t0;
+    }
     qsort(ts, 5, sizeof(double), cmpd);
     double gf = 2.0 * n * n * n / ts[2] / 1e9;
-    printf("# sgemm 1024^3 openblas 1 thread: median %.2f ms = %.1f GFLOP/s (min %.2f ms, max %.2f ms)\n", ts[2] * 1e3, gf, ts[0] * 1e3, ts[4] * 1e3);
+    printf("# sgemm 1024^3 openblas 1 thread: median %.2f ms = %.1f GFLOP/s (min %.2f ms, max %.2f ms)\n",
+           ts[2] * 1e3, gf, ts[0] * 1e3, ts[4] * 1e3);
     FILE *f = fopen(out, "w");
-    fprintf(f, "{\"variant\":\"openblas_sgemm_1024\",\"shape\":\"sgemm_1024x1024x1024\",\"N\":0,\"pass\":\"sgemm\",\"ms_median\":%.4f,\"ms_min\":%.4f,\"ms_max\":%.4f,\"gflops\":%.2f,\"rounds\":5}\n",
+    fprintf(f, "{\"variant\":\"openblas_sgemm_1024\",\"shape\":\"sgemm_1024x1024x1024\",\"N\":0,\"pass\":\"sgemm\","
+               "\"ms_median\":%.4f,\"ms_min\":%.4f,\"ms_max\":%.4f,\"gflops\":%.2f,\"rounds\":5}\n",
             ts[2] * 1e3, ts[0] * 1e3, ts[4] * 1e3, gf);
     fclose(f);
     free(a); free(b); free(cc);
@@ -607,22 +688,29 @@ int main(int argc, char **argv) {
       unsigned seed = 7 + si;
       for (int v = 0; v < 3; v++) {
         gemm_init(&g[v], &c, v != V_NCHW_BLAS, v == V_NHWC_XSMM);
-        frand(g[v].x, (size_t)c.N * c.C * c.H * c.W, &seed); frand(g[v].dy, (size_t)c.N * c.O * c.P, &seed); frand(g[v].w, (size_t)c.O * c.K, &seed);
+        frand(g[v].x, (size_t)c.N * c.C * c.H * c.W, &seed); frand(g[v].dy, (size_t)c.N * c.O * c.P, &seed);
+        frand(g[v].w, (size_t)c.O * c.K, &seed);
       }
       for (int v = 0; v < 2; v++) {
         dnnl_init_ctx(&d[v], &c, v == 0 ? dnnl_format_tag_any : dnnl_nhwc);
-        frand(ptr_of(d[v].u_x[0]), (size_t)c.N * c.C * c.H * c.W, &seed); frand(ptr_of(d[v].u_dy[0]), (size_t)c.N * c.O * c.P, &seed);
+        frand(ptr_of(d[v].u_x[0]), (size_t)c.N * c.C * c.H * c.W, &seed);
+        frand(ptr_of(d[v].u_dy[0]), (size_t)c.N * c.O * c.P, &seed);
         frand(ptr_of(d[v].u_w), (size_t)c.O * c.K, &seed);
-        run_reo(&d[v].r_x[0]); run_reo(&d[v].r_dy[0]); run_reo(&d[v].r_x_bw[0]); run_reo(&d[v].r_dy_bw[0]); run_reo(&d[v].r_w_f); run_reo(&d[v].r_w_bd);
+        run_reo(&d[v].r_x[0]); run_reo(&d[v].r_dy[0]); run_reo(&d[v].r_x_bw[0]); run_reo(&d[v].r_dy_bw[0]);
+        run_reo(&d[v].r_w_f); run_reo(&d[v].r_w_bd);
         CK(dnnl_stream_wait(STRM));
         if (r == 0 && bi == 0)
-          printf("# onednn %s %s N=%d: fmt src=%s w=%s dst=%s bd_ddst=%s bw_src=%s bw_dw=%s | impl fwd=%s bwd_d=%s bwd_w=%s\n", VNAME[V_DNNL_ANY + v],
-                 SHAPES[si].name, c.N, d[v].fmt[0], d[v].fmt[1], d[v].fmt[2], d[v].fmt[3], d[v].fmt[4], d[v].fmt[5], d[v].impl[0], d[v].impl[1], d[v].impl[2]);
+          printf("# onednn %s %s N=%d: fmt src=%s w=%s dst=%s bd_ddst=%s bw_src=%s bw_dw=%s | impl fwd=%s bwd_d=%s "
+                 "bwd_w=%s\n", VNAME[V_DNNL_ANY + v],
+                 SHAPES[si].name, c.N, d[v].fmt[0], d[v].fmt[1], d[v].fmt[2], d[v].fmt[3], d[v].fmt[4], d[v].fmt[5],
+                 d[v].impl[0], d[v].impl[1], d[v].impl[2]);
       }
       XdCtx xd; int have_xd = !VFAIL[V_XSMM_DNN];
       if (have_xd) {
-        float *xx = falloc((size_t)c.N * c.C * c.H * c.W), *yy = falloc((size_t)c.N * c.O * c.P), *ww = falloc((size_t)c.O * c.K);
-        frand(xx, (size_t)c.N * c.C * c.H * c.W, &seed); frand(yy, (size_t)c.N * c.O * c.P, &seed); frand(ww, (size_t)c.O * c.K, &seed);
+        float *xx = falloc((size_t)c.N * c.C * c.H * c.W), *yy = falloc((size_t)c.N * c.O * c.P),
+              *ww = falloc((size_t)c.O * c.K);
+        frand(xx, (size_t)c.N * c.C * c.H * c.W, &seed); frand(yy, (size_t)c.N * c.O * c.P, &seed);
+        frand(ww, (size_t)c.O * c.K, &seed);
         xd_init(&xd, &c); xd_load(&xd, xx, ww, yy); free(xx); free(yy); free(ww);
       }
       for (int v = 0; v < NVAR; v++) {
@@ -631,7 +719,8 @@ int main(int argc, char **argv) {
         int np = v == V_DNNL_ANY ? NPASS : (v == V_DNNL_NHWC ? P_REO_W + 1 : P_BWD_W + 1);
         for (int p = 0; p < np; p++) {
           if (v == V_DNNL_NHWC && (p == P_REO_NCHW || p == P_REO_NHWC)) continue;
-          Job j = {v, v < 3 ? &g[v] : NULL, (v == V_DNNL_ANY || v == V_DNNL_NHWC) ? &d[v - 3] : NULL, p, v == V_XSMM_DNN ? &xd : NULL};
+          Job j = {v, v < 3 ? &g[v] : NULL, (v == V_DNNL_ANY || v == V_DNNL_NHWC) ? &d[v - 3] : NULL, p,
+                   v == V_XSMM_DNN ? &xd : NULL};
           Samples *s = &S[v][si][bi][p];
           s->t[s->n++] = measure(&j);
         }
@@ -645,14 +734,16 @@ int main(int argc, char **argv) {
   }
 
   FILE *f = fopen(out, "a");
-  for (int si = 0; si < NSHAPES; si++) for (int bi = 0; bi < NBATCH; bi++) for (int v = 0; v < NVAR; v++) for (int p = 0; p < NPASS; p++) {
+  for (int si = 0; si < NSHAPES; si++) for (int bi = 0; bi < NBATCH; bi++)
+    for (int v = 0; v < NVAR; v++) for (int p = 0; p < NPASS; p++) {
     Samples *s = &S[v][si][bi][p];
     if (!s->n) continue;
     double t[MAXR]; memcpy(t, s->t, s->n * sizeof(double)); qsort(t, s->n, sizeof(double), cmpd);
     double med = s->n % 2 ? t[s->n / 2] : 0.5 * (t[s->n / 2 - 1] + t[s->n / 2]);
     Conv c = mkconv(&SHAPES[si], BATCHES[bi]);
     double gf = p <= P_BWD_W ? conv_flops(&c) / (med * 1e-3) / 1e9 : 0;
-    fprintf(f, "{\"variant\":\"%s\",\"shape\":\"%s\",\"N\":%d,\"pass\":\"%s\",\"ms_median\":%.4f,\"ms_min\":%.4f,\"ms_max\":%.4f,\"gflops\":%.2f,\"rounds\":%d}\n",
+    fprintf(f, "{\"variant\":\"%s\",\"shape\":\"%s\",\"N\":%d,\"pass\":\"%s\",\"ms_median\":%.4f,\"ms_min\":%.4f,"
+               "\"ms_max\":%.4f,\"gflops\":%.2f,\"rounds\":%d}\n",
             VNAME[v], SHAPES[si].name, BATCHES[bi], PNAME[p], med, t[0], t[s->n - 1], gf, s->n);
   }
   fclose(f);

@@ -33,14 +33,20 @@ int main(int argc, char **argv) {
       MPI_Win_sync(win); MPI_Barrier(MPI_COMM_WORLD); MPI_Win_sync(win);
       long lo = n * rank / W, hi = n * (rank + 1) / W;
       float *own = segs[rank];
-      for (int r = 0; r < W; r++) if (r != rank) { const float *o = segs[r]; for (long i = lo; i < hi; i++) own[i] += o[i]; }
+      for (int r = 0; r < W; r++) if (r != rank) {
+        const float *o = segs[r]; for (long i = lo; i < hi; i++) own[i] += o[i];
+      }
       MPI_Win_sync(win); MPI_Barrier(MPI_COMM_WORLD); MPI_Win_sync(win);
-      for (int r = 0; r < W; r++) if (r != rank) { long a = n * r / W, b = n * (r + 1) / W; memcpy(own + a, segs[r] + a, (b - a) * sizeof(float)); }
+      for (int r = 0; r < W; r++) if (r != rank) {
+        long a = n * r / W, b = n * (r + 1) / W; memcpy(own + a, segs[r] + a, (b - a) * sizeof(float));
+      }
       MPI_Win_sync(win); MPI_Barrier(MPI_COMM_WORLD); MPI_Win_sync(win);
       ts += MPI_Wtime() - t0;
     }
   }
   // check
-  if (rank == 0) printf("W=%d MPI_Allreduce %.1f us, shared %.1f us, check %g %g\n", W, tm / iters * 1e6, ts / iters * 1e6, local[5], seg[5]);
+  if (rank == 0)
+    printf("W=%d MPI_Allreduce %.1f us, shared %.1f us, check %g %g\n", W, tm / iters * 1e6, ts / iters * 1e6,
+           local[5], seg[5]);
   MPI_Win_unlock_all(win); MPI_Win_free(&win); MPI_Finalize();
 }
