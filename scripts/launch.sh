@@ -199,6 +199,7 @@ fit_to_live_hosts() {
         n="$(echo "$rest" | sed -n 's/.*slots=\([0-9]*\).*/\1/p')"
         slots_live=$((slots_live + ${n:-1}))
     done < "$hostfile"
+    [ "$interrupted" -eq 1 ] && return 0  # Ctrl-C during the probes: the caller stops
     n=$(( np_now < slots_live ? np_now : slots_live ))
     while [ "$n" -ge 1 ] && [ -n "$global_batch" ] && [ $((global_batch % n)) -ne 0 ]; do n=$((n - 1)); done
     if [ "$n" -lt "$min_np" ]; then
@@ -269,6 +270,7 @@ interrupted=0
 attempt=0
 while :; do
     fit_to_live_hosts
+    if [ "$interrupted" -eq 1 ]; then echo "launch: interrupted before mpirun started" >&2; exit 130; fi
     rm -f "$wedged"
     echo "+ ${cmd[*]}" >&2
     "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &

@@ -190,6 +190,27 @@ struct ReliabilityTests {
         #expect(errorLines(tooFew, containing: "fewer than --min-np 3 ranks would run") == 1, "\(tooFew.output)")
     }
 
+    /// Ctrl-C reaches the launcher while it probes the hosts (here a launch agent that takes 10 s):
+    /// it must not go on to start the job. (`set -m`: a background job of a script without job
+    /// control would ignore SIGINT, as the launcher in a terminal does not.)
+    @Test("launch.sh --min-np: interrupted while it probes the hosts, it starts nothing")
+    func interruptedWhileProbing() throws {
+        let dir = TemporaryDirectory()
+        let agent = dir.path + "/slow-agent"
+        try "#!/bin/sh\nsleep 10\n".write(toFile: agent, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: agent)
+        let hosts = dir.write("hosts", Array("localhost slots=2\nfarhost slots=2\n".utf8))
+        let launcher = [Executables.packageFile("scripts/launch.sh"), "-np", "4", "--hostfile", hosts, "--mca",
+                        "plm_rsh_agent", agent, "--max-restarts", "1", "--min-np", "2", "--", "train", "--synthetic",
+                        "--checkpoint-dir", dir.path + "/ck", "--checkpoint-every", "10"]
+        let script = "set -m; \"$@\" & p=$!; sleep 1; kill -INT $p; wait $p"
+        let outcome = try Executables.run("/bin/bash", ["-c", script, "wrapper"] + launcher,
+                                          environment: ["DDP_BIN_DIR": Executables.binDirectory.path], timeout: 60)
+        expectEnded(outcome, status: 130)
+        #expect(outcome.output.contains("launch: interrupted before mpirun started")
+                && !outcome.output.contains("+ mpirun"), "\(outcome.output)")
+    }
+
     @Test("a corrupt newest checkpoint is reported and the previous one is used")
     func corruptCheckpoint() throws {
         let dir = TemporaryDirectory()
