@@ -284,22 +284,20 @@ while :; do
     pid=""
     kill -KILL "$watchdog" 2>/dev/null || true
     wait "$watchdog" 2>/dev/null || true
-    stopped=0
-    [ -e "$wedged" ] && stopped=1
     # (the stderr filter is mpirun's child, not this script's: nothing else to wait for)
     [ "$status" -eq 0 ] && exit 0
     # usage errors and interruptions are not failures a restart can fix
     if [ "$interrupted" -eq 1 ] || [ "$status" -eq 64 ] || [ "$status" -eq 2 ]; then exit "$status"; fi
     case "$status" in
         137) reason="a rank was killed (signal 9)"
-             [ "$stopped" -eq 1 ] && reason="mpirun hung in its teardown after its ranks ended" ;;
+             [ -e "$wedged" ] && reason="mpirun hung in its teardown after its ranks ended" ;;
         1) reason="a rank failed" ;;
         *) reason="exit status $status" ;;
     esac
     if [ "$attempt" -ge "$max_restarts" ]; then
         if [ "$max_restarts" -gt 0 ]; then
             echo "launch: $reason; no restart left (--max-restarts $max_restarts)" >&2
-        elif [ "$stopped" -eq 1 ]; then
+        elif [ -e "$wedged" ]; then
             echo "launch: $reason; stopped it" >&2
         fi
         exit "$status"
