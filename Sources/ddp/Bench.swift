@@ -28,6 +28,9 @@ func median(_ values: [Double]) -> Double {
     return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
+/// Ranks whose times at one exchange differ by more than this (seconds) count as a stall there.
+let stallThreshold = 0.5e-3
+
 /// `ddp bench train`: samples/s and where the step time goes, median of several repeats.
 struct TrainBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -84,6 +87,8 @@ struct TrainBench: ParsableCommand {
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
             var layerTimes: [(forward: [String: Double], backward: [String: Double])] = []
+            typealias Split = (ExchangeSplit, entries: Int)
+            var splits: [(syncBN: Split?, gradientSync: Split?)] = []
             var lastTrainer: Trainer?
             var sharedMemoryUsed = false, shardedUpdate = false, hierarchical = false
             // Placement can change while the benchmark runs (a VM's vCPUs migrate): probe both ends.
@@ -97,11 +102,27 @@ struct TrainBench: ParsableCommand {
                 // Per leaf kind; the timer's clock reads (~20 ns each, 4 per leaf) are in the step time too.
                 let timer = LayerTimer(leaves: trainer.model.leaves)
                 trainer.model.runner.timer = timer
+                // Each collective's duration on every rank, to tell the exchange from waiting for a rank.
+                let synchronized = trainer.model.batchNormLayers.filter(\.isSynchronized)
+                let syncBNLog = ExchangeLog(capacity: (warmup + steps) * 2 * synchronized.count)
+                for bn in synchronized { bn.exchangeLog = syncBNLog }
+                let gradientLog = ExchangeLog(capacity: warmup + steps), gradientSync = trainer.gradientSync
+                trainer.observers.append(PhaseObserver(after: .reduce) { _ in
+                    gradientLog.record(gradientSync.communicationSeconds)
+                })
                 trainer.observers.append(PhaseObserver(after: .update) { step in
-                    if step.number == warmup { atWarmup = trainer.timings; timer.reset() }
+                    if step.number == warmup {
+                        atWarmup = trainer.timings
+                        timer.reset()
+                        syncBNLog.reset()
+                        gradientLog.reset()
+                    }
                 })
                 _ = try trainer.run()
                 layerTimes.append((timer.forwardByKind, timer.backwardByKind))
+                let syncBNGroupSize = min(syncbnGroupSize ?? .max, group.worldSize)
+                splits.append((try split(syncBNLog, group: group, groupSize: syncBNGroupSize),
+                               try split(gradientLog, group: group, groupSize: group.worldSize)))
                 lastTrainer = trainer
                 var window = trainer.timings.minus(atWarmup)
                 // the slowest rank sets the pace
@@ -122,6 +143,13 @@ struct TrainBench: ParsableCommand {
             let bestIndex = samplesPerSecond.firstIndex(of: median(samplesPerSecond)) ?? 0
             let best = breakdowns[bestIndex]
             let perStep = { (v: Double) in v / Double(steps) * 1000 }
+            func splitJSON(_ split: Split?) -> Any {
+                guard let (split, entries) = split else { return NSNull() }
+                return ["entries_per_step": Double(entries) / Double(steps),
+                        "transfer_per_rank": split.transfer.map(perStep),
+                        "waiting_per_rank": split.waiting.map(perStep),
+                        "waiting_in_stalls": perStep(split.waitingInStalls)]
+            }
             let layers = layerTimes[bestIndex]
             // Each rank's phases, to show imbalance (time one rank spends waiting for another
             // appears in the phase holding the collective it waits in).
@@ -165,6 +193,11 @@ struct TrainBench: ParsableCommand {
                                  "optimizer": perStep(best.optimizer),
                                  "buffer_broadcast": perStep(best.bufferBroadcast)],
                 "breakdown_ms_per_rank": perRank,
+                "communication_split_ms": [
+                    "stall_threshold": stallThreshold * 1000,
+                    "syncbn": splitJSON(splits[bestIndex].syncBN),
+                    "gradient_sync": splitJSON(splits[bestIndex].gradientSync),
+                ],
                 // rank 0's leaves by kind; normalization includes its SyncBN communication
                 "layers_ms": ["forward": layers.forward.mapValues(perStep),
                               "backward": layers.backward.mapValues(perStep)],
@@ -175,6 +208,17 @@ struct TrainBench: ParsableCommand {
                 "step_over_gemm_floor": floor.map { stepMs / ($0 * 1000) as Any } ?? NSNull(),
             ], to: json)
         })
+    }
+
+    /// Every rank's log, split into exchange and waiting (`ExchangeSplit`), with the entries logged;
+    /// nil if nothing was logged or the logs do not line up (one overflowed, or counts differ).
+    func split(_ log: ExchangeLog, group: any ProcessGroup, groupSize: Int) throws -> (ExchangeSplit, entries: Int)? {
+        let counts = try group.allGather([Int64(log.overflowed ? -1 : log.count)])
+        let n = log.count
+        guard n > 0, counts.allSatisfy({ $0 == n }) else { return nil }
+        let all = try group.allGather(log.durations)
+        let durations = (0..<group.worldSize).map { r in Array(all[r * n..<(r + 1) * n]) }
+        return (ExchangeSplit(durations: durations, groupSize: groupSize, stallThreshold: stallThreshold), n)
     }
 
     /// Seconds per step that OpenBLAS needs for this step's matrix products alone (forward

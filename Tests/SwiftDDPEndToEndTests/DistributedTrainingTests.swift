@@ -783,6 +783,12 @@ struct BenchOutputTests {
         let roundTrip: [String: Any] = try t.value("rank_round_trip_ns")
         #expect(Set(roundTrip.keys) == ["before", "after"], "\(t)")
         #expect(roundTrip.values.allSatisfy { $0 is NSNull || ($0 as? Double ?? 0) > 0 }, "\(t)")
+        try expectCommunicationSplit(t, syncBNEntries: 2)  // one BatchNorm1d: forward and backward
+        let local = try Executables.mpirun(np: 2, "ddp", ["bench", "train", "--depth", "1", "--width", "16",
+                                                          "--norm", "bn", "--steps", "3", "--warmup", "1",
+                                                          "--repeats", "1", "--json", dir.path + "/l.json"])
+        expectEnded(local, status: 0)
+        try expectCommunicationSplit(jsonFile(dir.path + "/l.json"), syncBNEntries: nil)
         let reduce = try Executables.mpirun(np: 2, "ddp", ["bench", "allreduce", "--sizes", "4096", "65536",
                                                            "--repeats", "1", "--seconds", "0.01",
                                                            "--json", dir.path + "/a.json"])
@@ -792,6 +798,32 @@ struct BenchOutputTests {
         #expect(results.allSatisfy { ($0["ddp_over_mpi_bandwidth"] as? Double ?? 0) > 0 })
         #expect(results.allSatisfy { ($0["ddp_shared_over_mpi_bandwidth"] as? Double ?? 0) > 0
             && $0["ddp_shared_uses_shared_memory"] as? Bool == true })
+    }
+
+    /// Each rank's time in SyncBN's collectives and in the gradient sync, split into transfer and
+    /// waiting, adds up to that rank's breakdown; `syncBNEntries` nil: no synchronized BatchNorm.
+    func expectCommunicationSplit(_ t: [String: Any], syncBNEntries: Int?) throws {
+        let split: [String: Any] = try t.value("communication_split_ms")
+        let perRank: [[String: Double]] = try t.value("breakdown_ms_per_rank")
+        #expect(split["stall_threshold"] as? Double == 0.5, "\(split)")
+        for (key, phase, entries) in [("syncbn", "syncbn_communication", syncBNEntries),
+                                      ("gradient_sync", "gradient_sync", 1)] {
+            guard let entries else {
+                #expect(split[key] is NSNull, "\(key): \(split)")
+                continue
+            }
+            let part = try #require(split[key] as? [String: Any], "\(key): \(split)")
+            #expect(part["entries_per_step"] as? Double == Double(entries), "\(key): \(part)")
+            let transfer: [Double] = try part.value("transfer_per_rank")
+            let waiting: [Double] = try part.value("waiting_per_rank")
+            #expect(transfer.count == 2 && waiting.count == 2 && transfer.allSatisfy { $0 > 0 }
+                    && waiting.allSatisfy { $0 >= 0 }, "\(key): \(part)")
+            for r in 0..<2 {
+                let measured = try #require(perRank[r][phase])
+                #expect(abs(transfer[r] + waiting[r] - measured) <= 1e-9 * max(measured, 1), "\(key) rank \(r)")
+            }
+            #expect(try part.double("waiting_in_stalls") <= waiting.reduce(0, +) + 1e-12, "\(key): \(part)")
+        }
     }
 
     @Test("bench train on conv nets: time per layer kind and the layer floor", arguments: [
@@ -824,6 +856,8 @@ struct BenchOutputTests {
         #expect(floor > 0 && (byKind["convolution"] ?? 0) > 0 && (byKind["linear"] ?? 0) > 0, "\(t)")
         #expect(byKind.values.reduce(0, +) <= floor, "\(t)")
         #expect(try abs(t.double("step_over_layer_floor") - t.double("step_ms") / floor) < 1e-9, "\(t)")
+        // SyncBN's collectives a step: the cnn's 3 BatchNorms, ResNet-8's 9 (stem, 2 per block, 2 projections)
+        try expectCommunicationSplit(t, syncBNEntries: cnn ? 6 : 18)
     }
 
     @Test("bench options that make no sense: one clear line before any work", arguments: [

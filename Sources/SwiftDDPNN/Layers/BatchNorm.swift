@@ -73,6 +73,8 @@ public class BatchNorm: InitializableLayer {
 
     /// Seconds spent in this layer's collectives since the last `resetTimers()`.
     public private(set) var communicationSeconds = 0.0
+    /// When set, each of this layer's collectives also records its duration here, in call order.
+    public var exchangeLog: ExchangeLog?
 
     /// - Parameters:
     ///   - kind: feature vectors (`BatchNorm1d`) or images (`BatchNorm2d`).
@@ -320,7 +322,9 @@ public class BatchNorm: InitializableLayer {
             let start = monotonicSeconds()
             try group.allGather(UnsafeBufferPointer(localStats.buffer),
                                 into: UnsafeMutableBufferPointer(rebasing: gatheredStats.buffer[0..<stride * W]))
-            communicationSeconds += monotonicSeconds() - start
+            let seconds = monotonicSeconds() - start
+            communicationSeconds += seconds
+            exchangeLog?.record(seconds)
             total = ChannelStatistics.merge(gatheredStats.pointer, ranks: W, channels: C, mean: mean.pointer, m2: m2)
         } else {
             mean.pointer.update(from: stats + 1, count: C)
@@ -389,7 +393,9 @@ public class BatchNorm: InitializableLayer {
         if last.usedBatchStats, let group, group.worldSize > 1 {
             let start = monotonicSeconds()
             try group.allReduce(gradSums.buffer, op: .sum)
-            communicationSeconds += monotonicSeconds() - start
+            let seconds = monotonicSeconds() - start
+            communicationSeconds += seconds
+            exchangeLog?.record(seconds)
         }
         guard needsInputGradient else { return nil }
         let dx = gradInput.matrix(rows: rows, cols: C)  // the [N·H·W, C] view
