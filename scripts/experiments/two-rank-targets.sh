@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Issue #18's two-rank targets in one interleaved run: `ddp bench train` as one process, as two independent
+# processes (one per core, nothing exchanged: the ceiling for two ranks here), as a 2-rank job with SyncBN and as
+# one with local BN, ROUNDS rounds (default 5). Prints the medians, each round's ratios and where the SyncBN
+# job's exchange time went (communication_split_ms: transfer against waiting for the other rank).
+#   scripts/experiments/two-rank-targets.sh OUT_DIR [ddp bench train options…]
+# e.g. ROUNDS=5 scripts/experiments/two-rank-targets.sh runs/targets --model resnet --batch-size 64 --steps 30
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="$1"; shift
+mkdir -p "$out"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+bin="${DDP_BIN_DIR:-$PWD/.build/release}"
+# an MPI singleton each, with its own session directory (two at once must not share one)
+alone() {
+    local dir; dir=$(mktemp -d)
+    OMPI_MCA_orte_tmpdir_base="$dir" taskset -c "$1" "$bin/ddp" bench train --repeats 3 "${@:3}" --json "$2" \
+        >/dev/null 2>&1 </dev/null
+    rm -rf "$dir"
+}
+job() {
+    DDP_BIN_DIR="$bin" scripts/launch.sh -np 2 -- bench train --repeats 3 "${@:2}" --json "$1" \
+        >/dev/null 2>&1 </dev/null
+}
+for round in $(seq 1 "${ROUNDS:-5}"); do
+    echo "two-rank-targets: round $round" >&2
+    alone 0 "$out/one.r$round.json" "$@"
+    alone 0 "$out/pair-a.r$round.json" "$@" & alone 1 "$out/pair-b.r$round.json" "$@" & wait
+    job "$out/sync.r$round.json" "$@" --norm syncbn
+    job "$out/local.r$round.json" "$@" --norm bn
+done
+python3 - "$out" <<'PY'
+import glob, json, statistics, sys
+out = sys.argv[1]
+med = statistics.median
+def load(kind, r): return json.load(open(f"{out}/{kind}.r{r}.json"))
+rounds = sorted(int(f.split(".r")[1].split(".")[0]) for f in glob.glob(f"{out}/local.r*.json"))
+rows = []
+for r in rounds:
+    one, a, b, sync, local = (load(k, r) for k in ("one", "pair-a", "pair-b", "sync", "local"))
+    sps = lambda j: j["samples_per_second"]
+    split = sync["communication_split_ms"]
+    bn, grad, lgrad = split["syncbn"], split["gradient_sync"], local["communication_split_ms"]["gradient_sync"]
+    mean = lambda v: sum(v) / len(v)
+    rows.append(dict(round=r, one=sps(one), pair=sps(a) + sps(b), slower=2 * min(sps(a), sps(b)), sync=sps(sync),
+                     local=sps(local), step=sync["step_ms"], bn_transfer=mean(bn["transfer_per_rank"]),
+                     bn_waiting=mean(bn["waiting_per_rank"]), bn_stalls=bn["waiting_in_stalls"] / 2,
+                     grad_waiting=mean(grad["waiting_per_rank"]), local_grad_waiting=mean(lgrad["waiting_per_rank"]),
+                     exchanges=bn["entries_per_step"]))
+def ratio(f): return med(f(x) for x in rows), min(f(x) for x in rows), max(f(x) for x in rows)
+def show(label, f, fmt="{:.2f}×"):
+    m, lo, hi = ratio(f)
+    print(f"{label}: {fmt.format(m)} [{fmt.format(lo)}–{fmt.format(hi)}]")
+print(f"samples/s, medians of {len(rows)} rounds: one process {med(x['one'] for x in rows):,.0f}, two independent "
+      f"{med(x['pair'] for x in rows):,.0f}, 2 ranks SyncBN {med(x['sync'] for x in rows):,.0f}, "
+      f"2 ranks local BN {med(x['local'] for x in rows):,.0f}")
+show("two independent processes / one", lambda x: x["pair"] / x["one"])
+show("twice the slower independent process / one", lambda x: x["slower"] / x["one"])
+show("2 ranks SyncBN / one", lambda x: x["sync"] / x["one"])
+show("2 ranks SyncBN / twice the slower independent", lambda x: x["sync"] / x["slower"])
+show("2 ranks local BN / one", lambda x: x["local"] / x["one"])
+show("SyncBN's cost over local BN (step time)", lambda x: (x["local"] / x["sync"] - 1) * 100, "{:+.1f}%")
+print("ms per step, mean over ranks (SyncBN job: its exchanges' transfer, waiting, waiting in stalls over 0.5 ms; "
+      "gradient-sync waiting; local BN job: gradient-sync waiting):")
+for x in rows:
+    print(f"round {x['round']}: step {x['step']:.2f}, {x['exchanges']:.0f} SyncBN exchanges: transfer "
+          f"{x['bn_transfer']:.3f}, waiting {x['bn_waiting']:.3f} (stalls {x['bn_stalls']:.3f}); gradient sync "
+          f"waiting {x['grad_waiting']:.3f} | local BN gradient sync waiting {x['local_grad_waiting']:.3f}")
+PY
