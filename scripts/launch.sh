@@ -260,6 +260,10 @@ watch_teardown() {
 # stderr passes through a filter that drops its failure boilerplate; the filter ignores Ctrl-C so
 # that it still prints what mpirun says while stopping the job.
 wedged="${TMPDIR:-/tmp}/launch-wedged.$$"
+# A launcher killed outright (SIGKILL, which no trap sees) must not leave the job running: the kernel then sends
+# mpirun SIGTERM, and mpirun stops its ranks (PR_SET_PDEATHSIG through util-linux's setpriv, where it exists).
+orphan_guard=()
+setpriv --pdeathsig TERM true 2>/dev/null && orphan_guard=(setpriv --pdeathsig TERM)
 trap 'rm -f "$live" "$wedged"' EXIT
 pid=""
 trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; interrupted=1' TERM
@@ -273,7 +277,7 @@ while :; do
     if [ "$interrupted" -eq 1 ]; then echo "launch: interrupted before mpirun started" >&2; exit 130; fi
     rm -f "$wedged"
     echo "+ ${cmd[*]}" >&2
-    "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &
+    "${orphan_guard[@]}" "${cmd[@]}" 2> >(trap '' INT TERM HUP; exec "${filter[@]}" >&2) &
     pid=$!
     watch_teardown "$pid" &
     watchdog=$!

@@ -211,6 +211,30 @@ struct ReliabilityTests {
                 && !outcome.output.contains("+ mpirun"), "\(outcome.output)")
     }
 
+    /// SIGKILL cannot be trapped: a launcher killed that way (an out-of-memory kill, a scheduler that kills
+    /// one PID) must still not leave its mpirun and ranks running. The kernel sends mpirun SIGTERM when
+    /// its parent dies (PR_SET_PDEATHSIG, set through setpriv), and mpirun stops the ranks.
+    @Test("launch.sh killed with SIGKILL: its mpirun and ranks end too")
+    func launcherKilled() throws {
+        let dir = TemporaryDirectory()
+        let launcher = [Executables.packageFile("scripts/launch.sh"), "-np", "2", "--", "train", "--synthetic",
+                        "--epochs", "1000", "--checkpoint-dir", dir.path + "/ck"]
+        let ranks = "/ddp train .*" + dir.path  // the ranks' command lines (mpirun's shows them too)
+        let script = """
+            "$@" & p=$!
+            for i in $(seq 60); do pgrep -f "$RANKS" > /dev/null && break; sleep 0.5; done
+            pgrep -f "$RANKS" > /dev/null || { echo "the ranks never started"; exit 2; }
+            sleep 1; kill -KILL $p
+            for i in $(seq 20); do pgrep -f "$RANKS" > /dev/null || { echo "ranks ended"; exit 0; }; sleep 0.5; done
+            echo "ranks still running 10 s after the launcher was killed"; pkill -KILL -f "$RANKS"; exit 1
+            """
+        let outcome = try Executables.run("/bin/bash", ["-c", script, "wrapper"] + launcher,
+                                          environment: ["DDP_BIN_DIR": Executables.binDirectory.path,
+                                                        "RANKS": ranks], timeout: 90)
+        expectEnded(outcome, status: 0)
+        #expect(outcome.output.contains("ranks ended"), "\(outcome.output)")
+    }
+
     @Test("a corrupt newest checkpoint is reported and the previous one is used")
     func corruptCheckpoint() throws {
         let dir = TemporaryDirectory()
