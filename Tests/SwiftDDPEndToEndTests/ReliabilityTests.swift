@@ -397,12 +397,20 @@ struct ReliabilityTests {
         try expectCleanFailure(Self.common + ["--init-from", checkpoint], "checksum mismatch")
     }
 
+    /// The collectives the surviving ranks are blocked in when one fails: by default shared memory
+    /// (the sharded gradient sync, the mailbox); over MPI, the pairwise all-reduces of small gradient
+    /// buckets, several in flight, and SyncBN's statistics as MPI collectives.
+    static let collectivePaths: [(arguments: [String], exporting: [String])] = [
+        ([], []),
+        (["--norm", "syncbn", "--grad-sync", "bucketed", "--bucket-mb", "0.002"], ["SWIFTDDP_SMALL_COLLECTIVES=mpi"]),
+    ]
+
     /// "Promptly": the job ends by itself (seconds, printed) rather than at the test's timeout.
-    @Test("a rank killed with SIGKILL ends the whole job promptly, naming the rank")
-    func killedRank() throws {
-        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "kill", "--debug-fail-rank", "2",
-                                                    "--debug-fail-step", "5"],
-                              timeout: 120)
+    @Test("a rank killed with SIGKILL ends the whole job promptly, naming the rank", arguments: collectivePaths)
+    func killedRank(path: (arguments: [String], exporting: [String])) throws {
+        let outcome = try Executables.mpirun(np: 4, "ddp", Self.common + path.arguments + [
+            "--debug-fail", "kill", "--debug-fail-rank", "2", "--debug-fail-step", "5"],
+                                             exporting: path.exporting, timeout: 120)
         expectEnded(outcome, status: ExitStatus.killed)
         #expect(outcome.output.contains("rank 2") && outcome.output.contains("signal 9"), "\(outcome.output)")
     }
@@ -435,11 +443,11 @@ struct ReliabilityTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty, "the shared file was unlinked")
     }
 
-    @Test("a rank that throws ends the whole job promptly with its rank and message")
-    func throwingRank() throws {
-        let outcome = try ddp(np: 4, Self.common + ["--debug-fail", "throw", "--debug-fail-rank", "3",
-                                                    "--debug-fail-step", "5"],
-                              timeout: 120)
+    @Test("a rank that throws ends the whole job promptly with its rank and message", arguments: collectivePaths)
+    func throwingRank(path: (arguments: [String], exporting: [String])) throws {
+        let outcome = try Executables.mpirun(np: 4, "ddp", Self.common + path.arguments + [
+            "--debug-fail", "throw", "--debug-fail-rank", "3", "--debug-fail-step", "5"],
+                                             exporting: path.exporting, timeout: 120)
         expectEnded(outcome, status: ExitStatus.failure)
         #expect(errorLines(outcome, containing: "ddp: error: rank 3: injected failure at step 5") == 1,
                 "\(outcome.output)")
@@ -645,13 +653,14 @@ struct ReliabilityTests {
     }
 
     /// A rank that outlives a failed one by a moment may print Open MPI's "peer process has
-    /// unexpectedly disconnected" block (seen when the survivor waited outside MPI calls), before or
-    /// after mpirun's own account of the failed rank.
-    @Test("the launcher's filter folds a surviving rank's lost-peer block: one line, only when nothing says more",
-          arguments: ["after the job's error", "alone", "before mpirun's signal block"])
-    func lostPeerBlock(case situation: String) throws {
+    /// unexpectedly disconnected" block (seen when the survivor waited outside MPI calls), or a failed
+    /// single-copy read from the dead peer's memory (seen with pairwise all-reduces in flight), before
+    /// or after mpirun's own account of the failed rank.
+    @Test("the launcher's filter folds a surviving rank's lost-peer note: one line, only when nothing says more",
+          arguments: ["after the job's error", "alone", "before mpirun's signal block"], [false, true])
+    func lostPeerBlock(case situation: String, readFailed: Bool) throws {
         let dashes = String(repeating: "-", count: 74)
-        let lostPeer = [
+        let lostPeer = readFailed ? ["[node1:26551] Read -1, expected 25184, errno = 3"] : [
             dashes, "An MPI communication peer process has unexpectedly disconnected.  This",
             "usually indicates a failure in the peer process (e.g., a crash or", "",
             "  Local host: node1", "  Local PID:  26551", "  Peer host:  node2", dashes,
@@ -661,7 +670,9 @@ struct ReliabilityTests {
         let first = situation == "after the job's error" ? "ddp: error: rank 1: injected failure at step 2" : "step 1/4"
         let text = [first] + lostPeer + (situation == "before mpirun's signal block" ? signal : [])
         let expected: [String] = switch situation {
-        case "alone": [first, "launch: a rank on node1 lost its connection to a peer on node2"]
+        case "alone":
+            [first, readFailed ? "launch: a rank on node1 lost a peer process (reading the peer's memory failed)"
+                               : "launch: a rank on node1 lost its connection to a peer on node2"]
         case "before mpirun's signal block": [first, "launch: rank 1 on node node2 exited on signal 9 (Killed)"]
         default: [first]
         }
@@ -672,6 +683,19 @@ struct ReliabilityTests {
                                                            dir.path + "/stderr"], timeout: 30)
         expectEnded(outcome, status: 0)
         #expect(outcome.output.split(separator: "\n").map(String.init) == expected, "\(outcome.output)")
+    }
+
+    /// Only a peer that is gone (ESRCH) is folded: a read refused for another reason (EPERM where
+    /// ptrace is restricted) is news, and stays.
+    @Test("the launcher's filter keeps a failed read from a peer that is still there")
+    func otherReadFailure() throws {
+        let dir = TemporaryDirectory()
+        let line = "[node1:26551] Read -1, expected 25184, errno = 1"
+        try (line + "\nstep 1/4\n").write(toFile: dir.path + "/stderr", atomically: true, encoding: .utf8)
+        let outcome = try Executables.run("/usr/bin/awk", ["-f", Executables.packageFile("scripts/mpirun-quiet.awk"),
+                                                           dir.path + "/stderr"], timeout: 30)
+        expectEnded(outcome, status: 0)
+        #expect(outcome.output.split(separator: "\n").map(String.init) == [line, "step 1/4"], "\(outcome.output)")
     }
 
     @Test("a hostfile host that does not resolve is named by the launcher before mpirun starts")
