@@ -3,9 +3,9 @@
 # mpirun frames its messages with lines of dashes. Blocks that only repeat what the job already
 # said (a rank exited non-zero; MPI_Abort was called; a rank lost its connection to the failed
 # one, or could not read its memory) are dropped when the job printed an error before them, else
-# told in one line; "exited on
-# signal" becomes one line; "N more processes have sent help message" lines and mpirun's errors
-# relaying a dying rank's help text are dropped; everything else passes unchanged, in order.
+# told in one line; "exited on signal" becomes one line; "N more processes have sent help
+# message" lines and mpirun's errors relaying a dying rank's help text are dropped; everything
+# else passes unchanged, in order.
 function flush_block(    text, m, peer) {
     text = block
     if (text ~ /Primary job +terminated normally/) {
@@ -55,10 +55,10 @@ inside { raw = raw $0 "\n"; block = block " " $0; next }
 /ORTE_ERROR_LOG: .* in file [^ ]*show_help\.c at line/ { next }
 # a surviving rank's single-copy read from a peer's memory (Open MPI's vader transport) failing with
 # ESRCH: the peer process is gone; told at the end, like a lost connection (other errnos pass unchanged)
-/^\[[^]]+:[0-9]+\] Read -?[0-9]+, expected [0-9]+, errno = 3$/ {
+/^\[[^:]+:[0-9]+\] Read -?[0-9]+, expected [0-9]+, errno = 3$/ {
     if (lost == "") {
         m = $1; sub(/^\[/, "", m); sub(/:[0-9]+\]$/, "", m)
-        lost = "launch: a rank on " m " lost a peer process (reading the peer's memory failed)"
+        lost = "launch: a rank on " m " lost a peer process (reading its memory: errno 3)"
     }
     next
 }

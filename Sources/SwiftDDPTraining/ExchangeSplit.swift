@@ -1,40 +1,36 @@
-/// Splits the time ranks spent in the same collectives into the exchange itself and waiting for
-/// one another. At each exchange, the member that arrived last waited for no one: its time is
-/// what the exchange took (its transfer). Every other member's time beyond that is waiting for
-/// the last one, which no faster interconnect or algorithm would remove: only evener ranks would.
+/// Splits one rank's time in a sequence of collectives into the exchange itself and waiting
+/// for the other members. It assumes the members leave each collective together, as they do
+/// from a barrier or an all-gather: then the member that arrived last waited for no one, and its
+/// time (the group's shortest) is what the exchange took, its transfer; the rest of every
+/// member's time is waiting for that member, which only evener ranks, or other work to fill it,
+/// would remove. Where members leave apart (the sharded gradient sync returns as soon as a rank
+/// has summed its own part), differences in that last work count as waiting too.
 public struct ExchangeSplit: Equatable, Sendable {
-    /// Per rank, seconds summed over the exchanges: the transfer of its group at each exchange.
-    public var transfer: [Double]
-    /// Per rank, seconds summed over the exchanges: its time beyond the transfer.
-    public var waiting: [Double]
-    /// Seconds, summed over ranks: the waiting at exchanges where a group's members differed by
-    /// more than the stall threshold (one rank held up at one point, not an even drift).
+    /// Seconds, summed over the collectives: the group's shortest time at each.
+    public var transfer: Double
+    /// Seconds, summed over the collectives: this rank's time beyond the transfer.
+    public var waiting: Double
+    /// The part of `waiting` at collectives whose members' times differed by more than the
+    /// stall threshold (one rank held up at one point, not an even drift).
     public var waitingInStalls: Double
+    /// How many collectives those were.
+    public var stalls: Int
 
     /// - Parameters:
-    ///   - durations: `durations[r][i]`, rank r's seconds in exchange i; every rank the same count.
-    ///   - groupSize: ranks that exchange together, consecutive ranks (all ranks: their count).
-    ///   - stallThreshold: seconds of difference between a group's members that mark a stall.
-    public init(durations: [[Double]], groupSize: Int, stallThreshold: Double) {
-        let ranks = durations.count
-        precondition(groupSize > 0 && ranks % groupSize == 0, "ranks must form whole groups")
-        precondition(Set(durations.map(\.count)).count <= 1, "every rank must log the same exchanges")
-        let exchanges = durations.first?.count ?? 0
-        transfer = Array(repeating: 0, count: ranks)
-        waiting = Array(repeating: 0, count: ranks)
-        waitingInStalls = 0
-        for first in stride(from: 0, to: ranks, by: groupSize) {
-            let members = first..<first + groupSize
-            for i in 0..<exchanges {
-                var fastest = Double.infinity, slowest = -Double.infinity
-                for r in members { fastest = min(fastest, durations[r][i]); slowest = max(slowest, durations[r][i]) }
-                var waited = 0.0
-                for r in members {
-                    transfer[r] += fastest
-                    waiting[r] += durations[r][i] - fastest
-                    waited += durations[r][i] - fastest
-                }
-                if slowest - fastest > stallThreshold { waitingInStalls += waited }
+    ///   - durations: this rank's seconds in each collective, in call order.
+    ///   - fastest, slowest: the shortest and longest of the group's members at each (an element-wise
+    ///     min and max over the group; every member calls the same collectives in the same order).
+    ///   - stallThreshold: seconds of difference between the members that mark a stall.
+    public init(durations: [Double], fastest: [Double], slowest: [Double], stallThreshold: Double) {
+        precondition(durations.count == fastest.count && durations.count == slowest.count,
+                     "one duration, minimum and maximum per collective")
+        (transfer, waiting, waitingInStalls, stalls) = (0, 0, 0, 0)
+        for i in durations.indices {
+            transfer += fastest[i]
+            waiting += durations[i] - fastest[i]
+            if slowest[i] - fastest[i] > stallThreshold {
+                waitingInStalls += durations[i] - fastest[i]
+                stalls += 1
             }
         }
     }

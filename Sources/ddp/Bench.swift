@@ -87,7 +87,7 @@ struct TrainBench: ParsableCommand {
             var samplesPerSecond: [Double] = []
             var breakdowns: [StepTimings] = []
             var layerTimes: [(forward: [String: Double], backward: [String: Double])] = []
-            typealias Split = (ExchangeSplit, entries: Int)
+            typealias Split = (perRank: [ExchangeSplit], entries: Int)
             var splits: [(syncBN: Split?, gradientSync: Split?)] = []
             var lastTrainer: Trainer?
             var sharedMemoryUsed = false, shardedUpdate = false, hierarchical = false
@@ -120,9 +120,8 @@ struct TrainBench: ParsableCommand {
                 })
                 _ = try trainer.run()
                 layerTimes.append((timer.forwardByKind, timer.backwardByKind))
-                let syncBNGroupSize = min(syncbnGroupSize ?? .max, group.worldSize)
-                splits.append((try split(syncBNLog, group: group, groupSize: syncBNGroupSize),
-                               try split(gradientLog, group: group, groupSize: group.worldSize)))
+                splits.append((try split(syncBNLog, exchangeGroup: synchronized.first?.group, world: group),
+                               try split(gradientLog, exchangeGroup: group, world: group)))
                 lastTrainer = trainer
                 var window = trainer.timings.minus(atWarmup)
                 // the slowest rank sets the pace
@@ -144,11 +143,12 @@ struct TrainBench: ParsableCommand {
             let best = breakdowns[bestIndex]
             let perStep = { (v: Double) in v / Double(steps) * 1000 }
             func splitJSON(_ split: Split?) -> Any {
-                guard let (split, entries) = split else { return NSNull() }
+                guard let (perRank, entries) = split else { return NSNull() }
                 return ["entries_per_step": Double(entries) / Double(steps),
-                        "transfer_per_rank": split.transfer.map(perStep),
-                        "waiting_per_rank": split.waiting.map(perStep),
-                        "waiting_in_stalls": perStep(split.waitingInStalls)]
+                        "transfer_per_rank": perRank.map { perStep($0.transfer) },
+                        "waiting_per_rank": perRank.map { perStep($0.waiting) },
+                        "waiting_in_stalls_per_rank": perRank.map { perStep($0.waitingInStalls) },
+                        "stalls_per_step_per_rank": perRank.map { Double($0.stalls) / Double(steps) }]
             }
             let layers = layerTimes[bestIndex]
             // Each rank's phases, to show imbalance (time one rank spends waiting for another
@@ -210,15 +210,35 @@ struct TrainBench: ParsableCommand {
         })
     }
 
-    /// Every rank's log, split into exchange and waiting (`ExchangeSplit`), with the entries logged;
-    /// nil if nothing was logged or the logs do not line up (one overflowed, or counts differ).
-    func split(_ log: ExchangeLog, group: any ProcessGroup, groupSize: Int) throws -> (ExchangeSplit, entries: Int)? {
-        let counts = try group.allGather([Int64(log.overflowed ? -1 : log.count)])
+    /// This rank's log split into exchange and waiting (`ExchangeSplit`), against the other members
+    /// of `exchangeGroup` (the group whose collectives were logged), and every rank's split; nil where
+    /// nothing was exchanged (one member) or the logs do not line up (one overflowed, or counts differ).
+    /// Element-wise reductions, not a gather of every log: the memory stays one log per rank.
+    func split(_ log: ExchangeLog, exchangeGroup: (any ProcessGroup)?, world: any ProcessGroup) throws
+        -> (perRank: [ExchangeSplit], entries: Int)?
+    {
         let n = log.count
-        guard n > 0, counts.allSatisfy({ $0 == n }) else { return nil }
-        let all = try group.allGather(log.durations)
-        let durations = (0..<group.worldSize).map { r in Array(all[r * n..<(r + 1) * n]) }
-        return (ExchangeSplit(durations: durations, groupSize: groupSize, stallThreshold: stallThreshold), n)
+        var counts = [Int64(log.overflowed || exchangeGroup == nil ? -1 : n)]
+        var countsMax = counts
+        try world.allReduce(&counts, op: .min)
+        try world.allReduce(&countsMax, op: .max)
+        guard let group = exchangeGroup, group.worldSize > 1, n > 0, counts[0] == n, countsMax[0] == n else {
+            return nil
+        }
+        let durations = log.durations
+        var fastest = durations, slowest = durations
+        try group.allReduce(&fastest, op: .min)
+        try group.allReduce(&slowest, op: .max)
+        let mine = ExchangeSplit(durations: durations, fastest: fastest, slowest: slowest,
+                                 stallThreshold: stallThreshold)
+        let all = try world.allGather([mine.transfer, mine.waiting, mine.waitingInStalls, Double(mine.stalls)])
+        let perRank = (0..<world.worldSize).map { r in
+            var s = mine
+            (s.transfer, s.waiting, s.waitingInStalls, s.stalls) = (all[4 * r], all[4 * r + 1], all[4 * r + 2],
+                                                                   Int(all[4 * r + 3]))
+            return s
+        }
+        return (perRank, n)
     }
 
     /// Seconds per step that OpenBLAS needs for this step's matrix products alone (forward

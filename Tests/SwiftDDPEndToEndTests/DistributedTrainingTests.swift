@@ -802,10 +802,14 @@ struct BenchOutputTests {
 
     /// Each rank's time in SyncBN's collectives and in the gradient sync, split into transfer and
     /// waiting, adds up to that rank's breakdown; `syncBNEntries` nil: no synchronized BatchNorm.
-    func expectCommunicationSplit(_ t: [String: Any], syncBNEntries: Int?) throws {
+    /// Returns the SyncBN split's transfer per rank.
+    @discardableResult
+    func expectCommunicationSplit(_ t: [String: Any], syncBNEntries: Int?) throws -> [Double] {
         let split: [String: Any] = try t.value("communication_split_ms")
         let perRank: [[String: Double]] = try t.value("breakdown_ms_per_rank")
+        let ranks = try t.int("world_size")
         #expect(split["stall_threshold"] as? Double == 0.5, "\(split)")
+        var syncBNTransfer: [Double] = []
         for (key, phase, entries) in [("syncbn", "syncbn_communication", syncBNEntries),
                                       ("gradient_sync", "gradient_sync", 1)] {
             guard let entries else {
@@ -816,14 +820,34 @@ struct BenchOutputTests {
             #expect(part["entries_per_step"] as? Double == Double(entries), "\(key): \(part)")
             let transfer: [Double] = try part.value("transfer_per_rank")
             let waiting: [Double] = try part.value("waiting_per_rank")
-            #expect(transfer.count == 2 && waiting.count == 2 && transfer.allSatisfy { $0 > 0 }
-                    && waiting.allSatisfy { $0 >= 0 }, "\(key): \(part)")
-            for r in 0..<2 {
+            let stalls: [Double] = try part.value("waiting_in_stalls_per_rank")
+            let stallCounts: [Double] = try part.value("stalls_per_step_per_rank")
+            #expect([transfer, waiting, stalls, stallCounts].allSatisfy { $0.count == ranks }, "\(key): \(part)")
+            #expect(transfer.allSatisfy { $0 > 0 } && waiting.allSatisfy { $0 >= 0 }
+                    && zip(stalls, waiting).allSatisfy { $0 >= 0 && $0 <= $1 + 1e-12 }
+                    && stallCounts.allSatisfy { $0 >= 0 && $0 <= Double(entries) }, "\(key): \(part)")
+            for r in 0..<ranks {
                 let measured = try #require(perRank[r][phase])
                 #expect(abs(transfer[r] + waiting[r] - measured) <= 1e-9 * max(measured, 1), "\(key) rank \(r)")
             }
-            #expect(try part.double("waiting_in_stalls") <= waiting.reduce(0, +) + 1e-12, "\(key): \(part)")
+            if key == "syncbn" { syncBNTransfer = transfer }
         }
+        return syncBNTransfer
+    }
+
+    /// SyncBN groups of 2 among 4 ranks: each rank's transfer comes from its own group's collectives.
+    /// Three repeats: the split reported is the median repeat's, like the breakdown it must add up to.
+    @Test("bench train: the communication split per SyncBN group, over repeats")
+    func communicationSplitGroups() throws {
+        let dir = TemporaryDirectory()
+        let outcome = try Executables.mpirun(np: 4, "ddp", ["bench", "train", "--depth", "1", "--width", "16",
+                                                            "--syncbn-group-size", "2", "--steps", "3",
+                                                            "--warmup", "1", "--repeats", "3",
+                                                            "--json", dir.path + "/t.json"])
+        expectEnded(outcome, status: 0)
+        let transfer = try expectCommunicationSplit(jsonFile(dir.path + "/t.json"), syncBNEntries: 2)
+        #expect(transfer.count == 4 && transfer[0] == transfer[1] && transfer[2] == transfer[3]
+                && transfer[0] != transfer[2], "\(transfer)")
     }
 
     @Test("bench train on conv nets: time per layer kind and the layer floor", arguments: [

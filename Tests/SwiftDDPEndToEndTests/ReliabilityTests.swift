@@ -223,7 +223,7 @@ struct ReliabilityTests {
         let script = """
             "$@" & p=$!
             for i in $(seq 60); do pgrep -f "$RANKS" > /dev/null && break; sleep 0.5; done
-            pgrep -f "$RANKS" > /dev/null || { echo "the ranks never started"; exit 2; }
+            pgrep -f "$RANKS" > /dev/null || { echo "the ranks never started"; kill -TERM $p; wait $p; exit 2; }
             sleep 1; kill -KILL $p
             for i in $(seq 20); do pgrep -f "$RANKS" > /dev/null || { echo "ranks ended"; exit 0; }; sleep 0.5; done
             echo "ranks still running 10 s after the launcher was killed"; pkill -KILL -f "$RANKS"; exit 1
@@ -671,7 +671,7 @@ struct ReliabilityTests {
         let text = [first] + lostPeer + (situation == "before mpirun's signal block" ? signal : [])
         let expected: [String] = switch situation {
         case "alone":
-            [first, readFailed ? "launch: a rank on node1 lost a peer process (reading the peer's memory failed)"
+            [first, readFailed ? "launch: a rank on node1 lost a peer process (reading its memory: errno 3)"
                                : "launch: a rank on node1 lost its connection to a peer on node2"]
         case "before mpirun's signal block": [first, "launch: rank 1 on node node2 exited on signal 9 (Killed)"]
         default: [first]

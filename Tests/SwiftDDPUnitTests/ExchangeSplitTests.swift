@@ -11,29 +11,38 @@ struct ExchangeSplitTests {
         a.count == b.count && zip(a, b).allSatisfy { abs($0 - $1) < 1e-12 }
     }
 
+    /// Each rank's split from its own durations and the group's element-wise minimum and maximum.
+    func splits(_ durations: [[Double]], threshold: Double) -> [ExchangeSplit] {
+        let count = durations[0].count
+        let fastest = (0..<count).map { i in durations.map { $0[i] }.min()! }
+        let slowest = (0..<count).map { i in durations.map { $0[i] }.max()! }
+        return durations.map { ExchangeSplit(durations: $0, fastest: fastest, slowest: slowest,
+                                             stallThreshold: threshold) }
+    }
+
     @Test("the rank that arrives last sets the transfer; the others wait for it")
     func twoRanks() {
         let ms = 1e-3
         // rank 0 arrives early at exchanges 0 and 2 (far: stalls) and 1 (by 0.1 ms: not a stall)
-        let split = ExchangeSplit(durations: [[1.0 * ms, 0.3 * ms, 3.0 * ms], [0.1 * ms, 0.2 * ms, 0.4 * ms]],
-                                  groupSize: 2, stallThreshold: 0.5 * ms)
-        #expect(close(split.transfer, [0.7 * ms, 0.7 * ms]), "\(split)")
-        #expect(close(split.waiting, [3.6 * ms, 0]), "\(split)")
-        #expect(abs(split.waitingInStalls - 3.5 * ms) < 1e-12, "\(split)")
+        let split = splits([[1.0 * ms, 0.3 * ms, 3.0 * ms], [0.1 * ms, 0.2 * ms, 0.4 * ms]], threshold: 0.5 * ms)
+        #expect(close(split.map(\.transfer), [0.7 * ms, 0.7 * ms]), "\(split)")
+        #expect(close(split.map(\.waiting), [3.6 * ms, 0]), "\(split)")
+        #expect(close(split.map(\.waitingInStalls), [3.5 * ms, 0]), "\(split)")
+        #expect(split.map(\.stalls) == [2, 2], "\(split)")
     }
 
-    @Test("SyncBN groups: each rank's transfer comes from its own group's last arrival")
-    func groups() {
+    @Test("three ranks: every rank's time is all accounted for; the last to arrive at every exchange never waits")
+    func threeRanks() {
         let ms = 1e-3
-        let durations = [[1, 2], [3, 1], [5, 6], [7, 9]].map { $0.map { Double($0) * ms } }
-        let split = ExchangeSplit(durations: durations, groupSize: 2, stallThreshold: 1.5 * ms)
-        #expect(close(split.transfer, [2 * ms, 2 * ms, 11 * ms, 11 * ms]), "\(split)")
-        #expect(close(split.waiting, [1 * ms, 2 * ms, 0, 5 * ms]), "\(split)")
-        // stalls: group 0 at exchange 0 (2 ms apart), group 1 at both (2 and 3 ms)
-        #expect(abs(split.waitingInStalls - 7 * ms) < 1e-12, "\(split)")
-        // every rank's time is all accounted for
-        let totals = durations.map { $0.reduce(0, +) }
-        #expect(close(zip(split.transfer, split.waiting).map { $0 + $1 }, totals))
+        let durations = [[1, 2, 0.5], [3, 1, 0.25], [0.5, 0.75, 0.125]].map { $0.map { $0 * ms } }
+        let split = splits(durations, threshold: 1.5 * ms)
+        #expect(close(split.map(\.transfer), Array(repeating: 1.375 * ms, count: 3)), "\(split)")
+        #expect(close(zip(split.map(\.transfer), split.map(\.waiting)).map { $0 + $1 },
+                      durations.map { $0.reduce(0, +) }), "\(split)")
+        #expect(split[2].waiting == 0 && split[1].waiting > 0, "\(split)")
+        // a stall only at exchange 0 (2.5 ms apart); rank 1 waited 2.5 ms there, rank 0 0.5 ms
+        #expect(close(split.map(\.waitingInStalls), [0.5 * ms, 2.5 * ms, 0]) && split.allSatisfy { $0.stalls == 1 },
+                "\(split)")
     }
 
     @Test("a full log stops recording and says so until reset")

@@ -1,50 +1,56 @@
 #!/usr/bin/env bash
 # Issue #18's two-rank targets in one interleaved run: `ddp bench train` as one process, as two independent
 # processes (one per core, nothing exchanged: the ceiling for two ranks here), as a 2-rank job with SyncBN and as
-# one with local BN, ROUNDS rounds (default 5). Prints the medians, each round's ratios and where the SyncBN
-# job's exchange time went (communication_split_ms: transfer against waiting for the other rank).
+# one with local BN, ROUNDS rounds (default 5). Prints each ratio's median over rounds [min–max] and, per round,
+# where the SyncBN job's exchange time went (communication_split_ms: transfer against waiting for the other rank).
+# OUT_DIR must be new or empty; each run's stderr goes to a .log file beside its JSON.
 #   scripts/experiments/two-rank-targets.sh OUT_DIR [ddp bench train options…]
 # e.g. ROUNDS=5 scripts/experiments/two-rank-targets.sh runs/targets --model resnet --batch-size 64 --steps 30
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="$1"; shift
 mkdir -p "$out"
+[ -z "$(ls -A "$out")" ] || { echo "two-rank-targets: $out is not empty" >&2; exit 2; }
+rounds="${ROUNDS:-5}"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 bin="${DDP_BIN_DIR:-$PWD/.build/release}"
 # an MPI singleton each, with its own session directory (two at once must not share one)
 alone() {
     local dir; dir=$(mktemp -d)
+    local status=0
     OMPI_MCA_orte_tmpdir_base="$dir" taskset -c "$1" "$bin/ddp" bench train --repeats 3 "${@:3}" --json "$2" \
-        >/dev/null 2>&1 </dev/null
+        >/dev/null 2>"${2%.json}.log" </dev/null || status=$?
     rm -rf "$dir"
+    return "$status"
 }
 job() {
     DDP_BIN_DIR="$bin" scripts/launch.sh -np 2 -- bench train --repeats 3 "${@:2}" --json "$1" \
-        >/dev/null 2>&1 </dev/null
+        >/dev/null 2>"${1%.json}.log" </dev/null
 }
-for round in $(seq 1 "${ROUNDS:-5}"); do
+for round in $(seq 1 "$rounds"); do
     echo "two-rank-targets: round $round" >&2
     alone 0 "$out/one.r$round.json" "$@"
-    alone 0 "$out/pair-a.r$round.json" "$@" & alone 1 "$out/pair-b.r$round.json" "$@" & wait
+    alone 0 "$out/pair-a.r$round.json" "$@" & a=$!
+    alone 1 "$out/pair-b.r$round.json" "$@" & b=$!
+    wait "$a" && wait "$b"
     job "$out/sync.r$round.json" "$@" --norm syncbn
     job "$out/local.r$round.json" "$@" --norm bn
 done
-python3 - "$out" <<'PY'
-import glob, json, statistics, sys
-out = sys.argv[1]
+python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], range(1, int(sys.argv[2]) + 1)
 med = statistics.median
 def load(kind, r): return json.load(open(f"{out}/{kind}.r{r}.json"))
-rounds = sorted(int(f.split(".r")[1].split(".")[0]) for f in glob.glob(f"{out}/local.r*.json"))
 rows = []
 for r in rounds:
     one, a, b, sync, local = (load(k, r) for k in ("one", "pair-a", "pair-b", "sync", "local"))
     sps = lambda j: j["samples_per_second"]
     split = sync["communication_split_ms"]
     bn, grad, lgrad = split["syncbn"], split["gradient_sync"], local["communication_split_ms"]["gradient_sync"]
-    mean = lambda v: sum(v) / len(v)
+    mean = lambda v: sum(v) / len(v)  # over the ranks
     rows.append(dict(round=r, one=sps(one), pair=sps(a) + sps(b), slower=2 * min(sps(a), sps(b)), sync=sps(sync),
                      local=sps(local), step=sync["step_ms"], bn_transfer=mean(bn["transfer_per_rank"]),
-                     bn_waiting=mean(bn["waiting_per_rank"]), bn_stalls=bn["waiting_in_stalls"] / 2,
+                     bn_waiting=mean(bn["waiting_per_rank"]), bn_stalls=mean(bn["waiting_in_stalls_per_rank"]),
                      grad_waiting=mean(grad["waiting_per_rank"]), local_grad_waiting=mean(lgrad["waiting_per_rank"]),
                      exchanges=bn["entries_per_step"]))
 def ratio(f): return med(f(x) for x in rows), min(f(x) for x in rows), max(f(x) for x in rows)
