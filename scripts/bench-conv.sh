@@ -53,21 +53,30 @@ bin="${DDP_BIN_DIR:-$PWD/.build/release}"
 for f in ddp ddp-alloc-check libMallocInterposerSwift.so; do
     [ -e "$bin/$f" ] || { echo "bench-conv: $bin has no $f" >&2; exit 2; }
 done
+kind() {  # one configuration's run of one kind, this round
+    case "$1" in
+        ddp-1) run scripts/launch.sh -np 1 -- "${common[@]}" --json "$out/conv-ddp-1-$name.r$round.json" 2>/dev/null ;;
+        # the same with the variant's kernel choice
+        ddp-1-variant) run env "$variant" scripts/launch.sh -np 1 -- "${common[@]}" \
+            --json "$out/conv-ddp-1-variant-$name.r$round.json" 2>/dev/null ;;
+        ddp-2-syncbn) run scripts/launch.sh -np 2 -- "${common[@]}" \
+            --json "$out/conv-ddp-2-syncbn-$name.r$round.json" 2>/dev/null ;;
+        ddp-2-bn) run scripts/launch.sh -np 2 -- "${common[@]}" --norm bn \
+            --json "$out/conv-ddp-2-bn-$name.r$round.json" 2>/dev/null ;;
+        torch-1) run $py "${peer[@]}" --json "$out/conv-torch-1-$name.r$round.json" >/dev/null ;;
+        torch-ddp-2) run $py "${peer[@]}" --world-size 2 --json "$out/conv-torch-ddp-2-$name.r$round.json" >/dev/null ;;
+    esac
+}
+# Each round starts one kind later: over 6 rounds every kind runs once in each position, so a speed that drifts
+# within a round (a VM under sustained load on both vCPUs ran later runs slower) does not favour one kind.
+kinds=(ddp-1 ddp-1-variant ddp-2-syncbn ddp-2-bn torch-1 torch-ddp-2)
 for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
     echo "bench-conv: round $round of $rounds" >&2
     for c in "${configs[@]}"; do
         read -r name model batch steps warmup <<<"$c"
         common=(bench train --model "$model" --batch-size "$batch" --steps "$steps" --warmup "$warmup" --repeats 3)
-        run scripts/launch.sh -np 1 -- "${common[@]}" --json "$out/conv-ddp-1-$name.r$round.json" 2>/dev/null
-        # the same with the variant's kernel choice
-        run env "$variant" scripts/launch.sh -np 1 -- "${common[@]}" \
-            --json "$out/conv-ddp-1-variant-$name.r$round.json" 2>/dev/null
-        run scripts/launch.sh -np 2 -- "${common[@]}" --json "$out/conv-ddp-2-syncbn-$name.r$round.json" 2>/dev/null
-        run scripts/launch.sh -np 2 -- "${common[@]}" --norm bn \
-            --json "$out/conv-ddp-2-bn-$name.r$round.json" 2>/dev/null
         peer=(scripts/peers/torch_train.py --model "$model" --batch "$batch" --steps "$steps" --warmup "$warmup")
-        run $py "${peer[@]}" --json "$out/conv-torch-1-$name.r$round.json" >/dev/null
-        run $py "${peer[@]}" --world-size 2 --json "$out/conv-torch-ddp-2-$name.r$round.json" >/dev/null
+        for k in 0 1 2 3 4 5; do kind "${kinds[$(((round - 1 + k) % 6))]}"; done
     done
 done
 # heap allocations per steady-state step, every gradient sync (none: oneDNN's per-call bookkeeping

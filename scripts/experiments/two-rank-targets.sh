@@ -27,14 +27,22 @@ job() {
     DDP_BIN_DIR="$bin" scripts/launch.sh -np 2 -- bench train --repeats 3 "${@:2}" --json "$1" \
         >/dev/null 2>"${1%.json}.log" </dev/null
 }
+run() {  # one configuration of round $2
+    case "$1" in
+        one) alone 0 "$out/one.r$2.json" "${@:3}" ;;
+        pair) alone 0 "$out/pair-a.r$2.json" "${@:3}" & local a=$!
+              alone 1 "$out/pair-b.r$2.json" "${@:3}" & local b=$!
+              wait "$a" && wait "$b" ;;
+        sync) job "$out/sync.r$2.json" "${@:3}" --norm syncbn ;;
+        local) job "$out/local.r$2.json" "${@:3}" --norm bn ;;
+    esac
+}
+# Each round starts one configuration later, so that over 4 rounds every configuration runs once in each
+# position (a VM's speed can drift within a round, e.g. under sustained load on both vCPUs).
+configurations=(one pair sync local)
 for round in $(seq 1 "$rounds"); do
     echo "two-rank-targets: round $round" >&2
-    alone 0 "$out/one.r$round.json" "$@"
-    alone 0 "$out/pair-a.r$round.json" "$@" & a=$!
-    alone 1 "$out/pair-b.r$round.json" "$@" & b=$!
-    wait "$a" && wait "$b"
-    job "$out/sync.r$round.json" "$@" --norm syncbn
-    job "$out/local.r$round.json" "$@" --norm bn
+    for k in 0 1 2 3; do run "${configurations[$(((round - 1 + k) % 4))]}" "$round" "$@"; done
 done
 python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
