@@ -68,7 +68,7 @@ kind() {  # one configuration's run of one kind, this round
     esac
 }
 # Each round starts one kind later: over 6 rounds every kind runs once in each position, so a speed that drifts
-# within a round (a VM under sustained load on both vCPUs ran later runs slower) does not favour one kind.
+# within a round (a VM's can) does not favour one kind.
 kinds=(ddp-1 ddp-1-variant ddp-2-syncbn ddp-2-bn torch-1 torch-ddp-2)
 for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
     echo "bench-conv: round $round of $rounds" >&2
