@@ -16,6 +16,10 @@ public struct ExchangeSplit: Equatable, Sendable {
     /// How many collectives those were.
     public var stalls: Int
 
+    public init(transfer: Double, waiting: Double, waitingInStalls: Double, stalls: Int) {
+        (self.transfer, self.waiting, self.waitingInStalls, self.stalls) = (transfer, waiting, waitingInStalls, stalls)
+    }
+
     /// - Parameters:
     ///   - durations: this rank's seconds in each collective, in call order.
     ///   - fastest, slowest: the shortest and longest of the group's members at each (an element-wise

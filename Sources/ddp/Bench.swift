@@ -233,10 +233,8 @@ struct TrainBench: ParsableCommand {
                                  stallThreshold: stallThreshold)
         let all = try world.allGather([mine.transfer, mine.waiting, mine.waitingInStalls, Double(mine.stalls)])
         let perRank = (0..<world.worldSize).map { r in
-            var s = mine
-            (s.transfer, s.waiting, s.waitingInStalls, s.stalls) = (all[4 * r], all[4 * r + 1], all[4 * r + 2],
-                                                                   Int(all[4 * r + 3]))
-            return s
+            ExchangeSplit(transfer: all[4 * r], waiting: all[4 * r + 1], waitingInStalls: all[4 * r + 2],
+                          stalls: Int(all[4 * r + 3]))
         }
         return (perRank, n)
     }
